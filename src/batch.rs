@@ -1,0 +1,54 @@
+//! Decode and preprocess many files in parallel (rayon), keeping per-file failures instead of aborting.
+
+use std::path::PathBuf;
+
+use rayon::prelude::*;
+
+use crate::decode::{decode_file, DecodeOptions};
+use crate::image::Rgb8Image;
+use crate::preprocess::{preprocess_into, Mode, IMAGE_LEN};
+
+pub struct Batch {
+    /// `ok.len() × 3 × 299 × 299` network inputs, in input order of the files that worked.
+    pub data: Vec<f32>,
+    /// Indices (into the input list) of the files in `data`.
+    pub ok: Vec<usize>,
+    /// (index, reason) of each file that could not be decoded.
+    pub failures: Vec<(usize, String)>,
+}
+
+pub fn load_batch(paths: &[PathBuf], mode: Mode, options: &DecodeOptions) -> Batch {
+    let mut data = vec![0f32; paths.len() * IMAGE_LEN];
+    let results: Vec<Result<(), String>> = data
+        .par_chunks_mut(IMAGE_LEN)
+        .zip(paths.par_iter())
+        .map(|(out, path)| decode_file(path, options).map(|image| preprocess_into(&image, mode, out)))
+        .collect();
+    compact(data, results)
+}
+
+pub fn preprocess_batch(images: &[Rgb8Image], mode: Mode) -> Vec<f32> {
+    let mut data = vec![0f32; images.len() * IMAGE_LEN];
+    data.par_chunks_mut(IMAGE_LEN).zip(images.par_iter()).for_each(|(out, image)| preprocess_into(image, mode, out));
+    data
+}
+
+/// Drop the slots of failed files, keeping order.
+fn compact(mut data: Vec<f32>, results: Vec<Result<(), String>>) -> Batch {
+    let mut ok = Vec::with_capacity(results.len());
+    let mut failures = Vec::new();
+    for (index, result) in results.into_iter().enumerate() {
+        match result {
+            Ok(()) => {
+                let slot = ok.len();
+                if slot != index {
+                    data.copy_within(index * IMAGE_LEN..(index + 1) * IMAGE_LEN, slot * IMAGE_LEN);
+                }
+                ok.push(index);
+            }
+            Err(reason) => failures.push((index, reason)),
+        }
+    }
+    data.truncate(ok.len() * IMAGE_LEN);
+    Batch { data, ok, failures }
+}

@@ -1,0 +1,13 @@
+//! fidrs: the Rust core of an exact, fast Fréchet Inception Distance.
+//!
+//! Everything but `python` is plain Rust with no Python in it; `python` is the thin PyO3 layer.
+
+pub mod batch;
+pub mod decode;
+pub mod error;
+pub mod frechet;
+pub mod image;
+pub mod preprocess;
+pub mod stats;
+
+mod python;

@@ -1,0 +1,245 @@
+//! PyO3 bindings: the native module `fidrs._fidrs`. Array views in, `into_pyarray` out;
+//! every heavy call releases the GIL through `without_gil`.
+
+use std::path::PathBuf;
+
+use faer::{MatRef, Par};
+use numpy::{IntoPyArray, PyArrayMethods, PyArray1, PyArray2, PyArray3, PyArray4, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray4, PyUntypedArrayMethods};
+use pyo3::create_exception;
+use pyo3::exceptions::PyException;
+use pyo3::prelude::*;
+use pyo3::types::PyDict;
+
+use crate::batch::{load_batch, preprocess_batch};
+use crate::decode::{decode_file, DecodeOptions};
+use crate::error::FidrsError;
+use crate::frechet::{frechet_distance as frechet_core, Method, NewtonSchulzOptions};
+use crate::image::Rgb8Image;
+use crate::preprocess::{Mode, SIZE};
+use crate::stats::Moments;
+
+create_exception!(_fidrs, FidrsError_, PyException, "Base class of every fidrs error.");
+create_exception!(_fidrs, DecodeError, FidrsError_, "A file could not be decoded into an image.");
+create_exception!(_fidrs, InvalidInputError, FidrsError_, "Arguments that cannot work (shape, NaN, n < 2...).");
+create_exception!(_fidrs, NumericalError, FidrsError_, "A factorisation failed unexpectedly.");
+
+impl From<FidrsError> for PyErr {
+    fn from(error: FidrsError) -> PyErr {
+        let message = error.to_string();
+        match error {
+            FidrsError::Decode { .. } => DecodeError::new_err(message),
+            FidrsError::InvalidInput(_) => InvalidInputError::new_err(message),
+            FidrsError::Numerical(_) => NumericalError::new_err(message),
+        }
+    }
+}
+
+/// The one place the GIL is released.
+fn without_gil<T: Send>(py: Python<'_>, f: impl FnOnce() -> T + Send) -> T {
+    py.allow_threads(f)
+}
+
+fn parse_mode(mode: &str, pad_color: [u8; 3]) -> Result<Mode, FidrsError> {
+    Ok(match mode.parse::<Mode>()? {
+        Mode::Pad { .. } => Mode::Pad { fill: pad_color },
+        other => other,
+    })
+}
+
+fn par() -> Par {
+    Par::rayon(rayon::current_num_threads())
+}
+
+/// Decode and preprocess files: (inputs N×3×299×299 of the good files, their indices, [(index, reason)]).
+#[pyfunction]
+#[pyo3(signature = (paths, mode="pytorch-fid", pad_color=[255, 255, 255], max_pixels=crate::decode::DEFAULT_MAX_PIXELS))]
+#[allow(clippy::type_complexity)]
+fn load_images<'py>(
+    py: Python<'py>,
+    paths: Vec<PathBuf>,
+    mode: &str,
+    pad_color: [u8; 3],
+    max_pixels: u64,
+) -> PyResult<(Bound<'py, PyArray4<f32>>, Vec<usize>, Vec<(usize, String)>)> {
+    let mode = parse_mode(mode, pad_color)?;
+    let options = DecodeOptions { max_pixels };
+    let batch = without_gil(py, || load_batch(&paths, mode, &options));
+    let n = batch.ok.len();
+    let array = batch.data.into_pyarray(py).reshape([n, 3, SIZE, SIZE])?;
+    Ok((array, batch.ok, batch.failures))
+}
+
+/// Preprocess in-memory uint8 images (N×H×W×3).
+#[pyfunction]
+#[pyo3(signature = (images, mode="pytorch-fid", pad_color=[255, 255, 255]))]
+fn preprocess_arrays<'py>(
+    py: Python<'py>,
+    images: PyReadonlyArray4<'py, u8>,
+    mode: &str,
+    pad_color: [u8; 3],
+) -> PyResult<Bound<'py, PyArray4<f32>>> {
+    let mode = parse_mode(mode, pad_color)?;
+    let shape = images.shape().to_vec();
+    if shape[3] != 3 || shape[1] == 0 || shape[2] == 0 {
+        return Err(FidrsError::InvalidInput(format!("images must be N×H×W×3 uint8 with H, W > 0, got {shape:?}")).into());
+    }
+    let (n, h, w) = (shape[0], shape[1], shape[2]);
+    let flat = images.as_slice().map(|s| s.to_vec()).unwrap_or_else(|_| images.as_array().iter().copied().collect());
+    let data = without_gil(py, || {
+        let list: Vec<Rgb8Image> =
+            flat.chunks_exact(h * w * 3).map(|c| Rgb8Image::new(w, h, c.to_vec())).collect();
+        preprocess_batch(&list, mode)
+    });
+    Ok(data.into_pyarray(py).reshape([n, 3, SIZE, SIZE])?)
+}
+
+/// One file's RGB8 pixels (H×W×3), as `np.asarray(Image.open(p).convert("RGB"))`.
+#[pyfunction]
+#[pyo3(signature = (path, max_pixels=crate::decode::DEFAULT_MAX_PIXELS))]
+fn decode_image(py: Python<'_>, path: PathBuf, max_pixels: u64) -> PyResult<Bound<'_, PyArray3<u8>>> {
+    let image = without_gil(py, || decode_file(&path, &DecodeOptions { max_pixels }))
+        .map_err(|reason| FidrsError::Decode { path: path.clone(), reason })?;
+    Ok(image.pixels.into_pyarray(py).reshape([image.height, image.width, 3])?)
+}
+
+fn square<'a>(name: &str, a: &'a PyReadonlyArray2<'a, f64>) -> Result<MatRef<'a, f64>, FidrsError> {
+    let shape = a.shape();
+    let slice = a
+        .as_slice()
+        .map_err(|_| FidrsError::InvalidInput(format!("{name} must be a C-contiguous float64 array")))?;
+    Ok(MatRef::from_row_major_slice(slice, shape[0], shape[1]))
+}
+
+/// Fréchet distance through the Rust core; returns a dict with the value and diagnostics.
+#[pyfunction]
+#[pyo3(signature = (mu1, sigma1, mu2, sigma2, method="eigh", tolerance=1e-10, max_iterations=100))]
+#[allow(clippy::too_many_arguments)]
+fn frechet_distance<'py>(
+    py: Python<'py>,
+    mu1: PyReadonlyArray1<'py, f64>,
+    sigma1: PyReadonlyArray2<'py, f64>,
+    mu2: PyReadonlyArray1<'py, f64>,
+    sigma2: PyReadonlyArray2<'py, f64>,
+    method: &str,
+    tolerance: f64,
+    max_iterations: usize,
+) -> PyResult<Bound<'py, PyDict>> {
+    let method: Method = method.parse()?;
+    let (m1, m2) = (mu1.as_slice()?, mu2.as_slice()?);
+    let (s1, s2) = (square("sigma1", &sigma1)?, square("sigma2", &sigma2)?);
+    let options = NewtonSchulzOptions { tolerance, max_iterations };
+    let result = without_gil(py, || frechet_core(m1, s1, m2, s2, method, options, par()))?;
+    let info = PyDict::new(py);
+    info.set_item("value", result.value)?;
+    info.set_item("method", result.method)?;
+    info.set_item("factorisation", result.factorisation)?;
+    info.set_item("iterations", result.iterations)?;
+    info.set_item("residual", result.residual)?;
+    info.set_item("clipped_mass", result.clipped_mass)?;
+    info.set_item("fallback_reason", result.fallback_reason)?;
+    info.set_item("seconds", result.seconds)?;
+    Ok(info)
+}
+
+/// Streaming feature moments (n, Σx, Σxxᵀ) in float64.
+#[pyclass(name = "Moments", module = "fidrs._fidrs")]
+struct PyMoments {
+    inner: Moments,
+}
+
+#[pymethods]
+impl PyMoments {
+    #[new]
+    fn new(dim: usize) -> Self {
+        Self { inner: Moments::new(dim) }
+    }
+
+    #[staticmethod]
+    fn from_parts(n: u64, sum: PyReadonlyArray1<'_, f64>, sum_outer: PyReadonlyArray2<'_, f64>) -> PyResult<Self> {
+        let outer = square("sum_outer", &sum_outer)?;
+        Ok(Self { inner: Moments::from_parts(n, sum.as_slice()?.to_vec(), outer)? })
+    }
+
+    /// Fold a batch of feature rows (N×d float32) in.
+    fn update(&mut self, py: Python<'_>, features: PyReadonlyArray2<'_, f32>) -> PyResult<()> {
+        let shape = features.shape();
+        let (rows, cols) = (shape[0], shape[1]);
+        if cols != self.inner.dim() {
+            return Err(FidrsError::InvalidInput(format!("features have {cols} columns, expected {}", self.inner.dim())).into());
+        }
+        let data: Vec<f32> =
+            features.as_slice().map(|s| s.to_vec()).unwrap_or_else(|_| features.as_array().iter().copied().collect());
+        let inner = &mut self.inner;
+        without_gil(py, || inner.update(&data, rows, par()))?;
+        Ok(())
+    }
+
+    fn merge(&mut self, other: &PyMoments) -> PyResult<()> {
+        Ok(self.inner.merge(&other.inner)?)
+    }
+
+    #[getter]
+    fn n(&self) -> u64 {
+        self.inner.n
+    }
+
+    #[getter]
+    fn dim(&self) -> usize {
+        self.inner.dim()
+    }
+
+    #[getter]
+    fn sum<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
+        self.inner.sum.clone().into_pyarray(py)
+    }
+
+    #[getter]
+    fn sum_outer<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<f64>> {
+        mat_to_numpy(py, self.inner.sum_outer().as_ref())
+    }
+
+    fn mean<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        Ok(self.inner.mean()?.into_pyarray(py))
+    }
+
+    fn covariance<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<f64>>> {
+        let cov = self.inner.covariance()?;
+        Ok(mat_to_numpy(py, cov.as_ref()))
+    }
+}
+
+fn mat_to_numpy<'py>(py: Python<'py>, m: MatRef<'_, f64>) -> Bound<'py, PyArray2<f64>> {
+    let (r, c) = (m.nrows(), m.ncols());
+    let mut data = Vec::with_capacity(r * c);
+    for i in 0..r {
+        for j in 0..c {
+            data.push(m[(i, j)]);
+        }
+    }
+    data.into_pyarray(py).reshape([r, c]).expect("size matches")
+}
+
+#[pyfunction]
+fn num_threads() -> usize {
+    rayon::current_num_threads()
+}
+
+#[pymodule]
+fn _fidrs(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    if let Some(n) = std::env::var("FIDRS_NUM_THREADS").ok().and_then(|v| v.parse::<usize>().ok()) {
+        // Fails harmlessly if the pool was already built.
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+    }
+    m.add("FidrsError", m.py().get_type::<FidrsError_>())?;
+    m.add("DecodeError", m.py().get_type::<DecodeError>())?;
+    m.add("InvalidInputError", m.py().get_type::<InvalidInputError>())?;
+    m.add("NumericalError", m.py().get_type::<NumericalError>())?;
+    m.add_function(wrap_pyfunction!(load_images, m)?)?;
+    m.add_function(wrap_pyfunction!(preprocess_arrays, m)?)?;
+    m.add_function(wrap_pyfunction!(decode_image, m)?)?;
+    m.add_function(wrap_pyfunction!(frechet_distance, m)?)?;
+    m.add_function(wrap_pyfunction!(num_threads, m)?)?;
+    m.add_class::<PyMoments>()?;
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    Ok(())
+}

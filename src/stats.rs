@@ -1,0 +1,180 @@
+//! Streaming moments of feature vectors: n, Σx and Σxxᵀ in f64, mergeable across shards.
+//! Memory is O(d²) whatever the number of images.
+
+use faer::linalg::matmul::triangular::{matmul as tri_matmul, BlockStructure};
+use faer::{Accum, Mat, MatRef, Par};
+
+use crate::error::{FidrsError, Result};
+
+#[derive(Debug, Clone)]
+pub struct Moments {
+    pub n: u64,
+    /// Σx, length d.
+    pub sum: Vec<f64>,
+    /// Σxxᵀ, d×d; only the lower triangle is accumulated, the upper is mirrored on read.
+    sum_outer: Mat<f64>,
+}
+
+impl Moments {
+    pub fn new(dim: usize) -> Self {
+        Self { n: 0, sum: vec![0.0; dim], sum_outer: Mat::zeros(dim, dim) }
+    }
+
+    /// Rebuild from saved parts (`sum_outer` symmetric, row-major d×d).
+    pub fn from_parts(n: u64, sum: Vec<f64>, sum_outer: MatRef<'_, f64>) -> Result<Self> {
+        let d = sum.len();
+        if sum_outer.nrows() != d || sum_outer.ncols() != d {
+            return Err(FidrsError::InvalidInput(format!(
+                "sum_outer is {}x{} but sum has length {d}",
+                sum_outer.nrows(),
+                sum_outer.ncols()
+            )));
+        }
+        Ok(Self { n, sum, sum_outer: sum_outer.to_owned() })
+    }
+
+    pub fn dim(&self) -> usize {
+        self.sum.len()
+    }
+
+    /// Fold a batch of feature rows (`rows × d`, row-major f32) into the moments: a symmetric rank-k update.
+    pub fn update(&mut self, features: &[f32], rows: usize, par: Par) -> Result<()> {
+        let d = self.dim();
+        if features.len() != rows * d {
+            return Err(FidrsError::InvalidInput(format!(
+                "features have {} values, expected {rows} rows of {d}",
+                features.len()
+            )));
+        }
+        if let Some(bad) = features.iter().position(|v| !v.is_finite()) {
+            return Err(FidrsError::InvalidInput(format!(
+                "feature row {} has a non-finite value ({})",
+                bad / d,
+                features[bad]
+            )));
+        }
+        if rows == 0 {
+            return Ok(());
+        }
+        let x = Mat::<f64>::from_fn(rows, d, |i, j| features[i * d + j] as f64);
+        for (s, col) in self.sum.iter_mut().zip(0..d) {
+            *s += x.col(col).iter().sum::<f64>();
+        }
+        tri_matmul(
+            self.sum_outer.as_mut(),
+            BlockStructure::TriangularLower,
+            Accum::Add,
+            x.transpose(),
+            BlockStructure::Rectangular,
+            x.as_ref(),
+            BlockStructure::Rectangular,
+            1.0,
+            par,
+        );
+        self.n += rows as u64;
+        Ok(())
+    }
+
+    /// The moments of the union of both sample sets.
+    pub fn merge(&mut self, other: &Moments) -> Result<()> {
+        if other.dim() != self.dim() {
+            return Err(FidrsError::InvalidInput(format!(
+                "cannot merge moments of dimension {} and {}",
+                self.dim(),
+                other.dim()
+            )));
+        }
+        self.n += other.n;
+        self.sum.iter_mut().zip(&other.sum).for_each(|(a, b)| *a += b);
+        self.sum_outer += &other.sum_outer;
+        Ok(())
+    }
+
+    /// Σxxᵀ with both triangles filled.
+    pub fn sum_outer(&self) -> Mat<f64> {
+        let m = &self.sum_outer;
+        Mat::from_fn(m.nrows(), m.ncols(), |i, j| if i >= j { m[(i, j)] } else { m[(j, i)] })
+    }
+
+    pub fn mean(&self) -> Result<Vec<f64>> {
+        if self.n == 0 {
+            return Err(FidrsError::InvalidInput("no samples: the mean is undefined".into()));
+        }
+        Ok(self.sum.iter().map(|s| s / self.n as f64).collect())
+    }
+
+    /// Unbiased covariance (n − 1), as `np.cov(x, rowvar=False)`.
+    pub fn covariance(&self) -> Result<Mat<f64>> {
+        if self.n < 2 {
+            return Err(FidrsError::InvalidInput(format!(
+                "{} sample(s): the covariance needs at least 2",
+                self.n
+            )));
+        }
+        let n = self.n as f64;
+        let mu = self.mean()?;
+        let s = self.sum_outer();
+        Ok(Mat::from_fn(s.nrows(), s.ncols(), |i, j| (s[(i, j)] - n * mu[i] * mu[j]) / (n - 1.0)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(rows: usize, d: usize, seed: u64) -> Vec<f32> {
+        let mut state = seed;
+        (0..rows * d)
+            .map(|_| {
+                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (state >> 40) as f32 / (1u64 << 24) as f32
+            })
+            .collect()
+    }
+
+    #[test]
+    fn covariance_matches_two_pass_formula() {
+        let (rows, d) = (50, 7);
+        let x = sample(rows, d, 1);
+        let mut m = Moments::new(d);
+        m.update(&x, rows, Par::Seq).unwrap();
+        let cov = m.covariance().unwrap();
+        let mu: Vec<f64> = (0..d).map(|j| (0..rows).map(|i| x[i * d + j] as f64).sum::<f64>() / rows as f64).collect();
+        for a in 0..d {
+            for b in 0..d {
+                let direct: f64 = (0..rows)
+                    .map(|i| (x[i * d + a] as f64 - mu[a]) * (x[i * d + b] as f64 - mu[b]))
+                    .sum::<f64>()
+                    / (rows - 1) as f64;
+                assert!((cov[(a, b)] - direct).abs() < 1e-14, "{a},{b}");
+            }
+        }
+    }
+
+    #[test]
+    fn merge_equals_union() {
+        let d = 5;
+        let (x, y) = (sample(30, d, 2), sample(20, d, 3));
+        let (mut a, mut b, mut all) = (Moments::new(d), Moments::new(d), Moments::new(d));
+        a.update(&x, 30, Par::Seq).unwrap();
+        b.update(&y, 20, Par::Seq).unwrap();
+        all.update(&[x, y].concat(), 50, Par::Seq).unwrap();
+        a.merge(&b).unwrap();
+        assert_eq!(a.n, 50);
+        let (s1, s2) = (a.sum_outer(), all.sum_outer());
+        for i in 0..d {
+            assert!((a.sum[i] - all.sum[i]).abs() <= 1e-12 * all.sum[i].abs());
+            for j in 0..d {
+                assert!((s1[(i, j)] - s2[(i, j)]).abs() <= 1e-12 * s2[(i, j)].abs());
+            }
+        }
+    }
+
+    #[test]
+    fn rejects_nan_and_single_sample() {
+        let mut m = Moments::new(2);
+        assert!(m.update(&[1.0, f32::NAN], 1, Par::Seq).is_err());
+        m.update(&[1.0, 2.0], 1, Par::Seq).unwrap();
+        assert!(m.covariance().is_err());
+    }
+}
