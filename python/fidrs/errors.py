@@ -1,0 +1,47 @@
+"""The exception hierarchy. The native ones come from the Rust core; the rest are raised in Python."""
+
+from __future__ import annotations
+
+from ._fidrs import DecodeError, FidrsError, InvalidInputError, NumericalError
+
+__all__ = [
+    "BadImagesError",
+    "DecodeError",
+    "EmptyInputError",
+    "FidrsError",
+    "IncompatibleStatsError",
+    "InvalidInputError",
+    "NumericalError",
+    "WeightsError",
+    "WeightsHashMismatchError",
+    "WeightsUnavailableError",
+]
+
+
+class WeightsError(FidrsError):
+    """A checkpoint or ONNX model could not be read or built."""
+
+
+class WeightsUnavailableError(WeightsError):
+    """No weights were given and none could be found in the cache or downloaded."""
+
+
+class WeightsHashMismatchError(WeightsError):
+    """A downloaded checkpoint's sha256 does not match the expected one."""
+
+
+class EmptyInputError(InvalidInputError):
+    """An input expanded to no image files."""
+
+
+class IncompatibleStatsError(FidrsError):
+    """Two statistics computed with different modes or weights were to be compared or merged."""
+
+
+class BadImagesError(DecodeError):
+    """Some input files could not be decoded. `failures` lists (path, reason) pairs."""
+
+    def __init__(self, failures: list[tuple[str, str]]) -> None:
+        self.failures = failures
+        lines = "\n".join(f"  {path}: {reason}" for path, reason in failures)
+        super().__init__(f"{len(failures)} file(s) could not be decoded:\n{lines}")
