@@ -1,0 +1,113 @@
+"""The public functions: features, stats, score."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from typing import Any
+
+import numpy as np
+
+from . import _fidrs
+from .errors import EmptyInputError, InvalidInputError
+from .extract import ExtractOptions, FeatureExtractor, PassReport
+from .frechet import frechet_distance
+from .inputs import ImageArray, ImageFiles, InputLike, StatsFile, resolve_source
+from .stats import Stats
+
+FEATURE_DIM = 2048
+
+
+class SmallSampleWarning(UserWarning):
+    """Fewer images than feature dimensions: the covariance is singular and FID is biased upwards."""
+
+
+def _extractor(options: dict[str, Any]) -> FeatureExtractor:
+    return FeatureExtractor(ExtractOptions(**options))
+
+
+def features(inputs: InputLike, **options: Any) -> np.ndarray:
+    """pool3 features (N×2048 float32) in input order. Options as for `score`."""
+    source = resolve_source(inputs, allow_stats=False)
+    extractor = _extractor(options)
+    report = PassReport()
+    out = np.empty((len(source), FEATURE_DIM), dtype=np.float32)
+    kept = np.zeros(len(source), dtype=bool)
+    for idx, pool3, _logits in extractor.iter_batches(source, report):
+        out[idx] = pool3
+        kept[idx] = True
+    return out[kept]
+
+
+def _stats_from_source(source, extractor: FeatureExtractor, label: str) -> tuple[Stats, PassReport]:
+    report = PassReport()
+    moments = _fidrs.Moments(FEATURE_DIM)
+    for _idx, pool3, _logits in extractor.iter_batches(source, report, label=label):
+        moments.update(pool3)
+    if moments.n == 0:
+        raise EmptyInputError(f"{label}: no image could be used")
+    if moments.n < 2:
+        raise InvalidInputError(f"{label}: a single image gives no covariance; FID needs at least 2")
+    if moments.n < FEATURE_DIM:
+        warnings.warn(
+            f"{label}: {moments.n} images < {FEATURE_DIM} feature dimensions: the covariance is singular and "
+            "FID is biased upwards; compare FIDs only at equal n",
+            SmallSampleWarning,
+            stacklevel=3,
+        )
+    return Stats.from_moments(moments, extractor.options.mode, extractor.model.weights_sha256), report
+
+
+def stats(inputs: InputLike, **options: Any) -> Stats:
+    """μ and Σ (float64, n − 1) of the pool3 features, streamed: memory stays O(d²)."""
+    source = resolve_source(inputs, allow_stats=False)
+    return _stats_from_source(source, _extractor(options), str(inputs) if isinstance(inputs, str) else "input")[0]
+
+
+def _side_stats(inputs: InputLike, label: str, options: dict[str, Any], state: dict) -> tuple[Stats, PassReport]:
+    source = resolve_source(inputs)
+    if isinstance(source, StatsFile):
+        return Stats.load(source.path), PassReport(provider="")
+    assert isinstance(source, (ImageFiles, ImageArray))
+    if "extractor" not in state:
+        state["extractor"] = _extractor(options)
+    return _stats_from_source(source, state["extractor"], label)
+
+
+def score_details(a: InputLike, b: InputLike, *, method: str = "auto", **options: Any) -> dict[str, Any]:
+    """`score` with everything the CLI reports: fid, n_a, n_b, mode, weights_sha256, provider, skipped..."""
+    start = time.perf_counter()
+    state: dict = {}
+    label_a = str(a) if isinstance(a, (str,)) else "a"
+    label_b = str(b) if isinstance(b, (str,)) else "b"
+    stats_a, report_a = _side_stats(a, label_a, options, state)
+    stats_b, report_b = _side_stats(b, label_b, options, state)
+    stats_a.check_compatible(stats_b)
+    extractor = state.get("extractor")
+    if extractor is not None:
+        # A stats file computed elsewhere must match what this run would compute.
+        this_run = Stats(stats_a.mu, stats_a.sigma, mode=extractor.options.mode,
+                         weights_sha256=extractor.model.weights_sha256)
+        for s in (stats_a, stats_b):
+            this_run.check_compatible(s)
+    info = frechet_distance(stats_a.mu, stats_a.sigma, stats_b.mu, stats_b.sigma, method, return_info=True)
+    return {
+        "fid": info["value"],
+        "n_a": stats_a.n,
+        "n_b": stats_b.n,
+        "mode": stats_a.mode or stats_b.mode or options.get("mode", "pytorch-fid"),
+        "weights_sha256": stats_a.weights_sha256 or stats_b.weights_sha256,
+        "provider": extractor.provider if extractor else None,
+        "method": info["method"],
+        "skipped": [{"path": p, "reason": r} for p, r in report_a.skipped + report_b.skipped],
+        "seconds": time.perf_counter() - start,
+    }
+
+
+def score(a: InputLike, b: InputLike, **options: Any) -> float:
+    """FID between two image sets (directories, file lists, globs, uint8 arrays) or `.npz` statistics.
+
+    Options: weights, mode ("pytorch-fid", "clean", "tf1", "pad"), batch_size (50), device ("auto", "cpu",
+    "cuda"), skip_bad, pad_color, max_pixels, allow_tf32, progress, method (Fréchet method).
+    """
+    return score_details(a, b, **options)["fid"]

@@ -1,0 +1,142 @@
+"""The `fidrs` command. Exit codes: 0 pass, 1 FID above --max-fid, 2 bad input or usage, 3 internal error."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+import warnings
+from collections.abc import Sequence
+
+EXIT_OK, EXIT_ABOVE_THRESHOLD, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+
+
+def _parse_color(text: str) -> tuple[int, int, int]:
+    parts = text.split(",")
+    try:
+        values = tuple(int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"colour must be R,G,B integers, got {text!r}") from None
+    if len(values) != 3 or not all(0 <= v <= 255 for v in values):
+        raise argparse.ArgumentTypeError(f"colour must be three values in 0..255, got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+def _add_common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--weights", help="pytorch-fid Inception checkpoint (.pth); default: $FIDRS_WEIGHTS, cache, download")
+    p.add_argument("--mode", default="pytorch-fid", choices=["pytorch-fid", "clean", "tf1", "pad"],
+                   help="preprocessing convention (default: pytorch-fid)")
+    p.add_argument("--batch-size", type=int, default=50)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--skip-bad", action="store_true", help="skip undecodable files (listed) instead of failing")
+    p.add_argument("--pad-color", type=_parse_color, default=(255, 255, 255), help="fill colour for --mode pad (R,G,B)")
+    p.add_argument("--max-pixels", type=int, default=178_956_970, help="refuse larger images (decompression bombs)")
+    p.add_argument("--allow-tf32", action="store_true", help="let CUDA use TF32 (faster, changes FID slightly)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="fidrs", description="Fast, exact Fréchet Inception Distance.")
+    parser.add_argument("--version", action="store_true", help="print the version and exit")
+    sub = parser.add_subparsers(dest="command")
+
+    score = sub.add_parser("score", help="FID between two image sets or .npz statistics")
+    score.add_argument("a", help="directory, image file, glob or .npz statistics")
+    score.add_argument("b", help="directory, image file, glob or .npz statistics")
+    score.add_argument("--json", action="store_true", help="print one JSON object")
+    score.add_argument("--max-fid", type=float, help="CI gate: exit 1 when FID is above this value")
+    score.add_argument("--method", default="auto", choices=["auto", "eigh", "newton-schulz", "scipy"])
+    _add_common(score)
+
+    stats = sub.add_parser("stats", help="save μ/Σ statistics of an image set to .npz")
+    stats.add_argument("a", help="directory, image file or glob")
+    stats.add_argument("-o", "--output", required=True, help="output .npz path")
+    _add_common(stats)
+    return parser
+
+
+def _options(args: argparse.Namespace) -> dict:
+    return {
+        "weights": args.weights,
+        "mode": args.mode,
+        "batch_size": args.batch_size,
+        "device": args.device,
+        "skip_bad": args.skip_bad,
+        "pad_color": args.pad_color,
+        "max_pixels": args.max_pixels,
+        "allow_tf32": args.allow_tf32,
+        "progress": not args.no_progress and sys.stderr.isatty(),
+    }
+
+
+def _run(args: argparse.Namespace) -> int:
+    import fidrs
+
+    if args.command == "score":
+        if args.batch_size < 1:
+            raise fidrs.InvalidInputError("--batch-size must be at least 1")
+        result = fidrs.score_details(args.a, args.b, method=args.method, **_options(args))
+        passed = args.max_fid is None or result["fid"] <= args.max_fid
+        if args.max_fid is not None:
+            result["max_fid"] = args.max_fid
+            result["passed"] = passed
+        if args.json:
+            print(json.dumps(result))
+        else:
+            print(f"{result['fid']:.6f}")
+            if args.max_fid is not None:
+                verdict = "PASS" if passed else "FAIL"
+                print(f"{verdict}: FID {result['fid']:.6f} {'<=' if passed else '>'} {args.max_fid}", file=sys.stderr)
+        return EXIT_OK if passed else EXIT_ABOVE_THRESHOLD
+
+    if args.command == "stats":
+        start = time.perf_counter()
+        s = fidrs.stats(args.a, **_options(args))
+        s.save(args.output)
+        print(f"fidrs: saved statistics of {s.n} images to {args.output} ({time.perf_counter() - start:.1f} s)",
+              file=sys.stderr)
+        return EXIT_OK
+    raise AssertionError(args.command)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)  # usage errors exit 2
+    if args.version:
+        import fidrs
+
+        print(f"fidrs {fidrs.__version__}")
+        return EXIT_OK
+    if args.command is None:
+        parser.print_usage(sys.stderr)
+        return EXIT_BAD_INPUT
+    warnings.simplefilter("default")
+    warnings.formatwarning = lambda msg, cat, *a, **k: f"fidrs: warning: {msg}\n"
+    from .errors import FidrsError, IncompatibleStatsError, InvalidInputError, WeightsError
+
+    try:
+        return _run(args)
+    except (InvalidInputError, IncompatibleStatsError, WeightsError) as e:
+        print(f"fidrs: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except FidrsError as e:  # decode errors are a subclass: bad input too
+        from .errors import DecodeError
+
+        print(f"fidrs: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT if isinstance(e, DecodeError) else EXIT_INTERNAL
+    except ValueError as e:
+        print(f"fidrs: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return 130
+    except Exception as e:  # noqa: BLE001 - the CLI's contract: anything unexpected is exit 3
+        import traceback
+
+        traceback.print_exc()
+        print(f"fidrs: internal error: {type(e).__name__}: {e}", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+if __name__ == "__main__":
+    sys.exit(main())

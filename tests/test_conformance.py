@@ -1,0 +1,102 @@
+"""Fidelity to pytorch-fid itself: what it computed with the shared checkpoint on the shared photos."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import warnings
+
+import numpy as np
+import pytest
+
+import fidrs
+from conftest import DATA
+
+
+def test_features_match_pytorch_fid(weights, reference_features):
+    files, expected = reference_features
+    got = fidrs.features(files, weights=weights)
+    assert got.shape == expected.shape == (200, 2048)
+    err = np.abs(got.astype(np.float64) - expected)
+    # Measured limits of a faithful ONNX export (shared/README.md: max 1.1e-4, mean 9e-6), with margin.
+    assert err.max() <= 5e-4, err.max()
+    assert err.mean() <= 5e-5, err.mean()
+
+
+def test_features_keep_input_order(weights, reference_features):
+    files, expected = reference_features
+    picked = [files[7], files[150], files[3]]
+    got = fidrs.features(picked, weights=weights)
+    assert np.abs(got - expected[[7, 150, 3]]).max() <= 5e-4
+
+
+def _tolerance(fid: float) -> float:
+    # pytorch-fid's sqrtm vs an exact f64 eigen method differ by ~3e-5 on singular covariances (492 < 2048).
+    return 1e-4 * max(1.0, abs(fid))
+
+
+@pytest.mark.parametrize("method", ["auto", "eigh", "scipy"])
+def test_fid_per_class_matches_pytorch_fid(class_stats, reference_fids, method):
+    ref = class_stats["apple_red_1"]
+    for cls, expected in reference_fids["fid_training_apple_red_1_vs_training"].items():
+        s = class_stats[cls]
+        got = fidrs.frechet_distance(ref.mu, ref.sigma, s.mu, s.sigma, method=method)
+        assert abs(got - expected) <= _tolerance(expected), (cls, got, expected)
+
+
+def test_newton_schulz_agrees_or_falls_back_to_exact(class_stats, reference_fids):
+    ref, other = class_stats["apple_red_1"], class_stats["apple_red_delicious"]
+    expected = reference_fids["fid_training_apple_red_1_vs_training"]["apple_red_delicious"]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        info = fidrs.frechet_distance(ref.mu, ref.sigma, other.mu, other.sigma, method="newton-schulz",
+                                      return_info=True, max_iterations=60)
+    assert abs(info["value"] - expected) <= _tolerance(expected)
+    if info["method"] == "eigh":
+        # Singular covariances (492 < 2048) can keep the iteration from converging: it must say so.
+        assert info["fallback_reason"] and any("Newton-Schulz" in str(w.message) for w in caught)
+    else:
+        assert info["residual"] <= 1e-5
+
+
+def test_score_cli_and_npz_agree(weights, class_stats, reference_fids, tmp_path):
+    a, b = DATA / "training" / "apple_red_1", DATA / "training" / "apple_golden_2"
+    expected = reference_fids["fid_training_apple_red_1_vs_training"]["apple_golden_2"]
+    from_stats = fidrs.frechet_distance(class_stats["apple_red_1"].mu, class_stats["apple_red_1"].sigma,
+                                        class_stats["apple_golden_2"].mu, class_stats["apple_golden_2"].sigma)
+
+    # 1. The Python API end to end.
+    api = fidrs.score(str(a), str(b), weights=weights)
+    # 2. The CLI end to end, in a fresh process.
+    out = subprocess.run([sys.executable, "-m", "fidrs.cli", "score", str(a), str(b), "--weights", weights, "--json"],
+                         capture_output=True, text=True, check=True)
+    cli = json.loads(out.stdout)
+    # 3. Saved, then loaded statistics.
+    class_stats["apple_red_1"].save(tmp_path / "a.npz")
+    class_stats["apple_golden_2"].save(tmp_path / "b.npz")
+    npz = fidrs.score(str(tmp_path / "a.npz"), str(tmp_path / "b.npz"))
+
+    for value in (api, cli["fid"], npz, from_stats):
+        assert abs(value - expected) <= _tolerance(expected), value
+    # The same inputs through the same deterministic CPU path: equal up to f64 summation order.
+    assert abs(api - from_stats) <= 1e-9 * expected
+    assert abs(cli["fid"] - api) <= 1e-9 * expected
+    assert npz == pytest.approx(from_stats, rel=1e-12)
+    assert cli["n_a"] == cli["n_b"] == 492
+    assert cli["mode"] == "pytorch-fid"
+    assert cli["weights_sha256"] == reference_fids["weights_sha256"]
+    assert cli["provider"] == "CPUExecutionProvider"
+    assert cli["seconds"] > 0
+
+
+def test_saved_stats_are_readable_the_pytorch_fid_way(class_stats, tmp_path):
+    path = tmp_path / "s.npz"
+    class_stats["apple_red_2"].save(path)
+    with np.load(path) as f:  # pytorch-fid reads exactly f["mu"], f["sigma"]
+        mu, sigma = f["mu"][:], f["sigma"][:]
+    assert mu.shape == (2048,) and sigma.shape == (2048, 2048)
+    np.testing.assert_array_equal(mu, class_stats["apple_red_2"].mu)
+    loaded = fidrs.Stats.load(path)
+    assert loaded.mode == "pytorch-fid" and loaded.n == 492
+    assert loaded.weights_sha256 == class_stats["apple_red_2"].weights_sha256

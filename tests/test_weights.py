@@ -1,0 +1,111 @@
+"""Weights resolution and download, against a local HTTP server (GitHub is out of reach here)."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import shutil
+import socket
+import threading
+
+import pytest
+
+import fidrs
+from fidrs import weights as w
+
+STAND_IN_SHA256 = "87a87f62b9d53fb224d46515116332cfe512152dcdbeaf600133e6c204e5d687"
+
+
+@pytest.fixture()
+def server(tmp_path, weights):
+    """Serves the shared checkpoint as the real file name, plus a corrupted copy, on 127.0.0.1."""
+    root = tmp_path / "www"
+    root.mkdir()
+    shutil.copy(weights, root / w.WEIGHTS_FILENAME)
+    corrupt = bytearray((root / w.WEIGHTS_FILENAME).read_bytes())
+    corrupt[len(corrupt) // 2] ^= 0xFF
+    (root / "corrupt.pth").write_bytes(bytes(corrupt))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a, **k: None
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.fixture()
+def empty_cache(tmp_path, monkeypatch):
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("FIDRS_CACHE", str(cache))
+    monkeypatch.delenv("FIDRS_WEIGHTS", raising=False)
+    return cache
+
+
+def test_download_verifies_hash_and_renames_into_place(server, empty_cache):
+    dest = empty_cache / w.WEIGHTS_FILENAME
+    got = w.download_weights(f"{server}/{w.WEIGHTS_FILENAME}", dest, sha256_prefix=STAND_IN_SHA256[:8])
+    assert got == dest and dest.is_file()
+    assert w.sha256_file(dest) == STAND_IN_SHA256
+    assert not dest.with_name(dest.name + ".part").exists()
+
+
+def test_corrupted_download_is_rejected_and_removed(server, empty_cache):
+    dest = empty_cache / w.WEIGHTS_FILENAME
+    with pytest.raises(fidrs.WeightsHashMismatchError, match="sha256"):
+        w.download_weights(f"{server}/corrupt.pth", dest, sha256_prefix=STAND_IN_SHA256[:8])
+    assert not dest.exists()
+    assert not dest.with_name(dest.name + ".part").exists()
+
+
+def test_resolution_downloads_from_the_url_override_and_checks_the_real_hash(server, empty_cache, monkeypatch):
+    # The full default path: no argument, no env, empty cache -> download from FIDRS_WEIGHTS_URL.
+    # The stand-in is not the real file, so the real file's hash prefix (6726825d) must reject it.
+    monkeypatch.setenv("FIDRS_WEIGHTS_URL", f"{server}/{w.WEIGHTS_FILENAME}")
+    with pytest.raises(fidrs.WeightsHashMismatchError, match="6726825d"):
+        w.resolve_checkpoint(None)
+    assert not (empty_cache / w.WEIGHTS_FILENAME).exists()
+
+
+def test_cached_checkpoint_is_used_without_network(weights, empty_cache, monkeypatch):
+    empty_cache.mkdir(parents=True)
+    shutil.copy(weights, empty_cache / w.WEIGHTS_FILENAME)
+    monkeypatch.setenv("FIDRS_WEIGHTS_URL", "http://127.0.0.1:9/unreachable")
+    assert w.resolve_checkpoint(None) == empty_cache / w.WEIGHTS_FILENAME
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_offline_without_weights_explains_how_to_supply_them(empty_cache, monkeypatch):
+    monkeypatch.setenv("FIDRS_WEIGHTS_URL", f"http://127.0.0.1:{_closed_port()}/{w.WEIGHTS_FILENAME}")
+    with pytest.raises(fidrs.WeightsUnavailableError) as info:
+        w.resolve_checkpoint(None)
+    message = str(info.value)
+    assert "--weights" in message and "FIDRS_WEIGHTS" in message and w.WEIGHTS_FILENAME in message
+
+
+def test_explicit_weights_take_precedence_over_env(weights, empty_cache, monkeypatch, tmp_path):
+    monkeypatch.setenv("FIDRS_WEIGHTS", str(tmp_path / "missing.pth"))
+    assert str(w.resolve_checkpoint(weights)) == weights
+    with pytest.raises(fidrs.WeightsUnavailableError, match="missing.pth"):
+        w.resolve_checkpoint(None)
+
+
+def test_onnx_model_is_cached_by_checkpoint_hash(weights, empty_cache):
+    first = w.resolve_model(weights)
+    assert first.weights_sha256 == STAND_IN_SHA256
+    assert first.onnx_path == empty_cache / f"fid_inception-{STAND_IN_SHA256}.onnx"
+    mtime = first.onnx_path.stat().st_mtime_ns
+    second = w.resolve_model(weights)
+    assert second.onnx_path.stat().st_mtime_ns == mtime  # reused, not rebuilt
+
+
+def test_cache_dir_follows_xdg(monkeypatch, tmp_path):
+    monkeypatch.delenv("FIDRS_CACHE", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    assert w.cache_dir() == tmp_path / "fidrs"
