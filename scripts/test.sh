@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Install fidrs from source and run every test: Rust unit tests, then the Python suite (conformance included).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+echo "== cargo test"
+cargo test --release --lib
+echo "== pytest"
+set +e
+.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+status=$?
+set -e
+if [ "$status" -eq 5 ]; then
+  echo "pytest collected no tests: failing on purpose" >&2
+  exit 1
+fi
+exit "$status"
