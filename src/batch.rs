@@ -22,14 +22,18 @@ pub fn load_batch(paths: &[PathBuf], mode: Mode, options: &DecodeOptions) -> Bat
     let results: Vec<Result<(), String>> = data
         .par_chunks_mut(IMAGE_LEN)
         .zip(paths.par_iter())
-        .map(|(out, path)| decode_file(path, options).map(|image| preprocess_into(&image, mode, out)))
+        .map(|(out, path)| {
+            decode_file(path, options).map(|image| preprocess_into(&image, mode, out))
+        })
         .collect();
     compact(data, results)
 }
 
 pub fn preprocess_batch(images: &[Rgb8Image], mode: Mode) -> Vec<f32> {
     let mut data = vec![0f32; images.len() * IMAGE_LEN];
-    data.par_chunks_mut(IMAGE_LEN).zip(images.par_iter()).for_each(|(out, image)| preprocess_into(image, mode, out));
+    data.par_chunks_mut(IMAGE_LEN)
+        .zip(images.par_iter())
+        .for_each(|(out, image)| preprocess_into(image, mode, out));
     data
 }
 

@@ -22,7 +22,9 @@ pub struct DecodeOptions {
 
 impl Default for DecodeOptions {
     fn default() -> Self {
-        Self { max_pixels: DEFAULT_MAX_PIXELS }
+        Self {
+            max_pixels: DEFAULT_MAX_PIXELS,
+        }
     }
 }
 
@@ -68,25 +70,40 @@ fn decode_jpeg(bytes: &[u8], options: &DecodeOptions) -> Result<Rgb8Image, Decod
             .map_err(|e| format!("not a valid JPEG: {e}"))?;
         let (width, height) = (decompress.width(), decompress.height());
         check_size(width, height, options)?;
-        let adobe = decompress.markers().any(|m| m.marker == mozjpeg::Marker::APP(14) && m.data.starts_with(b"Adobe"));
+        let adobe = decompress
+            .markers()
+            .any(|m| m.marker == mozjpeg::Marker::APP(14) && m.data.starts_with(b"Adobe"));
         match decompress.color_space() {
             mozjpeg::ColorSpace::JCS_CMYK | mozjpeg::ColorSpace::JCS_YCCK => {
-                let mut started = decompress.to_colorspace(mozjpeg::ColorSpace::JCS_CMYK).map_err(|e| format!("corrupt JPEG: {e}"))?;
-                let cmyk: Vec<[u8; 4]> = started.read_scanlines().map_err(|e| format!("corrupt JPEG: {e}"))?;
+                let mut started = decompress
+                    .to_colorspace(mozjpeg::ColorSpace::JCS_CMYK)
+                    .map_err(|e| format!("corrupt JPEG: {e}"))?;
+                let cmyk: Vec<[u8; 4]> = started
+                    .read_scanlines()
+                    .map_err(|e| format!("corrupt JPEG: {e}"))?;
                 started.finish().map_err(|e| format!("corrupt JPEG: {e}"))?;
                 Ok(Rgb8Image::new(width, height, cmyk_to_rgb(&cmyk, adobe)))
             }
             _ => {
                 let mut started = decompress.rgb().map_err(|e| format!("corrupt JPEG: {e}"))?;
-                let rgb: Vec<[u8; 3]> = started.read_scanlines().map_err(|e| format!("corrupt JPEG: {e}"))?;
+                let rgb: Vec<[u8; 3]> = started
+                    .read_scanlines()
+                    .map_err(|e| format!("corrupt JPEG: {e}"))?;
                 started.finish().map_err(|e| format!("corrupt JPEG: {e}"))?;
-                Ok(Rgb8Image::new(width, height, rgb.into_iter().flatten().collect()))
+                Ok(Rgb8Image::new(
+                    width,
+                    height,
+                    rgb.into_iter().flatten().collect(),
+                ))
             }
         }
     });
     match result {
         Ok(decoded) => decoded,
-        Err(panic) => Err(format!("corrupt or truncated JPEG: {}", panic_message(&panic))),
+        Err(panic) => Err(format!(
+            "corrupt or truncated JPEG: {}",
+            panic_message(&panic)
+        )),
     }
 }
 
@@ -104,7 +121,11 @@ fn panic_message(panic: &Box<dyn std::any::Any + Send>) -> String {
 fn cmyk_to_rgb(cmyk: &[[u8; 4]], adobe_inverted: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(cmyk.len() * 3);
     for &[c, m, y, k] in cmyk {
-        let (c, m, y, k) = if adobe_inverted { (255 - c, 255 - m, 255 - y, 255 - k) } else { (c, m, y, k) };
+        let (c, m, y, k) = if adobe_inverted {
+            (255 - c, 255 - m, 255 - y, 255 - k)
+        } else {
+            (c, m, y, k)
+        };
         let kk = 255 - k as u32;
         for v in [c, m, y] {
             // Pillow's MULDIV255: (a*b + 128 + ((a*b + 128) >> 8)) >> 8.
@@ -123,10 +144,13 @@ fn decode_other(bytes: &[u8], options: &DecodeOptions) -> Result<Rgb8Image, Deco
         return Err("not an image (unknown file format)".into());
     }
     reader.no_limits();
-    let decoder = reader.into_decoder().map_err(|e| format!("cannot decode: {e}"))?;
+    let decoder = reader
+        .into_decoder()
+        .map_err(|e| format!("cannot decode: {e}"))?;
     let (width, height) = decoder.dimensions();
     check_size(width as usize, height as usize, options)?;
-    let image = DynamicImage::from_decoder(decoder).map_err(|e| format!("corrupt or truncated image: {e}"))?;
+    let image = DynamicImage::from_decoder(decoder)
+        .map_err(|e| format!("corrupt or truncated image: {e}"))?;
     Ok(to_rgb8(image))
 }
 
@@ -136,15 +160,37 @@ fn to_rgb8(image: DynamicImage) -> Rgb8Image {
     let (width, height) = (image.width() as usize, image.height() as usize);
     let pixels: Vec<u8> = match image {
         DynamicImage::ImageRgb8(buf) => buf.into_raw(),
-        DynamicImage::ImageLuma8(buf) => buf.into_raw().into_iter().flat_map(|v| [v, v, v]).collect(),
-        DynamicImage::ImageLumaA8(buf) => buf.into_raw().chunks_exact(2).flat_map(|p| [p[0], p[0], p[0]]).collect(),
-        DynamicImage::ImageRgba8(buf) => buf.into_raw().chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect(),
-        DynamicImage::ImageLuma16(buf) => buf.into_raw().into_iter().flat_map(|v| [(v >> 8) as u8; 3]).collect(),
-        DynamicImage::ImageLumaA16(buf) => buf.into_raw().chunks_exact(2).flat_map(|p| [(p[0] >> 8) as u8; 3]).collect(),
-        DynamicImage::ImageRgb16(buf) => buf.into_raw().into_iter().map(|v| (v >> 8) as u8).collect(),
-        DynamicImage::ImageRgba16(buf) => {
-            buf.into_raw().chunks_exact(4).flat_map(|p| [(p[0] >> 8) as u8, (p[1] >> 8) as u8, (p[2] >> 8) as u8]).collect()
+        DynamicImage::ImageLuma8(buf) => {
+            buf.into_raw().into_iter().flat_map(|v| [v, v, v]).collect()
         }
+        DynamicImage::ImageLumaA8(buf) => buf
+            .into_raw()
+            .chunks_exact(2)
+            .flat_map(|p| [p[0], p[0], p[0]])
+            .collect(),
+        DynamicImage::ImageRgba8(buf) => buf
+            .into_raw()
+            .chunks_exact(4)
+            .flat_map(|p| [p[0], p[1], p[2]])
+            .collect(),
+        DynamicImage::ImageLuma16(buf) => buf
+            .into_raw()
+            .into_iter()
+            .flat_map(|v| [(v >> 8) as u8; 3])
+            .collect(),
+        DynamicImage::ImageLumaA16(buf) => buf
+            .into_raw()
+            .chunks_exact(2)
+            .flat_map(|p| [(p[0] >> 8) as u8; 3])
+            .collect(),
+        DynamicImage::ImageRgb16(buf) => {
+            buf.into_raw().into_iter().map(|v| (v >> 8) as u8).collect()
+        }
+        DynamicImage::ImageRgba16(buf) => buf
+            .into_raw()
+            .chunks_exact(4)
+            .flat_map(|p| [(p[0] >> 8) as u8, (p[1] >> 8) as u8, (p[2] >> 8) as u8])
+            .collect(),
         other => other.to_rgb8().into_raw(),
     };
     Rgb8Image::new(width, height, pixels)

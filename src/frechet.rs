@@ -55,7 +55,10 @@ pub struct NewtonSchulzOptions {
 
 impl Default for NewtonSchulzOptions {
     fn default() -> Self {
-        Self { tolerance: 1e-10, max_iterations: 100 }
+        Self {
+            tolerance: 1e-10,
+            max_iterations: 100,
+        }
     }
 }
 
@@ -65,7 +68,10 @@ fn check_inputs(mu1: &[f64], s1: MatRef<'_, f64>, mu2: &[f64], s2: MatRef<'_, f6
         return Err(FidrsError::InvalidInput("empty mean vector".into()));
     }
     if mu2.len() != d {
-        return Err(FidrsError::InvalidInput(format!("mean vectors differ in length: {d} and {}", mu2.len())));
+        return Err(FidrsError::InvalidInput(format!(
+            "mean vectors differ in length: {d} and {}",
+            mu2.len()
+        )));
     }
     for (name, s) in [("sigma1", s1), ("sigma2", s2)] {
         if s.nrows() != d || s.ncols() != d {
@@ -80,7 +86,9 @@ fn check_inputs(mu1: &[f64], s1: MatRef<'_, f64>, mu2: &[f64], s2: MatRef<'_, f6
             for i in 0..d {
                 let v = s[(i, j)];
                 if !v.is_finite() {
-                    return Err(FidrsError::InvalidInput(format!("{name}[{i}, {j}] is not finite ({v})")));
+                    return Err(FidrsError::InvalidInput(format!(
+                        "{name}[{i}, {j}] is not finite ({v})"
+                    )));
                 }
                 scale = scale.max(v.abs());
             }
@@ -99,7 +107,10 @@ fn check_inputs(mu1: &[f64], s1: MatRef<'_, f64>, mu2: &[f64], s2: MatRef<'_, f6
     }
     for (name, mu) in [("mu1", mu1), ("mu2", mu2)] {
         if let Some(i) = mu.iter().position(|v| !v.is_finite()) {
-            return Err(FidrsError::InvalidInput(format!("{name}[{i}] is not finite ({})", mu[i])));
+            return Err(FidrsError::InvalidInput(format!(
+                "{name}[{i}] is not finite ({})",
+                mu[i]
+            )));
         }
     }
     Ok(())
@@ -117,7 +128,9 @@ pub fn frechet_distance(
     check_inputs(mu1, sigma1, mu2, sigma2)?;
     let start = Instant::now();
     let mean_term: f64 = mu1.iter().zip(mu2).map(|(a, b)| (a - b) * (a - b)).sum();
-    let traces: f64 = (0..mu1.len()).map(|i| sigma1[(i, i)] + sigma2[(i, i)]).sum();
+    let traces: f64 = (0..mu1.len())
+        .map(|i| sigma1[(i, i)] + sigma2[(i, i)])
+        .sum();
     let mut result = match method {
         Method::Eigh => trace_sqrt_eigh(sigma1, sigma2, par)?,
         Method::NewtonSchulz => match trace_sqrt_newton_schulz(sigma1, sigma2, ns_options, par) {
@@ -161,20 +174,31 @@ fn congruence(b: MatRef<'_, f64>, sigma2: MatRef<'_, f64>, par: Par) -> Mat<f64>
     let mut tmp = Mat::<f64>::zeros(d, b.ncols());
     matmul(tmp.as_mut(), Accum::Replace, sigma2, b, 1.0, par);
     let mut m = Mat::<f64>::zeros(b.ncols(), b.ncols());
-    matmul(m.as_mut(), Accum::Replace, b.transpose(), tmp.as_ref(), 1.0, par);
+    matmul(
+        m.as_mut(),
+        Accum::Replace,
+        b.transpose(),
+        tmp.as_ref(),
+        1.0,
+        par,
+    );
     symmetrise(&mut m);
     m
 }
 
-fn trace_sqrt_eigh(sigma1: MatRef<'_, f64>, sigma2: MatRef<'_, f64>, par: Par) -> Result<FrechetResult> {
+fn trace_sqrt_eigh(
+    sigma1: MatRef<'_, f64>,
+    sigma2: MatRef<'_, f64>,
+    par: Par,
+) -> Result<FrechetResult> {
     // Σ₁Σ₂ is similar to Lᵀ Σ₂ L (Σ₁ = LLᵀ), which is symmetric PSD: no complex arithmetic needed.
     let (b, factorisation) = match sigma1.llt(Side::Lower) {
         Ok(llt) => (llt.L().to_owned(), "cholesky"),
         Err(_) => {
             // Singular Σ₁ (fewer samples than dimensions): B = V √Λ₊ gives B Bᵀ = Σ₁.
-            let evd = sigma1
-                .self_adjoint_eigen(Side::Lower)
-                .map_err(|e| FidrsError::Numerical(format!("eigendecomposition of sigma1 failed: {e:?}")))?;
+            let evd = sigma1.self_adjoint_eigen(Side::Lower).map_err(|e| {
+                FidrsError::Numerical(format!("eigendecomposition of sigma1 failed: {e:?}"))
+            })?;
             let (u, s) = (evd.U(), evd.S());
             let d = u.nrows();
             let b = Mat::from_fn(d, d, |i, j| u[(i, j)] * s[j].max(0.0).sqrt());
@@ -233,12 +257,34 @@ fn trace_sqrt_newton_schulz(
     let mut converged = false;
     while iterations < options.max_iterations {
         iterations += 1;
-        matmul(zy.as_mut(), Accum::Replace, z.as_ref(), y.as_ref(), 1.0, par);
+        matmul(
+            zy.as_mut(),
+            Accum::Replace,
+            z.as_ref(),
+            y.as_ref(),
+            1.0,
+            par,
+        );
         let t = Mat::from_fn(d, d, |i, j| 0.5 * (3.0 * identity[(i, j)] - zy[(i, j)]));
-        matmul(next.as_mut(), Accum::Replace, y.as_ref(), t.as_ref(), 1.0, par);
-        let change = frobenius((&next - &y).as_ref()) / frobenius(next.as_ref()).max(f64::MIN_POSITIVE);
+        matmul(
+            next.as_mut(),
+            Accum::Replace,
+            y.as_ref(),
+            t.as_ref(),
+            1.0,
+            par,
+        );
+        let change =
+            frobenius((&next - &y).as_ref()) / frobenius(next.as_ref()).max(f64::MIN_POSITIVE);
         std::mem::swap(&mut y, &mut next);
-        matmul(next.as_mut(), Accum::Replace, t.as_ref(), z.as_ref(), 1.0, par);
+        matmul(
+            next.as_mut(),
+            Accum::Replace,
+            t.as_ref(),
+            z.as_ref(),
+            1.0,
+            par,
+        );
         std::mem::swap(&mut z, &mut next);
         if !change.is_finite() {
             break;
@@ -248,7 +294,14 @@ fn trace_sqrt_newton_schulz(
             break;
         }
     }
-    matmul(next.as_mut(), Accum::Replace, y.as_ref(), y.as_ref(), 1.0, par);
+    matmul(
+        next.as_mut(),
+        Accum::Replace,
+        y.as_ref(),
+        y.as_ref(),
+        1.0,
+        par,
+    );
     let residual = frobenius((&next - &a).as_ref()) / frobenius(a.as_ref());
     if !converged || !residual.is_finite() || residual > options.tolerance.sqrt() {
         return Err(format!(
@@ -275,7 +328,9 @@ mod tests {
     fn spd(d: usize, seed: u64) -> Mat<f64> {
         let mut state = seed;
         let x = Mat::from_fn(d, d, |_, _| {
-            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
             (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5
         });
         let mut s = &x * x.transpose();
@@ -290,7 +345,16 @@ mod tests {
         let s = spd(20, 1);
         let mu = vec![0.3; 20];
         for method in [Method::Eigh, Method::NewtonSchulz] {
-            let r = frechet_distance(&mu, s.as_ref(), &mu, s.as_ref(), method, Default::default(), Par::Seq).unwrap();
+            let r = frechet_distance(
+                &mu,
+                s.as_ref(),
+                &mu,
+                s.as_ref(),
+                method,
+                Default::default(),
+                Par::Seq,
+            )
+            .unwrap();
             assert!(r.value.abs() < 1e-9, "{method:?}: {}", r.value);
             assert!(r.fallback_reason.is_none());
         }
@@ -302,11 +366,26 @@ mod tests {
         let (a, b): ([f64; 3], [f64; 3]) = ([1.0, 4.0, 9.0], [4.0, 1.0, 16.0]);
         let s1 = Mat::from_fn(3, 3, |i, j| if i == j { a[i] } else { 0.0 });
         let s2 = Mat::from_fn(3, 3, |i, j| if i == j { b[i] } else { 0.0 });
-        let expected: f64 = (0..3).map(|i| (a[i].sqrt() - b[i].sqrt()).powi(2)).sum::<f64>() + 3.0;
+        let expected: f64 = (0..3)
+            .map(|i| (a[i].sqrt() - b[i].sqrt()).powi(2))
+            .sum::<f64>()
+            + 3.0;
         for method in [Method::Eigh, Method::NewtonSchulz] {
-            let r = frechet_distance(&[1.0, 1.0, 1.0], s1.as_ref(), &[0.0, 0.0, 0.0], s2.as_ref(), method, Default::default(), Par::Seq)
-                .unwrap();
-            assert!((r.value - expected).abs() < 1e-10, "{method:?}: {} vs {expected}", r.value);
+            let r = frechet_distance(
+                &[1.0, 1.0, 1.0],
+                s1.as_ref(),
+                &[0.0, 0.0, 0.0],
+                s2.as_ref(),
+                method,
+                Default::default(),
+                Par::Seq,
+            )
+            .unwrap();
+            assert!(
+                (r.value - expected).abs() < 1e-10,
+                "{method:?}: {} vs {expected}",
+                r.value
+            );
         }
     }
 
@@ -315,8 +394,26 @@ mod tests {
         let mut s = spd(4, 2);
         let mu = vec![0.0; 4];
         s[(1, 2)] += 1.0;
-        assert!(frechet_distance(&mu, s.as_ref(), &mu, s.as_ref(), Method::Eigh, Default::default(), Par::Seq).is_err());
+        assert!(frechet_distance(
+            &mu,
+            s.as_ref(),
+            &mu,
+            s.as_ref(),
+            Method::Eigh,
+            Default::default(),
+            Par::Seq
+        )
+        .is_err());
         s[(1, 2)] = f64::NAN;
-        assert!(frechet_distance(&mu, s.as_ref(), &mu, s.as_ref(), Method::Eigh, Default::default(), Par::Seq).is_err());
+        assert!(frechet_distance(
+            &mu,
+            s.as_ref(),
+            &mu,
+            s.as_ref(),
+            Method::Eigh,
+            Default::default(),
+            Par::Seq
+        )
+        .is_err());
     }
 }

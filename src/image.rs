@@ -10,7 +10,15 @@ pub struct Rgb8Image {
 
 impl Rgb8Image {
     pub fn new(width: usize, height: usize, pixels: Vec<u8>) -> Self {
-        assert_eq!(pixels.len(), width * height * 3, "pixel buffer does not match its size");
-        Self { width, height, pixels }
+        assert_eq!(
+            pixels.len(),
+            width * height * 3,
+            "pixel buffer does not match its size"
+        );
+        Self {
+            width,
+            height,
+            pixels,
+        }
     }
 }

@@ -43,7 +43,9 @@ impl FromStr for Mode {
             "pytorch-fid" => Ok(Mode::PytorchFid),
             "clean" => Ok(Mode::Clean),
             "tf1" => Ok(Mode::Tf1),
-            "pad" => Ok(Mode::Pad { fill: [255, 255, 255] }),
+            "pad" => Ok(Mode::Pad {
+                fill: [255, 255, 255],
+            }),
             other => Err(FidrsError::InvalidInput(format!(
                 "unknown mode {other:?}: expected one of pytorch-fid, clean, tf1, pad"
             ))),
@@ -164,8 +166,9 @@ fn pil_bicubic_axis(in_size: usize, out_size: usize) -> Vec<(usize, Vec<f64>)> {
             let ss = 1.0 / filterscale;
             let xmin = ((center - support + 0.5) as i64).max(0) as usize;
             let xmax = ((center + support + 0.5) as i64).min(in_size as i64) as usize;
-            let mut weights: Vec<f64> =
-                (xmin..xmax).map(|x| bicubic_kernel((x as f64 - center + 0.5) * ss)).collect();
+            let mut weights: Vec<f64> = (xmin..xmax)
+                .map(|x| bicubic_kernel((x as f64 - center + 0.5) * ss))
+                .collect();
             let total: f64 = weights.iter().sum();
             if total != 0.0 {
                 weights.iter_mut().for_each(|w| *w /= total);
@@ -177,7 +180,13 @@ fn pil_bicubic_axis(in_size: usize, out_size: usize) -> Vec<(usize, Vec<f64>)> {
 
 /// Pillow's resample of an `F` (float32) image: horizontal pass, then vertical, each accumulating in
 /// f64 and storing f32, as `ImagingResampleHorizontal_32bpc`/`Vertical_32bpc` do.
-pub fn pil_bicubic(src: &[f32], width: usize, height: usize, out_w: usize, out_h: usize) -> Vec<f32> {
+pub fn pil_bicubic(
+    src: &[f32],
+    width: usize,
+    height: usize,
+    out_w: usize,
+    out_h: usize,
+) -> Vec<f32> {
     let horizontal: Vec<f32> = if out_w == width {
         src.to_vec()
     } else {
@@ -185,7 +194,11 @@ pub fn pil_bicubic(src: &[f32], width: usize, height: usize, out_w: usize, out_h
         let mut tmp = vec![0f32; out_w * height];
         for (row_out, row_in) in tmp.chunks_exact_mut(out_w).zip(src.chunks_exact(width)) {
             for (o, (start, weights)) in row_out.iter_mut().zip(&xs) {
-                let s: f64 = weights.iter().zip(&row_in[*start..]).map(|(w, &v)| w * v as f64).sum();
+                let s: f64 = weights
+                    .iter()
+                    .zip(&row_in[*start..])
+                    .map(|(w, &v)| w * v as f64)
+                    .sum();
                 *o = s as f32;
             }
         }
@@ -198,8 +211,11 @@ pub fn pil_bicubic(src: &[f32], width: usize, height: usize, out_w: usize, out_h
     let mut out = vec![0f32; out_w * out_h];
     for (row_out, (start, weights)) in out.chunks_exact_mut(out_w).zip(&ys) {
         for (x, o) in row_out.iter_mut().enumerate() {
-            let s: f64 =
-                weights.iter().enumerate().map(|(k, w)| w * horizontal[(start + k) * out_w + x] as f64).sum();
+            let s: f64 = weights
+                .iter()
+                .enumerate()
+                .map(|(k, w)| w * horizontal[(start + k) * out_w + x] as f64)
+                .sum();
             *o = s as f32;
         }
     }
@@ -209,14 +225,24 @@ pub fn pil_bicubic(src: &[f32], width: usize, height: usize, out_w: usize, out_h
 /// Size of an image shrunk so that its long side is `SIZE`, aspect kept (rounded like Pillow's `thumbnail`).
 fn fit_size(width: usize, height: usize) -> (usize, usize) {
     if width >= height {
-        (SIZE, ((height as f64 * SIZE as f64 / width as f64).round() as usize).max(1))
+        (
+            SIZE,
+            ((height as f64 * SIZE as f64 / width as f64).round() as usize).max(1),
+        )
     } else {
-        (((width as f64 * SIZE as f64 / height as f64).round() as usize).max(1), SIZE)
+        (
+            ((width as f64 * SIZE as f64 / height as f64).round() as usize).max(1),
+            SIZE,
+        )
     }
 }
 
 fn pad_into(image: &Rgb8Image, fill: [u8; 3], out: &mut [f32]) {
-    let (w, h) = if image.width.max(image.height) > SIZE { fit_size(image.width, image.height) } else { (image.width, image.height) };
+    let (w, h) = if image.width.max(image.height) > SIZE {
+        fit_size(image.width, image.height)
+    } else {
+        (image.width, image.height)
+    };
     let (left, top) = ((SIZE - w) / 2, (SIZE - h) / 2);
     for (c, plane) in out.chunks_exact_mut(PLANE).enumerate() {
         plane.fill(fill[c] as f32 / 127.5 - 1.0);
@@ -267,7 +293,13 @@ mod tests {
     fn pad_centres_small_images_on_the_fill_colour() {
         let image = Rgb8Image::new(99, 99, vec![0; 99 * 99 * 3]);
         let mut out = vec![0f32; IMAGE_LEN];
-        preprocess_into(&image, Mode::Pad { fill: [255, 255, 255] }, &mut out);
+        preprocess_into(
+            &image,
+            Mode::Pad {
+                fill: [255, 255, 255],
+            },
+            &mut out,
+        );
         assert_eq!(out[0], 1.0); // corner: white
         assert_eq!(out[150 * SIZE + 150], -1.0); // centre: the black image
         assert_eq!(out[100 * SIZE + 99], 1.0); // one left of the image's first column (left = 100)

@@ -4,7 +4,10 @@
 use std::path::PathBuf;
 
 use faer::{MatRef, Par};
-use numpy::{IntoPyArray, PyArrayMethods, PyArray1, PyArray2, PyArray3, PyArray4, PyReadonlyArray1, PyReadonlyArray2, PyReadonlyArray4, PyUntypedArrayMethods};
+use numpy::{
+    IntoPyArray, PyArray1, PyArray2, PyArray3, PyArray4, PyArrayMethods, PyReadonlyArray1,
+    PyReadonlyArray2, PyReadonlyArray4, PyUntypedArrayMethods,
+};
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
@@ -18,10 +21,30 @@ use crate::image::Rgb8Image;
 use crate::preprocess::{Mode, SIZE};
 use crate::stats::Moments;
 
-create_exception!(_fidrs, FidrsError_, PyException, "Base class of every fidrs error.");
-create_exception!(_fidrs, DecodeError, FidrsError_, "A file could not be decoded into an image.");
-create_exception!(_fidrs, InvalidInputError, FidrsError_, "Arguments that cannot work (shape, NaN, n < 2...).");
-create_exception!(_fidrs, NumericalError, FidrsError_, "A factorisation failed unexpectedly.");
+create_exception!(
+    _fidrs,
+    FidrsError_,
+    PyException,
+    "Base class of every fidrs error."
+);
+create_exception!(
+    _fidrs,
+    DecodeError,
+    FidrsError_,
+    "A file could not be decoded into an image."
+);
+create_exception!(
+    _fidrs,
+    InvalidInputError,
+    FidrsError_,
+    "Arguments that cannot work (shape, NaN, n < 2...)."
+);
+create_exception!(
+    _fidrs,
+    NumericalError,
+    FidrsError_,
+    "A factorisation failed unexpectedly."
+);
 
 impl From<FidrsError> for PyErr {
     fn from(error: FidrsError) -> PyErr {
@@ -81,32 +104,51 @@ fn preprocess_arrays<'py>(
     let mode = parse_mode(mode, pad_color)?;
     let shape = images.shape().to_vec();
     if shape[3] != 3 || shape[1] == 0 || shape[2] == 0 {
-        return Err(FidrsError::InvalidInput(format!("images must be N×H×W×3 uint8 with H, W > 0, got {shape:?}")).into());
+        return Err(FidrsError::InvalidInput(format!(
+            "images must be N×H×W×3 uint8 with H, W > 0, got {shape:?}"
+        ))
+        .into());
     }
     let (n, h, w) = (shape[0], shape[1], shape[2]);
-    let flat = images.as_slice().map(|s| s.to_vec()).unwrap_or_else(|_| images.as_array().iter().copied().collect());
+    let flat = images
+        .as_slice()
+        .map(|s| s.to_vec())
+        .unwrap_or_else(|_| images.as_array().iter().copied().collect());
     let data = without_gil(py, || {
-        let list: Vec<Rgb8Image> =
-            flat.chunks_exact(h * w * 3).map(|c| Rgb8Image::new(w, h, c.to_vec())).collect();
+        let list: Vec<Rgb8Image> = flat
+            .chunks_exact(h * w * 3)
+            .map(|c| Rgb8Image::new(w, h, c.to_vec()))
+            .collect();
         preprocess_batch(&list, mode)
     });
-    Ok(data.into_pyarray(py).reshape([n, 3, SIZE, SIZE])?)
+    data.into_pyarray(py).reshape([n, 3, SIZE, SIZE])
 }
 
 /// One file's RGB8 pixels (H×W×3), as `np.asarray(Image.open(p).convert("RGB"))`.
 #[pyfunction]
 #[pyo3(signature = (path, max_pixels=crate::decode::DEFAULT_MAX_PIXELS))]
-fn decode_image(py: Python<'_>, path: PathBuf, max_pixels: u64) -> PyResult<Bound<'_, PyArray3<u8>>> {
-    let image = without_gil(py, || decode_file(&path, &DecodeOptions { max_pixels }))
-        .map_err(|reason| FidrsError::Decode { path: path.clone(), reason })?;
-    Ok(image.pixels.into_pyarray(py).reshape([image.height, image.width, 3])?)
+fn decode_image(
+    py: Python<'_>,
+    path: PathBuf,
+    max_pixels: u64,
+) -> PyResult<Bound<'_, PyArray3<u8>>> {
+    let image = without_gil(py, || decode_file(&path, &DecodeOptions { max_pixels })).map_err(
+        |reason| FidrsError::Decode {
+            path: path.clone(),
+            reason,
+        },
+    )?;
+    image
+        .pixels
+        .into_pyarray(py)
+        .reshape([image.height, image.width, 3])
 }
 
 fn square<'a>(name: &str, a: &'a PyReadonlyArray2<'a, f64>) -> Result<MatRef<'a, f64>, FidrsError> {
     let shape = a.shape();
-    let slice = a
-        .as_slice()
-        .map_err(|_| FidrsError::InvalidInput(format!("{name} must be a C-contiguous float64 array")))?;
+    let slice = a.as_slice().map_err(|_| {
+        FidrsError::InvalidInput(format!("{name} must be a C-contiguous float64 array"))
+    })?;
     Ok(MatRef::from_row_major_slice(slice, shape[0], shape[1]))
 }
 
@@ -127,7 +169,10 @@ fn frechet_distance<'py>(
     let method: Method = method.parse()?;
     let (m1, m2) = (mu1.as_slice()?, mu2.as_slice()?);
     let (s1, s2) = (square("sigma1", &sigma1)?, square("sigma2", &sigma2)?);
-    let options = NewtonSchulzOptions { tolerance, max_iterations };
+    let options = NewtonSchulzOptions {
+        tolerance,
+        max_iterations,
+    };
     let result = without_gil(py, || frechet_core(m1, s1, m2, s2, method, options, par()))?;
     let info = PyDict::new(py);
     info.set_item("value", result.value)?;
@@ -151,13 +196,21 @@ struct PyMoments {
 impl PyMoments {
     #[new]
     fn new(dim: usize) -> Self {
-        Self { inner: Moments::new(dim) }
+        Self {
+            inner: Moments::new(dim),
+        }
     }
 
     #[staticmethod]
-    fn from_parts(n: u64, sum: PyReadonlyArray1<'_, f64>, sum_outer: PyReadonlyArray2<'_, f64>) -> PyResult<Self> {
+    fn from_parts(
+        n: u64,
+        sum: PyReadonlyArray1<'_, f64>,
+        sum_outer: PyReadonlyArray2<'_, f64>,
+    ) -> PyResult<Self> {
         let outer = square("sum_outer", &sum_outer)?;
-        Ok(Self { inner: Moments::from_parts(n, sum.as_slice()?.to_vec(), outer)? })
+        Ok(Self {
+            inner: Moments::from_parts(n, sum.as_slice()?.to_vec(), outer)?,
+        })
     }
 
     /// Fold a batch of feature rows (N×d float32) in.
@@ -165,10 +218,16 @@ impl PyMoments {
         let shape = features.shape();
         let (rows, cols) = (shape[0], shape[1]);
         if cols != self.inner.dim() {
-            return Err(FidrsError::InvalidInput(format!("features have {cols} columns, expected {}", self.inner.dim())).into());
+            return Err(FidrsError::InvalidInput(format!(
+                "features have {cols} columns, expected {}",
+                self.inner.dim()
+            ))
+            .into());
         }
-        let data: Vec<f32> =
-            features.as_slice().map(|s| s.to_vec()).unwrap_or_else(|_| features.as_array().iter().copied().collect());
+        let data: Vec<f32> = features
+            .as_slice()
+            .map(|s| s.to_vec())
+            .unwrap_or_else(|_| features.as_array().iter().copied().collect());
         let inner = &mut self.inner;
         without_gil(py, || inner.update(&data, rows, par()))?;
         Ok(())
@@ -226,9 +285,14 @@ fn num_threads() -> usize {
 
 #[pymodule]
 fn _fidrs(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    if let Some(n) = std::env::var("FIDRS_NUM_THREADS").ok().and_then(|v| v.parse::<usize>().ok()) {
+    if let Some(n) = std::env::var("FIDRS_NUM_THREADS")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
         // Fails harmlessly if the pool was already built.
-        let _ = rayon::ThreadPoolBuilder::new().num_threads(n).build_global();
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global();
     }
     m.add("FidrsError", m.py().get_type::<FidrsError_>())?;
     m.add("DecodeError", m.py().get_type::<DecodeError>())?;

@@ -17,7 +17,11 @@ pub struct Moments {
 
 impl Moments {
     pub fn new(dim: usize) -> Self {
-        Self { n: 0, sum: vec![0.0; dim], sum_outer: Mat::zeros(dim, dim) }
+        Self {
+            n: 0,
+            sum: vec![0.0; dim],
+            sum_outer: Mat::zeros(dim, dim),
+        }
     }
 
     /// Rebuild from saved parts (`sum_outer` symmetric, row-major d×d).
@@ -30,7 +34,11 @@ impl Moments {
                 sum_outer.ncols()
             )));
         }
-        Ok(Self { n, sum, sum_outer: sum_outer.to_owned() })
+        Ok(Self {
+            n,
+            sum,
+            sum_outer: sum_outer.to_owned(),
+        })
     }
 
     pub fn dim(&self) -> usize {
@@ -85,7 +93,10 @@ impl Moments {
             )));
         }
         self.n += other.n;
-        self.sum.iter_mut().zip(&other.sum).for_each(|(a, b)| *a += b);
+        self.sum
+            .iter_mut()
+            .zip(&other.sum)
+            .for_each(|(a, b)| *a += b);
         self.sum_outer += &other.sum_outer;
         Ok(())
     }
@@ -93,12 +104,20 @@ impl Moments {
     /// Σxxᵀ with both triangles filled.
     pub fn sum_outer(&self) -> Mat<f64> {
         let m = &self.sum_outer;
-        Mat::from_fn(m.nrows(), m.ncols(), |i, j| if i >= j { m[(i, j)] } else { m[(j, i)] })
+        Mat::from_fn(m.nrows(), m.ncols(), |i, j| {
+            if i >= j {
+                m[(i, j)]
+            } else {
+                m[(j, i)]
+            }
+        })
     }
 
     pub fn mean(&self) -> Result<Vec<f64>> {
         if self.n == 0 {
-            return Err(FidrsError::InvalidInput("no samples: the mean is undefined".into()));
+            return Err(FidrsError::InvalidInput(
+                "no samples: the mean is undefined".into(),
+            ));
         }
         Ok(self.sum.iter().map(|s| s / self.n as f64).collect())
     }
@@ -114,7 +133,9 @@ impl Moments {
         let n = self.n as f64;
         let mu = self.mean()?;
         let s = self.sum_outer();
-        Ok(Mat::from_fn(s.nrows(), s.ncols(), |i, j| (s[(i, j)] - n * mu[i] * mu[j]) / (n - 1.0)))
+        Ok(Mat::from_fn(s.nrows(), s.ncols(), |i, j| {
+            (s[(i, j)] - n * mu[i] * mu[j]) / (n - 1.0)
+        }))
     }
 }
 
@@ -126,7 +147,9 @@ mod tests {
         let mut state = seed;
         (0..rows * d)
             .map(|_| {
-                state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
                 (state >> 40) as f32 / (1u64 << 24) as f32
             })
             .collect()
@@ -139,7 +162,9 @@ mod tests {
         let mut m = Moments::new(d);
         m.update(&x, rows, Par::Seq).unwrap();
         let cov = m.covariance().unwrap();
-        let mu: Vec<f64> = (0..d).map(|j| (0..rows).map(|i| x[i * d + j] as f64).sum::<f64>() / rows as f64).collect();
+        let mu: Vec<f64> = (0..d)
+            .map(|j| (0..rows).map(|i| x[i * d + j] as f64).sum::<f64>() / rows as f64)
+            .collect();
         for a in 0..d {
             for b in 0..d {
                 let direct: f64 = (0..rows)

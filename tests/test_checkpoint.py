@@ -12,7 +12,6 @@ from collections import OrderedDict
 import numpy as np
 import onnx
 import pytest
-
 from fidrs.checkpoint import load_state_dict
 from fidrs.errors import WeightsError
 from fidrs.model import build_fid_inception

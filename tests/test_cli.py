@@ -6,12 +6,11 @@ import json
 import subprocess
 import sys
 
+import fidrs
 import numpy as np
 import pytest
-from PIL import Image
-
-import fidrs
 from fidrs import cli
+from PIL import Image
 
 
 def run(*args: str) -> subprocess.CompletedProcess:

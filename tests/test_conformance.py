@@ -7,10 +7,9 @@ import subprocess
 import sys
 import warnings
 
+import fidrs
 import numpy as np
 import pytest
-
-import fidrs
 from conftest import DATA
 
 
@@ -50,8 +49,9 @@ def test_newton_schulz_agrees_or_falls_back_to_exact(class_stats, reference_fids
     expected = reference_fids["fid_training_apple_red_1_vs_training"]["apple_red_delicious"]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        info = fidrs.frechet_distance(ref.mu, ref.sigma, other.mu, other.sigma, method="newton-schulz",
-                                      return_info=True, max_iterations=60)
+        info = fidrs.frechet_distance(
+            ref.mu, ref.sigma, other.mu, other.sigma, method="newton-schulz", return_info=True, max_iterations=60
+        )
     assert abs(info["value"] - expected) <= _tolerance(expected)
     if info["method"] == "eigh":
         # Singular covariances (492 < 2048) can keep the iteration from converging: it must say so.
@@ -63,14 +63,22 @@ def test_newton_schulz_agrees_or_falls_back_to_exact(class_stats, reference_fids
 def test_score_cli_and_npz_agree(weights, class_stats, reference_fids, tmp_path):
     a, b = DATA / "training" / "apple_red_1", DATA / "training" / "apple_golden_2"
     expected = reference_fids["fid_training_apple_red_1_vs_training"]["apple_golden_2"]
-    from_stats = fidrs.frechet_distance(class_stats["apple_red_1"].mu, class_stats["apple_red_1"].sigma,
-                                        class_stats["apple_golden_2"].mu, class_stats["apple_golden_2"].sigma)
+    from_stats = fidrs.frechet_distance(
+        class_stats["apple_red_1"].mu,
+        class_stats["apple_red_1"].sigma,
+        class_stats["apple_golden_2"].mu,
+        class_stats["apple_golden_2"].sigma,
+    )
 
     # 1. The Python API end to end.
     api = fidrs.score(str(a), str(b), weights=weights)
     # 2. The CLI end to end, in a fresh process.
-    out = subprocess.run([sys.executable, "-m", "fidrs.cli", "score", str(a), str(b), "--weights", weights, "--json"],
-                         capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "fidrs.cli", "score", str(a), str(b), "--weights", weights, "--json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     cli = json.loads(out.stdout)
     # 3. Saved, then loaded statistics.
     class_stats["apple_red_1"].save(tmp_path / "a.npz")

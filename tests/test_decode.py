@@ -5,13 +5,12 @@ from __future__ import annotations
 import struct
 import zlib
 
+import fidrs
 import numpy as np
 import pytest
-from PIL import Image
-
-import fidrs
-from fidrs import _fidrs
 from conftest import DATA, require_shared
+from fidrs import _fidrs
+from PIL import Image
 
 
 def pillow_rgb(path) -> np.ndarray:
@@ -107,7 +106,7 @@ def _png_bomb(width: int, height: int) -> bytes:
 
 def test_bad_files_raise_decode_errors_with_reasons(tmp_path, photo):
     truncated = tmp_path / "truncated.jpg"
-    full = (tmp_path / "full.jpg")
+    full = tmp_path / "full.jpg"
     Image.fromarray(photo).save(full, quality=90)
     truncated.write_bytes(full.read_bytes()[:400])
     text = tmp_path / "notes.png"

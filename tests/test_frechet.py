@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import fidrs
 import numpy as np
 import pytest
-
-import fidrs
 from fidrs.frechet import frechet_distance_scipy
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
+import fidrs
 import numpy as np
 import pytest
-from PIL import Image
-
-import fidrs
-from fidrs import _fidrs
 from conftest import CONFORMANCE, DATA, require_shared
+from fidrs import _fidrs
+from PIL import Image
 
 
 def _image(h: int, w: int, seed: int = 0) -> np.ndarray:
@@ -69,8 +68,9 @@ def test_pad_mode_keeps_small_images_unscaled_and_shrinks_large_ones():
     small = _image(10, 20)
     out = _fidrs.preprocess_arrays(small, "pad", [255, 0, 0])[0]
     top, left = (299 - 10) // 2, (299 - 20) // 2
-    np.testing.assert_allclose(out[:, top:top + 10, left:left + 20],
-                               small[0].transpose(2, 0, 1) / 127.5 - 1, atol=1e-6)
+    np.testing.assert_allclose(
+        out[:, top : top + 10, left : left + 20], small[0].transpose(2, 0, 1) / 127.5 - 1, atol=1e-6
+    )
     assert out[0, 0, 0] == 1.0 and out[1, 0, 0] == -1.0  # red fill
     large = np.full((1, 600, 300, 3), 7, dtype=np.uint8)
     out = _fidrs.preprocess_arrays(large, "pad")[0]

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import fidrs
 import numpy as np
 import pytest
-
-import fidrs
 
 
 def test_moments_match_numpy_cov_and_merge_equals_union():

@@ -8,9 +8,8 @@ import shutil
 import socket
 import threading
 
-import pytest
-
 import fidrs
+import pytest
 from fidrs import weights as w
 
 STAND_IN_SHA256 = "87a87f62b9d53fb224d46515116332cfe512152dcdbeaf600133e6c204e5d687"

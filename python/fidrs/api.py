@@ -86,8 +86,9 @@ def score_details(a: InputLike, b: InputLike, *, method: str = "auto", **options
     extractor = state.get("extractor")
     if extractor is not None:
         # A stats file computed elsewhere must match what this run would compute.
-        this_run = Stats(stats_a.mu, stats_a.sigma, mode=extractor.options.mode,
-                         weights_sha256=extractor.model.weights_sha256)
+        this_run = Stats(
+            stats_a.mu, stats_a.sigma, mode=extractor.options.mode, weights_sha256=extractor.model.weights_sha256
+        )
         for s in (stats_a, stats_b):
             this_run.check_compatible(s)
     info = frechet_distance(stats_a.mu, stats_a.sigma, stats_b.mu, stats_b.sigma, method, return_info=True)

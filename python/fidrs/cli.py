@@ -24,9 +24,16 @@ def _parse_color(text: str) -> tuple[int, int, int]:
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--weights", help="pytorch-fid Inception checkpoint (.pth); default: $FIDRS_WEIGHTS, cache, download")
-    p.add_argument("--mode", default="pytorch-fid", choices=["pytorch-fid", "clean", "tf1", "pad"],
-                   help="preprocessing convention (default: pytorch-fid)")
+    p.add_argument(
+        "--weights",
+        help="pytorch-fid Inception checkpoint (.pth); default: $FIDRS_WEIGHTS, the cache, then a download",
+    )
+    p.add_argument(
+        "--mode",
+        default="pytorch-fid",
+        choices=["pytorch-fid", "clean", "tf1", "pad"],
+        help="preprocessing convention (default: pytorch-fid)",
+    )
     p.add_argument("--batch-size", type=int, default=50)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--skip-bad", action="store_true", help="skip undecodable files (listed) instead of failing")
@@ -94,8 +101,10 @@ def _run(args: argparse.Namespace) -> int:
         start = time.perf_counter()
         s = fidrs.stats(args.a, **_options(args))
         s.save(args.output)
-        print(f"fidrs: saved statistics of {s.n} images to {args.output} ({time.perf_counter() - start:.1f} s)",
-              file=sys.stderr)
+        print(
+            f"fidrs: saved statistics of {s.n} images to {args.output} ({time.perf_counter() - start:.1f} s)",
+            file=sys.stderr,
+        )
         return EXIT_OK
     raise AssertionError(args.command)
 

@@ -56,12 +56,19 @@ def frechet_distance(
     if method == "scipy":
         start = time.perf_counter()
         value = frechet_distance_scipy(*arrays)
-        info = {"value": value, "method": "scipy", "factorisation": "sqrtm", "iterations": 0, "residual": 0.0,
-                "clipped_mass": 0.0, "fallback_reason": None, "seconds": time.perf_counter() - start}
+        info = {
+            "value": value,
+            "method": "scipy",
+            "factorisation": "sqrtm",
+            "iterations": 0,
+            "residual": 0.0,
+            "clipped_mass": 0.0,
+            "fallback_reason": None,
+            "seconds": time.perf_counter() - start,
+        }
     else:
         core_method = AUTO_METHOD if method == "auto" else method
-        info = _fidrs.frechet_distance(*arrays, method=core_method, tolerance=tolerance,
-                                       max_iterations=max_iterations)
+        info = _fidrs.frechet_distance(*arrays, method=core_method, tolerance=tolerance, max_iterations=max_iterations)
         if info["fallback_reason"]:
             import warnings
 

@@ -66,8 +66,12 @@ class _GraphBuilder:
         conv_out, out = self._name(f"{name}.conv"), self._name(f"{name}.relu")
         self.nodes.append(
             helper.make_node(
-                "Conv", [x, w_name, b_name], [conv_out],
-                kernel_shape=[kh, kw], strides=[stride, stride], pads=[ph, pw, ph, pw],
+                "Conv",
+                [x, w_name, b_name],
+                [conv_out],
+                kernel_shape=[kh, kw],
+                strides=[stride, stride],
+                pads=[ph, pw, ph, pw],
             )
         )
         self.nodes.append(helper.make_node("Relu", [conv_out], [out]))
@@ -84,7 +88,12 @@ class _GraphBuilder:
         out = self._name("avgpool")
         self.nodes.append(
             helper.make_node(
-                "AveragePool", [x], [out], kernel_shape=[3, 3], strides=[1, 1], pads=[1, 1, 1, 1],
+                "AveragePool",
+                [x],
+                [out],
+                kernel_shape=[3, 3],
+                strides=[1, 1],
+                pads=[1, 1, 1, 1],
                 count_include_pad=0,
             )
         )

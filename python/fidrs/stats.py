@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Optional
 
 import numpy as np
 
@@ -19,10 +18,10 @@ FORMAT_VERSION = 1
 class Stats:
     mu: np.ndarray
     sigma: np.ndarray
-    n: Optional[int] = None
-    mode: Optional[str] = None
-    weights_sha256: Optional[str] = None
-    moments: Optional[_fidrs.Moments] = None
+    n: int | None = None
+    mode: str | None = None
+    weights_sha256: str | None = None
+    moments: _fidrs.Moments | None = None
 
     @classmethod
     def from_moments(cls, moments: _fidrs.Moments, mode: str, weights_sha256: str) -> Stats:
@@ -33,8 +32,11 @@ class Stats:
         extra = {}
         if self.moments is not None:
             extra = {"sum": self.moments.sum, "sum_outer": self.moments.sum_outer}
-        meta = {k: v for k, v in (("n", self.n), ("mode", self.mode), ("weights_sha256", self.weights_sha256))
-                if v is not None}
+        meta = {
+            k: v
+            for k, v in (("n", self.n), ("mode", self.mode), ("weights_sha256", self.weights_sha256))
+            if v is not None
+        }
         with open(path, "wb") as f:
             np.savez(f, mu=self.mu, sigma=self.sigma, version=FORMAT_VERSION, **meta, **extra)
 
@@ -55,7 +57,8 @@ class Stats:
             moments = None
             if "sum" in data and "sum_outer" in data and n is not None:
                 moments = _fidrs.Moments.from_parts(
-                    n, np.ascontiguousarray(data["sum"], dtype=np.float64),
+                    n,
+                    np.ascontiguousarray(data["sum"], dtype=np.float64),
                     np.ascontiguousarray(data["sum_outer"], dtype=np.float64),
                 )
         if mu.ndim != 1 or sigma.shape != (mu.size, mu.size):
@@ -67,9 +70,7 @@ class Stats:
         for field, label in (("mode", "mode"), ("weights_sha256", "weights")):
             mine, theirs = getattr(self, field), getattr(other, field)
             if mine is not None and theirs is not None and mine != theirs:
-                raise IncompatibleStatsError(
-                    f"statistics were computed with different {label}: {mine!r} vs {theirs!r}"
-                )
+                raise IncompatibleStatsError(f"statistics were computed with different {label}: {mine!r} vs {theirs!r}")
 
     def merge(self, other: Stats) -> Stats:
         """Statistics of the union of both sample sets (needs the raw moments of both)."""

@@ -1,0 +1,66 @@
+"""Type stubs for the native module `fidrs._fidrs` (Rust, PyO3)."""
+
+from collections.abc import Sequence
+from os import PathLike
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+__version__: str
+
+class FidrsError(Exception): ...
+class DecodeError(FidrsError): ...
+class InvalidInputError(FidrsError): ...
+class NumericalError(FidrsError): ...
+
+_Path = str | PathLike[str]
+
+def load_images(
+    paths: Sequence[_Path],
+    mode: str = "pytorch-fid",
+    pad_color: Sequence[int] = (255, 255, 255),
+    max_pixels: int = 178_956_970,
+) -> tuple[npt.NDArray[np.float32], list[int], list[tuple[int, str]]]:
+    """Decode + preprocess in parallel: (N_ok×3×299×299 inputs, indices of good files, [(index, reason)])."""
+
+def preprocess_arrays(
+    images: npt.NDArray[np.uint8], mode: str = "pytorch-fid", pad_color: Sequence[int] = (255, 255, 255)
+) -> npt.NDArray[np.float32]:
+    """Preprocess uint8 images N×H×W×3 into N×3×299×299 network inputs."""
+
+def decode_image(path: _Path, max_pixels: int = 178_956_970) -> npt.NDArray[np.uint8]:
+    """One file's RGB pixels, H×W×3, as Pillow's `Image.open(p).convert("RGB")`."""
+
+def frechet_distance(
+    mu1: npt.NDArray[np.float64],
+    sigma1: npt.NDArray[np.float64],
+    mu2: npt.NDArray[np.float64],
+    sigma2: npt.NDArray[np.float64],
+    method: str = "eigh",
+    tolerance: float = 1e-10,
+    max_iterations: int = 100,
+) -> dict[str, Any]:
+    """Fréchet distance and diagnostics: value, method, factorisation, iterations, residual, clipped_mass,
+    fallback_reason, seconds."""
+
+def num_threads() -> int: ...
+
+class Moments:
+    """Streaming feature moments (n, Σx, Σxxᵀ) in float64; mergeable across shards."""
+
+    def __init__(self, dim: int) -> None: ...
+    @staticmethod
+    def from_parts(n: int, sum: npt.NDArray[np.float64], sum_outer: npt.NDArray[np.float64]) -> Moments: ...
+    def update(self, features: npt.NDArray[np.float32]) -> None: ...
+    def merge(self, other: Moments) -> None: ...
+    @property
+    def n(self) -> int: ...
+    @property
+    def dim(self) -> int: ...
+    @property
+    def sum(self) -> npt.NDArray[np.float64]: ...
+    @property
+    def sum_outer(self) -> npt.NDArray[np.float64]: ...
+    def mean(self) -> npt.NDArray[np.float64]: ...
+    def covariance(self) -> npt.NDArray[np.float64]: ...
