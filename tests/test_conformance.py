@@ -41,6 +41,11 @@ def test_fid_per_class_matches_pytorch_fid(class_stats, reference_fids, method):
     for cls, expected in reference_fids["fid_training_apple_red_1_vs_training"].items():
         s = class_stats[cls]
         got = fidrs.frechet_distance(ref.mu, ref.sigma, s.mu, s.sigma, method=method)
+        if cls == "apple_red_1" and method != "scipy":
+            # Identical sets: the exact FID is 0. pytorch-fid's -0.00024 is scipy sqrtm's round-off on
+            # singular covariances (492 < 2048); the exact methods must be at least that close to the truth.
+            assert abs(got) <= 1e-4 and abs(got) <= abs(expected), got
+            continue
         assert abs(got - expected) <= _tolerance(expected), (cls, got, expected)
 
 
