@@ -37,6 +37,8 @@ pub struct FrechetResult {
     pub method: &'static str,
     /// "cholesky" or "eigen" for eigh; "newton-schulz" otherwise.
     pub factorisation: &'static str,
+    /// Size of the eigenproblem solved: d for Cholesky, the numerical rank for the eigen factor.
+    pub rank: usize,
     pub iterations: usize,
     /// Newton–Schulz: ‖Y² − A‖_F / ‖A‖_F at the end (A normalised). Zero for eigh.
     pub residual: f64,
@@ -186,34 +188,60 @@ fn congruence(b: MatRef<'_, f64>, sigma2: MatRef<'_, f64>, par: Par) -> Mat<f64>
     m
 }
 
+/// A factor B with B Bᵀ = Σ from the eigendecomposition, keeping only the numerical range
+/// (λ > d · ε · λ_max, NumPy's `matrix_rank` rule): d × r with r ≤ n − 1 for n samples. Returns the
+/// factor and the mass of the negative round-off eigenvalues dropped.
+fn low_rank_factor(sigma: MatRef<'_, f64>) -> Result<(Mat<f64>, f64)> {
+    let evd = sigma
+        .self_adjoint_eigen(Side::Lower)
+        .map_err(|e| FidrsError::Numerical(format!("eigendecomposition failed: {e:?}")))?;
+    let (u, s) = (evd.U(), evd.S());
+    let d = u.nrows();
+    let eigenvalues: Vec<f64> = (0..d).map(|i| s[i]).collect();
+    let largest = eigenvalues.iter().cloned().fold(0.0, f64::max);
+    let threshold = largest * d as f64 * f64::EPSILON;
+    let kept: Vec<usize> = (0..d).filter(|&i| eigenvalues[i] > threshold).collect();
+    let clipped: f64 = eigenvalues.iter().filter(|&&l| l < 0.0).map(|l| -l).sum();
+    let factor = Mat::from_fn(d, kept.len(), |i, j| {
+        u[(i, kept[j])] * eigenvalues[kept[j]].sqrt()
+    });
+    Ok((factor, clipped))
+}
+
+/// tr √(Σ₁Σ₂) through a symmetric PSD problem: Σ₁Σ₂ is similar to Bᵀ Σ₂ B for any B with B Bᵀ = Σ₁
+/// (and the trace is symmetric in Σ₁, Σ₂), so no complex arithmetic is needed.
+/// - both positive definite: B = L, the Cholesky factor (cheapest);
+/// - one singular (fewer samples than dimensions): B from that one's eigendecomposition, restricted to
+///   its numerical rank r, so the eigenproblem is r × r. Dropping the null space is also what makes
+///   FID(X, X) come out as 0 to round-off instead of the ~1e-4 that √ of null-space noise gives.
 fn trace_sqrt_eigh(
     sigma1: MatRef<'_, f64>,
     sigma2: MatRef<'_, f64>,
     par: Par,
 ) -> Result<FrechetResult> {
-    // Σ₁Σ₂ is similar to Lᵀ Σ₂ L (Σ₁ = LLᵀ), which is symmetric PSD: no complex arithmetic needed.
-    let (b, factorisation) = match sigma1.llt(Side::Lower) {
-        Ok(llt) => (llt.L().to_owned(), "cholesky"),
-        Err(_) => {
-            // Singular Σ₁ (fewer samples than dimensions): B = V √Λ₊ gives B Bᵀ = Σ₁.
-            let evd = sigma1.self_adjoint_eigen(Side::Lower).map_err(|e| {
-                FidrsError::Numerical(format!("eigendecomposition of sigma1 failed: {e:?}"))
-            })?;
-            let (u, s) = (evd.U(), evd.S());
-            let d = u.nrows();
-            let b = Mat::from_fn(d, d, |i, j| u[(i, j)] * s[j].max(0.0).sqrt());
-            (b, "eigen")
+    let (chol1, chol2) = (sigma1.llt(Side::Lower), sigma2.llt(Side::Lower));
+    let (factor, other, factorisation, clipped_factor) = match (chol1, chol2) {
+        (Ok(l1), Ok(_)) => (l1.L().to_owned(), sigma2, "cholesky", 0.0),
+        (Ok(_), Err(_)) => {
+            let (b, clipped) = low_rank_factor(sigma2)?;
+            (b, sigma1, "eigen", clipped)
+        }
+        (Err(_), _) => {
+            let (b, clipped) = low_rank_factor(sigma1)?;
+            (b, sigma2, "eigen", clipped)
         }
     };
-    let m = congruence(b.as_ref(), sigma2, par);
+    let rank = factor.ncols();
+    let m = congruence(factor.as_ref(), other, par);
     let (trace, clipped_mass) = sum_sqrt_eigenvalues(&m)?;
     Ok(FrechetResult {
         value: trace,
         method: "eigh",
         factorisation,
+        rank,
         iterations: 0,
         residual: 0.0,
-        clipped_mass,
+        clipped_mass: clipped_mass + clipped_factor,
         fallback_reason: None,
         seconds: 0.0,
     })
@@ -240,6 +268,7 @@ fn trace_sqrt_newton_schulz(
             value: 0.0,
             method: "newton-schulz",
             factorisation: "newton-schulz",
+            rank: d,
             iterations: 0,
             residual: 0.0,
             clipped_mass: 0.0,
@@ -313,6 +342,7 @@ fn trace_sqrt_newton_schulz(
         value: trace,
         method: "newton-schulz",
         factorisation: "newton-schulz",
+        rank: d,
         iterations,
         residual,
         clipped_mass: 0.0,

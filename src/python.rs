@@ -69,8 +69,12 @@ fn parse_mode(mode: &str, pad_color: [u8; 3]) -> Result<Mode, FidrsError> {
     })
 }
 
+/// The thread budget for dense linear algebra: rayon's pool (sized by FIDRS_NUM_THREADS), set as faer's
+/// global parallelism too so that its decompositions use the same threads.
 fn par() -> Par {
-    Par::rayon(rayon::current_num_threads())
+    let par = Par::rayon(rayon::current_num_threads());
+    faer::set_global_parallelism(par);
+    par
 }
 
 /// Decode and preprocess files: (inputs N×3×299×299 of the good files, their indices, [(index, reason)]).
@@ -178,6 +182,7 @@ fn frechet_distance<'py>(
     info.set_item("value", result.value)?;
     info.set_item("method", result.method)?;
     info.set_item("factorisation", result.factorisation)?;
+    info.set_item("rank", result.rank)?;
     info.set_item("iterations", result.iterations)?;
     info.set_item("residual", result.residual)?;
     info.set_item("clipped_mass", result.clipped_mass)?;
@@ -197,7 +202,7 @@ impl PyMoments {
     #[new]
     fn new(dim: usize) -> Self {
         Self {
-            inner: Moments::new(dim),
+            inner: Moments::with_parallelism(dim, par()),
         }
     }
 
@@ -209,7 +214,7 @@ impl PyMoments {
     ) -> PyResult<Self> {
         let outer = square("sum_outer", &sum_outer)?;
         Ok(Self {
-            inner: Moments::from_parts(n, sum.as_slice()?.to_vec(), outer)?,
+            inner: Moments::from_parts(n, sum.as_slice()?.to_vec(), outer)?.parallelism(par()),
         })
     }
 
@@ -224,12 +229,16 @@ impl PyMoments {
             ))
             .into());
         }
-        let data: Vec<f32> = features
-            .as_slice()
-            .map(|s| s.to_vec())
-            .unwrap_or_else(|_| features.as_array().iter().copied().collect());
+        let owned: Vec<f32>;
+        let data: &[f32] = match features.as_slice() {
+            Ok(slice) => slice,
+            Err(_) => {
+                owned = features.as_array().iter().copied().collect();
+                &owned
+            }
+        };
         let inner = &mut self.inner;
-        without_gil(py, || inner.update(&data, rows, par()))?;
+        without_gil(py, || inner.update(data, rows))?;
         Ok(())
     }
 
@@ -248,21 +257,23 @@ impl PyMoments {
     }
 
     #[getter]
-    fn sum<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
+    fn sum<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
+        self.inner.flush();
         self.inner.sum.clone().into_pyarray(py)
     }
 
     #[getter]
-    fn sum_outer<'py>(&self, py: Python<'py>) -> Bound<'py, PyArray2<f64>> {
+    fn sum_outer<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyArray2<f64>> {
         mat_to_numpy(py, self.inner.sum_outer().as_ref())
     }
 
-    fn mean<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<f64>>> {
+    fn mean<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<f64>>> {
         Ok(self.inner.mean()?.into_pyarray(py))
     }
 
-    fn covariance<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<f64>>> {
-        let cov = self.inner.covariance()?;
+    fn covariance<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<f64>>> {
+        let inner = &mut self.inner;
+        let cov = without_gil(py, || inner.covariance())?;
         Ok(mat_to_numpy(py, cov.as_ref()))
     }
 }
