@@ -130,3 +130,21 @@ def test_unexpected_failure_exits_3(monkeypatch, stats_pair, capsys):
     monkeypatch.setattr(fidrs, "score_details", explode)
     assert cli.main(["score", *stats_pair]) == 3
     assert "internal error" in capsys.readouterr().err
+
+
+def test_merge_of_shards_equals_stats_of_the_union(tmp_path, weights):
+    first, second = _images(tmp_path / "one", 3, seed=2), _images(tmp_path / "two", 4, seed=3)
+    for name, folder in (("a.npz", first), ("b.npz", second)):
+        assert run("stats", str(folder), "-o", str(tmp_path / name), "--weights", weights).returncode == 0
+    out = run("merge", str(tmp_path / "a.npz"), str(tmp_path / "b.npz"), "-o", str(tmp_path / "ab.npz"))
+    assert out.returncode == 0, out.stderr
+    merged = fidrs.Stats.load(tmp_path / "ab.npz")
+    union = fidrs.stats(sorted(str(p) for p in [*first.iterdir(), *second.iterdir()]), weights=weights)
+    assert merged.n == union.n == 7
+    np.testing.assert_allclose(merged.mu, union.mu, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(merged.sigma, union.sigma, rtol=1e-9, atol=1e-12)
+
+
+def test_merge_refuses_stats_without_moments(tmp_path, stats_pair):
+    out = run("merge", *stats_pair, "-o", str(tmp_path / "m.npz"))
+    assert out.returncode == 2 and "moments" in out.stderr

@@ -60,6 +60,10 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("a", help="directory, image file or glob")
     stats.add_argument("-o", "--output", required=True, help="output .npz path")
     _add_common(stats)
+
+    merge = sub.add_parser("merge", help="merge statistics of disjoint image sets (shards) into one .npz")
+    merge.add_argument("inputs", nargs="+", help=".npz statistics written by fidrs (they carry their moments)")
+    merge.add_argument("-o", "--output", required=True, help="output .npz path")
     return parser
 
 
@@ -104,6 +108,15 @@ def _run(args: argparse.Namespace) -> int:
         print(
             f"fidrs: saved statistics of {s.n} images to {args.output} ({time.perf_counter() - start:.1f} s)",
             file=sys.stderr,
+        )
+        return EXIT_OK
+    if args.command == "merge":
+        merged = fidrs.Stats.load(args.inputs[0])
+        for path in args.inputs[1:]:
+            merged = merged.merge(fidrs.Stats.load(path))
+        merged.save(args.output)
+        print(
+            f"fidrs: merged {len(args.inputs)} statistics files ({merged.n} images) into {args.output}", file=sys.stderr
         )
         return EXIT_OK
     raise AssertionError(args.command)
