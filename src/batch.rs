@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use rayon::prelude::*;
 
-use crate::decode::{decode_file, DecodeOptions};
+use crate::decode::{decode_bytes, decode_file, DecodeOptions};
 use crate::image::Rgb8Image;
 use crate::preprocess::{preprocess_into, Mode, IMAGE_LEN};
 
@@ -24,6 +24,19 @@ pub fn load_batch(paths: &[PathBuf], mode: Mode, options: &DecodeOptions) -> Bat
         .zip(paths.par_iter())
         .map(|(out, path)| {
             decode_file(path, options).map(|image| preprocess_into(&image, mode, out))
+        })
+        .collect();
+    compact(data, results)
+}
+
+/// Like `load_batch`, for encoded images already in memory (zip archive members, network payloads).
+pub fn load_batch_encoded(blobs: &[Vec<u8>], mode: Mode, options: &DecodeOptions) -> Batch {
+    let mut data = vec![0f32; blobs.len() * IMAGE_LEN];
+    let results: Vec<Result<(), String>> = data
+        .par_chunks_mut(IMAGE_LEN)
+        .zip(blobs.par_iter())
+        .map(|(out, bytes)| {
+            decode_bytes(bytes, options).map(|image| preprocess_into(&image, mode, out))
         })
         .collect();
     compact(data, results)

@@ -36,14 +36,25 @@ pub fn decode_file(path: &Path, options: &DecodeOptions) -> Result<Rgb8Image, De
     decode_bytes(&bytes, options)
 }
 
+/// Decode any supported format. A decoder panic (a bug in a dependency, or libjpeg's error unwinding)
+/// becomes an error for this one file, never a crash of the batch.
 pub fn decode_bytes(bytes: &[u8], options: &DecodeOptions) -> Result<Rgb8Image, DecodeFailure> {
     if bytes.is_empty() {
         return Err("empty file".into());
     }
-    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        decode_jpeg(bytes, options)
-    } else {
-        decode_other(bytes, options)
+    let decoded = std::panic::catch_unwind(|| {
+        if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+            decode_jpeg(bytes, options)
+        } else {
+            decode_other(bytes, options)
+        }
+    });
+    match decoded {
+        Ok(result) => result,
+        Err(panic) => Err(format!(
+            "corrupt image (decoder failed: {})",
+            panic_message(&panic)
+        )),
     }
 }
 
@@ -62,8 +73,7 @@ fn check_size(width: usize, height: usize, options: &DecodeOptions) -> Result<()
 }
 
 fn decode_jpeg(bytes: &[u8], options: &DecodeOptions) -> Result<Rgb8Image, DecodeFailure> {
-    // mozjpeg reports libjpeg errors (and warnings such as a truncated stream) by unwinding;
-    // catch that here so one bad file never takes the batch down.
+    // mozjpeg reports libjpeg errors (and warnings such as a truncated stream) by unwinding.
     let result = std::panic::catch_unwind(|| -> Result<Rgb8Image, DecodeFailure> {
         let decompress = mozjpeg::Decompress::with_markers(mozjpeg::ALL_MARKERS)
             .from_mem(bytes)

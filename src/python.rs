@@ -13,7 +13,7 @@ use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
-use crate::batch::{load_batch, preprocess_batch};
+use crate::batch::{load_batch, load_batch_encoded, preprocess_batch, Batch};
 use crate::decode::{decode_file, DecodeOptions};
 use crate::error::FidrsError;
 use crate::frechet::{frechet_distance as frechet_core, Method, NewtonSchulzOptions};
@@ -77,23 +77,45 @@ fn par() -> Par {
     par
 }
 
+type BatchTuple<'py> = (Bound<'py, PyArray4<f32>>, Vec<usize>, Vec<(usize, String)>);
+
+fn batch_to_python(py: Python<'_>, batch: Batch) -> PyResult<BatchTuple<'_>> {
+    let n = batch.ok.len();
+    let array = batch.data.into_pyarray(py).reshape([n, 3, SIZE, SIZE])?;
+    Ok((array, batch.ok, batch.failures))
+}
+
 /// Decode and preprocess files: (inputs N×3×299×299 of the good files, their indices, [(index, reason)]).
 #[pyfunction]
 #[pyo3(signature = (paths, mode="pytorch-fid", pad_color=[255, 255, 255], max_pixels=crate::decode::DEFAULT_MAX_PIXELS))]
-#[allow(clippy::type_complexity)]
 fn load_images<'py>(
     py: Python<'py>,
     paths: Vec<PathBuf>,
     mode: &str,
     pad_color: [u8; 3],
     max_pixels: u64,
-) -> PyResult<(Bound<'py, PyArray4<f32>>, Vec<usize>, Vec<(usize, String)>)> {
+) -> PyResult<BatchTuple<'py>> {
     let mode = parse_mode(mode, pad_color)?;
     let options = DecodeOptions { max_pixels };
-    let batch = without_gil(py, || load_batch(&paths, mode, &options));
-    let n = batch.ok.len();
-    let array = batch.data.into_pyarray(py).reshape([n, 3, SIZE, SIZE])?;
-    Ok((array, batch.ok, batch.failures))
+    batch_to_python(py, without_gil(py, || load_batch(&paths, mode, &options)))
+}
+
+/// Like `load_images`, for encoded image files given as bytes (e.g. members of a zip archive).
+#[pyfunction]
+#[pyo3(signature = (blobs, mode="pytorch-fid", pad_color=[255, 255, 255], max_pixels=crate::decode::DEFAULT_MAX_PIXELS))]
+fn load_encoded<'py>(
+    py: Python<'py>,
+    blobs: Vec<Vec<u8>>,
+    mode: &str,
+    pad_color: [u8; 3],
+    max_pixels: u64,
+) -> PyResult<BatchTuple<'py>> {
+    let mode = parse_mode(mode, pad_color)?;
+    let options = DecodeOptions { max_pixels };
+    batch_to_python(
+        py,
+        without_gil(py, || load_batch_encoded(&blobs, mode, &options)),
+    )
 }
 
 /// Preprocess in-memory uint8 images (N×H×W×3).
@@ -311,6 +333,7 @@ fn _fidrs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("NumericalError", m.py().get_type::<NumericalError>())?;
     m.add_function(wrap_pyfunction!(load_images, m)?)?;
     m.add_function(wrap_pyfunction!(preprocess_arrays, m)?)?;
+    m.add_function(wrap_pyfunction!(load_encoded, m)?)?;
     m.add_function(wrap_pyfunction!(decode_image, m)?)?;
     m.add_function(wrap_pyfunction!(frechet_distance, m)?)?;
     m.add_function(wrap_pyfunction!(num_threads, m)?)?;

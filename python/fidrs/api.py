@@ -12,7 +12,7 @@ from . import _fidrs
 from .errors import EmptyInputError, InvalidInputError
 from .extract import ExtractOptions, FeatureExtractor, PassReport
 from .frechet import frechet_distance
-from .inputs import ImageArray, ImageFiles, InputLike, StatsFile, resolve_source
+from .inputs import ImageArray, ImageFiles, InputLike, StatsFile, ZipImages, resolve_source
 from .stats import Stats
 
 FEATURE_DIM = 2048
@@ -68,7 +68,7 @@ def _side_stats(inputs: InputLike, label: str, options: dict[str, Any], state: d
     source = resolve_source(inputs)
     if isinstance(source, StatsFile):
         return Stats.load(source.path), PassReport(provider="")
-    assert isinstance(source, (ImageFiles, ImageArray))
+    assert isinstance(source, (ImageFiles, ImageArray, ZipImages))
     if "extractor" not in state:
         state["extractor"] = _extractor(options)
     return _stats_from_source(source, state["extractor"], label)

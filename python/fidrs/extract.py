@@ -11,7 +11,7 @@ import numpy as np
 
 from . import _fidrs
 from .errors import BadImagesError
-from .inputs import ImageArray, ImageFiles
+from .inputs import ImageArray, ImageFiles, ZipImages
 from .runtime import InceptionSession, get_session
 from .weights import ResolvedModel, resolve_model
 
@@ -71,15 +71,17 @@ class FeatureExtractor:
     def provider(self) -> str:
         return self.session.provider
 
-    def _load(self, source: ImageFiles | ImageArray, start: int, stop: int):
+    def _load(self, source: ImageFiles | ImageArray | ZipImages, start: int, stop: int):
         o = self.options
+        if isinstance(source, ZipImages):
+            return _fidrs.load_encoded(source.read(start, stop), o.mode, list(o.pad_color), o.max_pixels)
         if isinstance(source, ImageArray):
             batch = _fidrs.preprocess_arrays(np.ascontiguousarray(source.images[start:stop]), o.mode, list(o.pad_color))
             return batch, list(range(stop - start)), []
         return _fidrs.load_images(source.paths[start:stop], o.mode, list(o.pad_color), o.max_pixels)
 
     def iter_batches(
-        self, source: ImageFiles | ImageArray, report: PassReport, label: str = "features"
+        self, source: ImageFiles | ImageArray | ZipImages, report: PassReport, label: str = "features"
     ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Yield (input indices, pool3, logits) per batch, in input order. Bad files raise BadImagesError
         after every file was tried, unless `skip_bad`, which records them in `report.skipped`."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,11 +39,31 @@ class ImageArray:
 
 
 @dataclass(frozen=True)
+class ZipImages:
+    """Image members of a zip archive, decoded from memory."""
+
+    archive: str
+    members: list[str]
+
+    @property
+    def paths(self) -> list[str]:
+        """Names for messages: `archive.zip:member`."""
+        return [f"{self.archive}:{m}" for m in self.members]
+
+    def __len__(self) -> int:
+        return len(self.members)
+
+    def read(self, start: int, stop: int) -> list[bytes]:
+        with zipfile.ZipFile(self.archive) as z:
+            return [z.read(m) for m in self.members[start:stop]]
+
+
+@dataclass(frozen=True)
 class StatsFile:
     path: str
 
 
-Source = Union[ImageFiles, ImageArray, StatsFile]
+Source = Union[ImageFiles, ImageArray, ZipImages, StatsFile]
 
 
 def _is_image(path: str) -> bool:
@@ -71,6 +92,39 @@ def _expand_one(item: str) -> list[str]:
     raise InvalidInputError(f"{item}: no such file or directory")
 
 
+def _zip_source(path: str) -> ZipImages:
+    try:
+        with zipfile.ZipFile(path) as z:
+            members = sorted(info.filename for info in z.infolist() if not info.is_dir() and _is_image(info.filename))
+    except zipfile.BadZipFile as e:
+        raise InvalidInputError(f"{path}: not a readable zip archive ({e})") from None
+    if not members:
+        raise EmptyInputError(f"{path}: the zip archive holds no image files")
+    return ZipImages(path, members)
+
+
+def _npz_source(path: str, allow_stats: bool) -> StatsFile | ImageArray:
+    """`mu`/`sigma` statistics (pytorch-fid, clean-fid, ADM, fidrs), or an ADM reference batch whose
+    `arr_0` holds uint8 images N×H×W×3 (loaded into memory)."""
+    if not os.path.isfile(path):
+        raise InvalidInputError(f"{path}: no such file")
+    try:
+        with np.load(path, allow_pickle=False) as data:
+            keys = set(data.files)
+            if {"mu", "sigma"} <= keys:
+                if not allow_stats:
+                    raise InvalidInputError(f"{path}: a statistics file cannot be used here; pass images")
+                return StatsFile(path)
+            if "arr_0" in keys:
+                images = data["arr_0"]
+                if images.dtype == np.uint8 and images.ndim == 4 and images.shape[-1] == 3:
+                    return resolve_source(images)
+                raise InvalidInputError(f"{path}: arr_0 is {images.dtype} {images.shape}, expected uint8 N×H×W×3")
+    except (OSError, ValueError) as e:
+        raise InvalidInputError(f"{path}: not a readable .npz file ({e})") from None
+    raise InvalidInputError(f"{path}: .npz needs 'mu' and 'sigma' (statistics) or 'arr_0' (images); has {sorted(keys)}")
+
+
 def resolve_source(inputs: InputLike, *, allow_stats: bool = True) -> Source:
     """Directories are scanned recursively (case-insensitive extensions, sorted); explicit file lists
     keep their order; a `.npz` path is a statistics file."""
@@ -84,12 +138,11 @@ def resolve_source(inputs: InputLike, *, allow_stats: bool = True) -> Source:
         return ImageArray(inputs)
     if isinstance(inputs, (str, os.PathLike)):
         text = os.fspath(inputs)
-        if Path(text).suffix.lower() in STATS_EXTENSIONS:
-            if not allow_stats:
-                raise InvalidInputError(f"{text}: a statistics file cannot be used here; pass images")
-            if not os.path.isfile(text):
-                raise InvalidInputError(f"{text}: no such statistics file")
-            return StatsFile(text)
+        suffix = Path(text).suffix.lower()
+        if suffix in STATS_EXTENSIONS:
+            return _npz_source(text, allow_stats)
+        if suffix == ".zip" and os.path.isfile(text):
+            return _zip_source(text)
         paths = _expand_one(text)
         if not paths:
             raise EmptyInputError(f"{text}: no image files found (extensions: {', '.join(sorted(IMAGE_EXTENSIONS))})")
