@@ -132,7 +132,7 @@ def test_onnx_graph_is_valid_with_the_agreed_interface(state):
     dims = [d.dim_value or d.dim_param for d in graph.input[0].type.tensor_type.shape.dim]
     assert dims == ["N", 3, 299, 299]
     outputs = {o.name: [d.dim_value or d.dim_param for d in o.type.tensor_type.shape.dim] for o in graph.output}
-    assert outputs == {"pool3": ["N", 2048], "logits": ["N", 1008]}
+    assert outputs == {"pool3": ["N", 2048], "logits": ["N", 1008], "logits_unbiased": ["N", 1008]}
     ops = {n.op_type for n in graph.node}
     assert {"Conv", "AveragePool", "MaxPool", "GlobalAveragePool", "Gemm"} <= ops
     # FID blocks: every average pool excludes padding.

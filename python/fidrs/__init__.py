@@ -15,12 +15,14 @@ from .errors import (
     WeightsUnavailableError,
 )
 from .frechet import frechet_distance
+from .metrics import FeatureSet, feature_set, inception_score, kid, memorization, precision_recall
 from .stats import Stats
 
 __all__ = [
     "BadImagesError",
     "DecodeError",
     "EmptyInputError",
+    "FeatureSet",
     "FidrsError",
     "IncompatibleStatsError",
     "InvalidInputError",
@@ -32,8 +34,13 @@ __all__ = [
     "WeightsHashMismatchError",
     "WeightsUnavailableError",
     "__version__",
+    "feature_set",
     "features",
     "frechet_distance",
+    "inception_score",
+    "kid",
+    "memorization",
+    "precision_recall",
     "score",
     "score_details",
     "stats",

@@ -61,6 +61,29 @@ def build_parser() -> argparse.ArgumentParser:
     stats.add_argument("-o", "--output", required=True, help="output .npz path")
     _add_common(stats)
 
+    kid = sub.add_parser("kid", help="Kernel Inception Distance (mean, std over subsets)")
+    kid.add_argument("a")
+    kid.add_argument("b")
+    kid.add_argument("--subset-size", type=int, default=1000)
+    kid.add_argument("--subsets", type=int, default=100)
+    kid.add_argument("--seed", type=int, default=0)
+    isc = sub.add_parser("is", help="Inception Score (mean, std over splits)")
+    isc.add_argument("a")
+    isc.add_argument("--splits", type=int, default=10)
+    isc.add_argument("--seed", type=int, default=2020)
+    pr = sub.add_parser("pr", help="precision, recall, density, coverage (REAL GENERATED)")
+    pr.add_argument("a", help="real images")
+    pr.add_argument("b", help="generated images")
+    pr.add_argument("-k", type=int, default=3)
+    memo = sub.add_parser("memorization", help="nearest training image of each generated one (copy detection)")
+    memo.add_argument("a", help="generated images")
+    memo.add_argument("b", help="training images")
+    memo.add_argument("--threshold", type=float, default=0.1)
+    memo.add_argument("--top", type=int, default=10)
+    for p in (kid, isc, pr, memo):
+        p.add_argument("--json", action="store_true", help="print one JSON object")
+        _add_common(p)
+
     merge = sub.add_parser("merge", help="merge statistics of disjoint image sets (shards) into one .npz")
     merge.add_argument("inputs", nargs="+", help=".npz statistics written by fidrs (they carry their moments)")
     merge.add_argument("-o", "--output", required=True, help="output .npz path")
@@ -110,6 +133,9 @@ def _run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_OK
+    if args.command in ("kid", "is", "pr", "memorization"):
+        return _metric(fidrs, args)
+
     if args.command == "merge":
         merged = fidrs.Stats.load(args.inputs[0])
         for path in args.inputs[1:]:
@@ -120,6 +146,40 @@ def _run(args: argparse.Namespace) -> int:
         )
         return EXIT_OK
     raise AssertionError(args.command)
+
+
+def _metric(fidrs, args: argparse.Namespace) -> int:
+    start = time.perf_counter()
+    options = _options(args)
+    a = fidrs.feature_set(args.a, **options)
+    b = fidrs.feature_set(args.b, **options) if args.command != "is" else None
+    result: dict = {"mode": a.mode, "weights_sha256": a.weights_sha256, "n_a": len(a)}
+    if b is not None:
+        result["n_b"] = len(b)
+    if args.command == "kid":
+        mean, std = fidrs.kid(a, b, subset_size=args.subset_size, subsets=args.subsets, seed=args.seed)
+        result.update(kid=mean, kid_std=std)
+        text = f"KID {mean:.6f} ± {std:.6f}"
+    elif args.command == "is":
+        mean, std = fidrs.inception_score(a, splits=args.splits, seed=args.seed)
+        result.update(inception_score=mean, inception_score_std=std)
+        text = f"IS {mean:.6f} ± {std:.6f}"
+    elif args.command == "pr":
+        result.update(fidrs.precision_recall(a, b, k=args.k))
+        text = " ".join(f"{k} {result[k]:.4f}" for k in ("precision", "recall", "density", "coverage"))
+    else:
+        memo = fidrs.memorization(a, b, threshold=args.threshold, top=args.top)
+        memo.pop("distances")
+        result.update(memo)
+        lines = [
+            f"{100 * memo['fraction_below_threshold']:.2f} % of generated images are within cosine distance "
+            f"{args.threshold} of a training image; closest pairs:"
+        ]
+        lines += [f"  {p['cosine_distance']:.5f}  {p['generated']}  ~  {p['training']}" for p in memo["closest_pairs"]]
+        text = "\n".join(lines)
+    result["seconds"] = time.perf_counter() - start
+    print(json.dumps(result) if args.json else text)
+    return EXIT_OK
 
 
 def main(argv: Sequence[str] | None = None) -> int:

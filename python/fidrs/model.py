@@ -4,7 +4,7 @@ Layout follows pytorch-fid's `fid_inception_v3`: torchvision's Inception V3 stem
 blocks (FIDInceptionA/C/E_1 average-pool with count_include_pad=False, E_2 max-pools its pool branch).
 BatchNorm (eps 0.001) is folded into each convolution in float64, then stored as float32.
 Input `images`: N×3×299×299 float32, already normalised to [-1, 1]. Outputs: `pool3` (N×2048),
-`logits` (N×1008, the fc layer with bias).
+`logits` (N×1008, the fc layer with bias) and `logits_unbiased` (without the bias, for torch-fidelity's IS).
 """
 
 from __future__ import annotations
@@ -19,6 +19,8 @@ from .errors import WeightsError
 
 BN_EPS = 0.001
 OPSET = 17
+# Part of the cache file name: bump when the graph changes so stale cached models are not reused.
+GRAPH_VERSION = 2
 
 # (stride, padding) of the convolutions that are not stride 1 with "same" padding.
 _SPECIAL_CONVS = {
@@ -168,7 +170,9 @@ def build_fid_inception(state: Mapping[str, np.ndarray]) -> onnx.ModelProto:
     g.nodes.append(helper.make_node("Flatten", ["pooled"], ["pool3"], axis=1))
     fc_w, fc_b = g._tensor("fc.weight").astype(np.float32), g._tensor("fc.bias").astype(np.float32)
     g.initializers += [numpy_helper.from_array(fc_w, "fc.weight"), numpy_helper.from_array(fc_b, "fc.bias")]
-    g.nodes.append(helper.make_node("Gemm", ["pool3", "fc.weight", "fc.bias"], ["logits"], transB=1))
+    # logits_unbiased (the fc layer without its bias) is what torch-fidelity's Inception Score uses.
+    g.nodes.append(helper.make_node("Gemm", ["pool3", "fc.weight"], ["logits_unbiased"], transB=1))
+    g.nodes.append(helper.make_node("Add", ["logits_unbiased", "fc.bias"], ["logits"]))
 
     unused = sorted(set(state) - g.used)
     if unused:
@@ -183,6 +187,7 @@ def build_fid_inception(state: Mapping[str, np.ndarray]) -> onnx.ModelProto:
         [
             helper.make_tensor_value_info("pool3", TensorProto.FLOAT, ["N", 2048]),
             helper.make_tensor_value_info("logits", TensorProto.FLOAT, ["N", 1008]),
+            helper.make_tensor_value_info("logits_unbiased", TensorProto.FLOAT, ["N", 1008]),
         ],
         g.initializers,
     )

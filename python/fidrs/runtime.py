@@ -24,7 +24,8 @@ class InceptionSession:
     tf32: bool = field(default=False)
 
     def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        pool3, logits = self.session.run(["pool3", "logits"], {"images": images})
+        """pool3 (N×2048) and logits_unbiased (N×1008, the fc layer without bias)."""
+        pool3, logits = self.session.run(["pool3", "logits_unbiased"], {"images": images})
         return pool3, logits
 
 

@@ -110,11 +110,11 @@ def _atomic_write(path: Path, data: bytes) -> None:
 def resolve_model(weights: str | os.PathLike | None = None) -> ResolvedModel:
     """The ONNX model for the resolved checkpoint, built once and cached by the checkpoint's sha256."""
     from .checkpoint import load_state_dict
-    from .model import build_fid_inception
+    from .model import GRAPH_VERSION, build_fid_inception
 
     checkpoint = resolve_checkpoint(weights)
     sha = sha256_file(checkpoint)
-    onnx_path = cache_dir() / f"fid_inception-{sha}.onnx"
+    onnx_path = cache_dir() / f"fid_inception-v{GRAPH_VERSION}-{sha}.onnx"
     if not onnx_path.is_file():
         model = build_fid_inception(load_state_dict(checkpoint))
         _atomic_write(onnx_path, model.SerializeToString())
