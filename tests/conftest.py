@@ -52,12 +52,23 @@ def reference_features():
 
 
 @pytest.fixture(scope="session")
-def class_stats(weights, reference_fids):
-    """fidrs.Stats of every training class (one feature pass over the 4,844 training photos)."""
-    import warnings
-
+def class_features(weights, reference_fids):
+    """fidrs.FeatureSet of every training class: one feature pass over the 4,844 training photos,
+    shared by the conformance and report tests."""
     import fidrs
 
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", fidrs.SmallSampleWarning)
-        return {c: fidrs.stats(str(DATA / "training" / c), weights=weights) for c in reference_fids["classes"]}
+    return {c: fidrs.feature_set(str(DATA / "training" / c), weights=weights) for c in reference_fids["classes"]}
+
+
+@pytest.fixture(scope="session")
+def class_stats(class_features):
+    """fidrs.Stats of every training class, folded through the streaming moments as `fidrs.stats` does."""
+    import fidrs
+
+    stats = {}
+    for c, fs in class_features.items():
+        moments = fidrs.Moments(2048)
+        for start in range(0, len(fs.features), 50):
+            moments.update(fs.features[start : start + 50])
+        stats[c] = fidrs.Stats.from_moments(moments, fs.mode, fs.weights_sha256)
+    return stats

@@ -84,6 +84,14 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--json", action="store_true", help="print one JSON object")
         _add_common(p)
 
+    report = sub.add_parser("report", help="per-class analysis against a reference class (PNG + JSON + HTML)")
+    report.add_argument("a", metavar="DIR", help="folder of class subfolders")
+    report.add_argument("--reference", required=True, help="name of the reference class subfolder")
+    report.add_argument("-o", "--output", required=True, help="output folder")
+    report.add_argument("--kid-subset-size", type=int, default=1000)
+    report.add_argument("--kid-subsets", type=int, default=100)
+    _add_common(report)
+
     merge = sub.add_parser("merge", help="merge statistics of disjoint image sets (shards) into one .npz")
     merge.add_argument("inputs", nargs="+", help=".npz statistics written by fidrs (they carry their moments)")
     merge.add_argument("-o", "--output", required=True, help="output .npz path")
@@ -135,6 +143,27 @@ def _run(args: argparse.Namespace) -> int:
         return EXIT_OK
     if args.command in ("kid", "is", "pr", "memorization"):
         return _metric(fidrs, args)
+
+    if args.command == "report":
+        from .report import build_report, class_feature_sets
+
+        from pathlib import Path
+
+        if not (Path(args.a) / args.reference).is_dir():
+            raise fidrs.InvalidInputError(
+                f"reference class {args.reference!r}: no folder {Path(args.a) / args.reference}"
+            )
+        start = time.perf_counter()
+        sets = class_feature_sets(args.a, **_options(args))
+        result = build_report(
+            sets, args.reference, args.output, kid_subset_size=args.kid_subset_size, kid_subsets=args.kid_subsets
+        )
+        print(
+            f"fidrs: report of {sum(result['n'].values())} images in {len(result['classes'])} classes written to "
+            f"{args.output} ({time.perf_counter() - start:.1f} s)",
+            file=sys.stderr,
+        )
+        return EXIT_OK
 
     if args.command == "merge":
         merged = fidrs.Stats.load(args.inputs[0])

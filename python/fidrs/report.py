@@ -1,0 +1,183 @@
+"""`fidrs report`: compare every class of a dataset with a reference class, from one feature pass.
+
+Writes report.json, fid_vs_reference.png, fid_matrix.png, pca_variance.png, tsne.png and report.html (the
+PNGs embedded, so the page is one self-contained file). Needs the optional extra: pip install 'fidrs[report]'.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from . import _fidrs
+from .errors import EmptyInputError, InvalidInputError
+from .frechet import frechet_distance
+from .metrics import FeatureSet, feature_set, kid_from_features
+
+
+def _require_plotting():
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+        from sklearn.manifold import TSNE
+    except ImportError as e:
+        raise InvalidInputError(f"fidrs report needs the optional extra: pip install 'fidrs[report]' ({e})") from None
+    return plt, TSNE
+
+
+def class_feature_sets(root: str | Path, **options: Any) -> dict[str, FeatureSet]:
+    """One feature pass per class subfolder of `root` (sorted by name)."""
+    root = Path(root)
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    if not classes:
+        raise EmptyInputError(f"{root}: no class subfolders")
+    return {c: feature_set(str(root / c), **options) for c in classes}
+
+
+def _moments_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    m = _fidrs.Moments(features.shape[1])
+    m.update(np.ascontiguousarray(features))
+    return m.mean(), m.covariance()
+
+
+def build_report(
+    sets: dict[str, FeatureSet],
+    reference: str,
+    out_dir: str | Path,
+    *,
+    kid_subset_size: int = 1000,
+    kid_subsets: int = 100,
+    tsne_seed: int = 0,
+) -> dict[str, Any]:
+    """Compute the numbers and write the files; returns what report.json holds."""
+    if reference not in sets:
+        raise InvalidInputError(f"reference class {reference!r} not among {sorted(sets)}")
+    plt, TSNE = _require_plotting()
+    start = time.perf_counter()
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    classes = list(sets)
+    stats = {c: _moments_stats(s.features) for c, s in sets.items()}
+
+    matrix = np.zeros((len(classes), len(classes)))
+    for i, a in enumerate(classes):
+        for j in range(i + 1, len(classes)):
+            b = classes[j]
+            matrix[i, j] = matrix[j, i] = frechet_distance(*stats[a], *stats[b])
+        matrix[i, i] = frechet_distance(*stats[a], *stats[a])
+    ref_index = classes.index(reference)
+    subset = min(kid_subset_size, *(len(s) for s in sets.values()))
+    kids = {
+        c: kid_from_features(
+            sets[reference].features, sets[c].features, subset_size=subset, subsets=kid_subsets, seed=0
+        )
+        for c in classes
+    }
+
+    everything = np.concatenate([s.features for s in sets.values()]).astype(np.float64)
+    labels = np.concatenate([[i] * len(sets[c]) for i, c in enumerate(classes)])
+    centred = everything - everything.mean(0)
+    eigenvalues = np.linalg.eigvalsh(centred.T @ centred / (len(centred) - 1))[::-1].clip(min=0)
+    cumulative = np.cumsum(eigenvalues) / eigenvalues.sum()
+    components_95 = int(np.searchsorted(cumulative, 0.95) + 1)
+
+    # t-SNE on the leading 50 principal components (the usual, much faster, practice).
+    _, _, vt = np.linalg.svd(centred[: min(len(centred), 20000)], full_matrices=False)
+    embedded = TSNE(n_components=2, init="pca", random_state=tsne_seed, perplexity=30).fit_transform(
+        centred @ vt[:50].T
+    )
+
+    cmap = plt.get_cmap("tab10" if len(classes) <= 10 else "tab20")
+    figures = {}
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    ax.bar(classes, matrix[ref_index], color=[cmap(i % cmap.N) for i in range(len(classes))])
+    ax.set_ylabel(f"FID vs {reference}")
+    ax.tick_params(axis="x", rotation=60)
+    ax.set_title(f"FID of each class against {reference}")
+    fig.tight_layout()
+    figures["fid_vs_reference.png"] = fig
+
+    fig, ax = plt.subplots(figsize=(7.5, 6.5))
+    im = ax.imshow(matrix, cmap="viridis")
+    ax.set_xticks(range(len(classes)), classes, rotation=60, ha="right")
+    ax.set_yticks(range(len(classes)), classes)
+    for i in range(len(classes)):
+        for j in range(len(classes)):
+            ax.text(j, i, f"{matrix[i, j]:.0f}", ha="center", va="center", color="w", fontsize=7)
+    fig.colorbar(im, ax=ax, label="FID")
+    ax.set_title("FID between classes")
+    fig.tight_layout()
+    figures["fid_matrix.png"] = fig
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    shown = min(len(cumulative), max(4 * components_95, 50))
+    ax.plot(np.arange(1, shown + 1), cumulative[:shown])
+    ax.axhline(0.95, color="grey", ls="--")
+    ax.axvline(components_95, color="red", ls=":", label=f"{components_95} components reach 95 %")
+    ax.set_xlabel("principal components")
+    ax.set_ylabel("cumulative explained variance")
+    ax.legend()
+    ax.set_title("PCA of the pool3 features")
+    fig.tight_layout()
+    figures["pca_variance.png"] = fig
+
+    fig, ax = plt.subplots(figsize=(7.5, 6.5))
+    for i, c in enumerate(classes):
+        pts = embedded[labels == i]
+        ax.scatter(pts[:, 0], pts[:, 1], s=4, color=cmap(i % cmap.N), label=c)
+    ax.legend(markerscale=3, fontsize=7)
+    ax.set_title("t-SNE of the pool3 features")
+    fig.tight_layout()
+    figures["tsne.png"] = fig
+
+    for name, fig in figures.items():
+        fig.savefig(out / name, dpi=110)
+        plt.close(fig)
+
+    report = {
+        "reference": reference,
+        "classes": classes,
+        "n": {c: len(s) for c, s in sets.items()},
+        "mode": sets[reference].mode,
+        "weights_sha256": sets[reference].weights_sha256,
+        "fid_vs_reference": {c: float(matrix[ref_index, i]) for i, c in enumerate(classes)},
+        "kid_vs_reference": {
+            c: {"mean": m, "std": s, "subset_size": subset, "subsets": kid_subsets} for c, (m, s) in kids.items()
+        },
+        "fid_matrix": matrix.tolist(),
+        "pca": {"components_for_95_percent": components_95, "cumulative_explained_variance": cumulative[:200].tolist()},
+        "seconds_after_features": time.perf_counter() - start,
+    }
+    (out / "report.json").write_text(json.dumps(report, indent=1))
+    _write_html(out, report, list(figures))
+    return report
+
+
+def _write_html(out: Path, report: dict[str, Any], images: list[str]) -> None:
+    rows = "".join(
+        f"<tr><td>{html.escape(c)}</td><td>{report['n'][c]}</td><td>{report['fid_vs_reference'][c]:.4f}</td>"
+        f"<td>{report['kid_vs_reference'][c]['mean']:.5f} ± {report['kid_vs_reference'][c]['std']:.5f}</td></tr>"
+        for c in report["classes"]
+    )
+    figures = "".join(
+        f'<figure><img alt="{name}" src="data:image/png;base64,'
+        f'{base64.b64encode((out / name).read_bytes()).decode()}"><figcaption>{name}</figcaption></figure>'
+        for name in images
+    )
+    page = f"""<!doctype html><html><head><meta charset="utf-8"><title>fidrs report</title>
+<style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto}}td,th{{padding:2px 10px;text-align:right}}
+td:first-child{{text-align:left}}img{{max-width:100%}}</style></head><body>
+<h1>fidrs report: every class against {html.escape(report["reference"])}</h1>
+<p>mode {html.escape(report["mode"])}, weights sha256 {report["weights_sha256"][:16]}…;
+{report["pca"]["components_for_95_percent"]} principal components carry 95 % of the feature variance.</p>
+<table><tr><th>class</th><th>n</th><th>FID</th><th>KID</th></tr>{rows}</table>{figures}</body></html>"""
+    (out / "report.html").write_text(page)
