@@ -145,9 +145,9 @@ def _run(args: argparse.Namespace) -> int:
         return _metric(fidrs, args)
 
     if args.command == "report":
-        from .report import build_report, class_feature_sets
-
         from pathlib import Path
+
+        from .report import build_report, class_feature_sets
 
         if not (Path(args.a) / args.reference).is_dir():
             raise fidrs.InvalidInputError(
