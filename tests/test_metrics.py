@@ -154,3 +154,17 @@ def test_metric_commands_print_json(tmp_path, weights):
         text=True,
     )
     assert json.loads(out.stdout)["fraction_below_threshold"] == 1.0  # a set is a copy of itself
+
+
+def test_fid_confidence_interval_and_small_n_bias():
+    from fidrs.metrics import fid_confidence_from_features
+
+    rng = np.random.default_rng(6)
+    x, y = rng.standard_normal((400, 8)), rng.standard_normal((400, 8)) + 0.3
+    result = fid_confidence_from_features(x, y, rounds=40, seed=1)
+    assert result["low"] <= result["fid"] <= result["high"]
+    # Population FID = 8 · 0.3² = 0.72; the sample FID carries a positive small-n bias.
+    assert result["low"] < 0.72 + 0.3 and result["high"] > 0.72
+    at_n = result["fid_at_n"]
+    assert sorted(at_n) == [50, 100, 200, 400]
+    assert at_n[50] > at_n[400]  # bias grows as n shrinks (d/n terms)

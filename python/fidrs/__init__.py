@@ -15,7 +15,15 @@ from .errors import (
     WeightsUnavailableError,
 )
 from .frechet import frechet_distance
-from .metrics import FeatureSet, feature_set, inception_score, kid, memorization, precision_recall
+from .metrics import (
+    FeatureSet,
+    feature_set,
+    fid_confidence,
+    inception_score,
+    kid,
+    memorization,
+    precision_recall,
+)
 from .stats import Stats
 
 __all__ = [
@@ -36,6 +44,7 @@ __all__ = [
     "__version__",
     "feature_set",
     "features",
+    "fid_confidence",
     "frechet_distance",
     "inception_score",
     "kid",

@@ -54,6 +54,12 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--json", action="store_true", help="print one JSON object")
     score.add_argument("--max-fid", type=float, help="CI gate: exit 1 when FID is above this value")
     score.add_argument("--method", default="auto", choices=["auto", "eigh", "newton-schulz", "scipy"])
+    score.add_argument(
+        "--bootstrap",
+        type=int,
+        metavar="ROUNDS",
+        help="also report a 95 %% bootstrap interval over images and FID at several n",
+    )
     _add_common(score)
 
     stats = sub.add_parser("stats", help="save μ/Σ statistics of an image set to .npz")
@@ -118,7 +124,21 @@ def _run(args: argparse.Namespace) -> int:
     if args.command == "score":
         if args.batch_size < 1:
             raise fidrs.InvalidInputError("--batch-size must be at least 1")
-        result = fidrs.score_details(args.a, args.b, method=args.method, **_options(args))
+        if args.bootstrap:
+            a, b = fidrs.feature_set(args.a, **_options(args)), fidrs.feature_set(args.b, **_options(args))
+            confidence = fidrs.fid_confidence(a, b, rounds=args.bootstrap)
+            result = {
+                "fid": confidence.pop("fid"),
+                "n_a": len(a),
+                "n_b": len(b),
+                "mode": a.mode,
+                "weights_sha256": a.weights_sha256,
+                "method": "auto",
+                "skipped": [{"path": p, "reason": r} for p, r in a.skipped + b.skipped],
+                "bootstrap": confidence,
+            }
+        else:
+            result = fidrs.score_details(args.a, args.b, method=args.method, **_options(args))
         passed = args.max_fid is None or result["fid"] <= args.max_fid
         if args.max_fid is not None:
             result["max_fid"] = args.max_fid
@@ -127,6 +147,13 @@ def _run(args: argparse.Namespace) -> int:
             print(json.dumps(result))
         else:
             print(f"{result['fid']:.6f}")
+            if "bootstrap" in result:
+                bs = result["bootstrap"]
+                print(
+                    f"95 % interval [{bs['low']:.4f}, {bs['high']:.4f}] over {bs['rounds']} bootstrap rounds; "
+                    f"FID at n = " + ", ".join(f"{n}: {v:.3f}" for n, v in bs["fid_at_n"].items()),
+                    file=sys.stderr,
+                )
             if args.max_fid is not None:
                 verdict = "PASS" if passed else "FAIL"
                 print(f"{verdict}: FID {result['fid']:.6f} {'<=' if passed else '>'} {args.max_fid}", file=sys.stderr)
