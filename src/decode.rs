@@ -153,7 +153,17 @@ fn decode_other(bytes: &[u8], options: &DecodeOptions) -> Result<Rgb8Image, Deco
     if reader.format().is_none() {
         return Err("not an image (unknown file format)".into());
     }
-    reader.no_limits();
+    // The pixel check below sees only the header's size; a GIF frame, for one, may claim far more than
+    // its logical screen (found by fuzzing). The allocation limit makes the decoder itself refuse those:
+    // 8 bytes a pixel covers RGBA16, the widest buffer a decoder allocates for an accepted image.
+    let mut limits = image::Limits::no_limits();
+    limits.max_alloc = Some(
+        options
+            .max_pixels
+            .saturating_mul(8)
+            .saturating_add(16 << 20),
+    );
+    reader.limits(limits);
     let decoder = reader
         .into_decoder()
         .map_err(|e| format!("cannot decode: {e}"))?;

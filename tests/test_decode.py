@@ -143,3 +143,19 @@ def test_batch_loader_reports_failures_by_index_and_keeps_order(tmp_path, photo)
     assert batch.shape == (2, 3, 299, 299) and ok == [0, 2]
     assert len(failures) == 1 and failures[0][0] == 1
     np.testing.assert_array_equal(batch[0], batch[1])
+
+
+# Found by cargo fuzz: a 161-byte GIF whose 5×6 logical screen passes the pixel check while its frame
+# descriptor claims a frame needing gigabytes. It must fail (or decode) without a huge allocation.
+FUZZ_GIF_OOM = bytes.fromhex(
+    "47494638376105000600840000d9cfebd7d982d0b090edbf56f8bd1060ef4cbabf7f7fb2ed59aae951de2c1df0424dc7db45b8e840a67913b6270fa321dca1e79a82f85f82c24c9b453d7d0acd4ea9d04e1c80717b787a325f49c08f07e8012b8b3b043b3700470000000000002c000000fd06fffaff0008240025007410802a830a141438e0900083288506080e5c980047000000002e002ce60000000005003b"
+)
+
+
+def test_gif_frame_larger_than_its_screen_cannot_exhaust_memory():
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    _batch, ok, failures = _fidrs.load_encoded([FUZZ_GIF_OOM], max_pixels=1 << 20)
+    assert ok == [] and len(failures) == 1
+    assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) < 512 * 1024  # KiB: < 512 MiB
