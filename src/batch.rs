@@ -18,26 +18,24 @@ pub struct Batch {
 }
 
 pub fn load_batch(paths: &[PathBuf], mode: Mode, options: &DecodeOptions) -> Batch {
-    let mut data = vec![0f32; paths.len() * IMAGE_LEN];
-    let results: Vec<Result<(), String>> = data
-        .par_chunks_mut(IMAGE_LEN)
-        .zip(paths.par_iter())
-        .map(|(out, path)| {
-            decode_file(path, options).map(|image| preprocess_into(&image, mode, out))
-        })
-        .collect();
-    compact(data, results)
+    load_with(paths, mode, |path| decode_file(path, options))
 }
 
 /// Like `load_batch`, for encoded images already in memory (zip archive members, network payloads).
 pub fn load_batch_encoded(blobs: &[Vec<u8>], mode: Mode, options: &DecodeOptions) -> Batch {
-    let mut data = vec![0f32; blobs.len() * IMAGE_LEN];
+    load_with(blobs, mode, |bytes| decode_bytes(bytes, options))
+}
+
+fn load_with<T: Sync>(
+    items: &[T],
+    mode: Mode,
+    decode: impl Fn(&T) -> Result<Rgb8Image, String> + Sync,
+) -> Batch {
+    let mut data = vec![0f32; items.len() * IMAGE_LEN];
     let results: Vec<Result<(), String>> = data
         .par_chunks_mut(IMAGE_LEN)
-        .zip(blobs.par_iter())
-        .map(|(out, bytes)| {
-            decode_bytes(bytes, options).map(|image| preprocess_into(&image, mode, out))
-        })
+        .zip(items.par_iter())
+        .map(|(out, item)| decode(item).map(|image| preprocess_into(&image, mode, out)))
         .collect();
     compact(data, results)
 }

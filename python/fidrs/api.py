@@ -101,6 +101,7 @@ def score_details(a: InputLike, b: InputLike, *, method: str = "auto", **options
         "provider": extractor.provider if extractor else None,
         "method": info["method"],
         "skipped": [{"path": p, "reason": r} for p, r in report_a.skipped + report_b.skipped],
+        "cache_hits": report_a.cache_hits + report_b.cache_hits,
         "seconds": time.perf_counter() - start,
     }
 
@@ -109,6 +110,7 @@ def score(a: InputLike, b: InputLike, **options: Any) -> float:
     """FID between two image sets (directories, file lists, globs, uint8 arrays) or `.npz` statistics.
 
     Options: weights, mode ("pytorch-fid", "clean", "tf1", "pad"), batch_size (50), device ("auto", "cpu",
-    "cuda"), skip_bad, pad_color, max_pixels, allow_tf32, progress, method (Fréchet method).
+    "cuda"), skip_bad, pad_color, max_pixels, allow_tf32, progress, cache (True: reuse features of unchanged
+    files), method (Fréchet method).
     """
     return score_details(a, b, **options)["fid"]

@@ -41,6 +41,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--max-pixels", type=int, default=178_956_970, help="refuse larger images (decompression bombs)")
     p.add_argument("--allow-tf32", action="store_true", help="let CUDA use TF32 (faster, changes FID slightly)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    p.add_argument("--no-cache", action="store_true", help="neither read nor write the feature cache")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -98,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--kid-subsets", type=int, default=100)
     _add_common(report)
 
+    cache = sub.add_parser("cache", help="feature cache: size, or clear it")
+    cache.add_argument("action", choices=["info", "clear"])
+
     merge = sub.add_parser("merge", help="merge statistics of disjoint image sets (shards) into one .npz")
     merge.add_argument("inputs", nargs="+", help=".npz statistics written by fidrs (they carry their moments)")
     merge.add_argument("-o", "--output", required=True, help="output .npz path")
@@ -115,6 +119,7 @@ def _options(args: argparse.Namespace) -> dict:
         "max_pixels": args.max_pixels,
         "allow_tf32": args.allow_tf32,
         "progress": not args.no_progress and sys.stderr.isatty(),
+        "cache": not args.no_cache,
     }
 
 
@@ -190,6 +195,15 @@ def _run(args: argparse.Namespace) -> int:
             f"{args.output} ({time.perf_counter() - start:.1f} s)",
             file=sys.stderr,
         )
+        return EXIT_OK
+
+    if args.command == "cache":
+        from .cache import cache_info, clear_cache
+
+        if args.action == "clear":
+            print(f"fidrs: removed {clear_cache()} feature cache file(s)", file=sys.stderr)
+        else:
+            print(json.dumps(cache_info(), indent=1))
         return EXIT_OK
 
     if args.command == "merge":

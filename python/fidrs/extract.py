@@ -10,8 +10,10 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _fidrs
+from .cache import FeatureCache, file_hash
 from .errors import BadImagesError
 from .inputs import ImageArray, ImageFiles, ZipImages
+from .model import GRAPH_VERSION
 from .runtime import InceptionSession, get_session
 from .weights import ResolvedModel, resolve_model
 
@@ -30,6 +32,7 @@ class ExtractOptions:
     max_pixels: int = DEFAULT_MAX_PIXELS
     allow_tf32: bool = False
     progress: bool = False
+    cache: bool = True
 
     def __post_init__(self) -> None:
         if self.mode not in MODES:
@@ -45,6 +48,19 @@ class PassReport:
     n: int = 0
     skipped: list[tuple[str, str]] = field(default_factory=list)
     provider: str = ""
+    cache_hits: int = 0
+
+
+@dataclass
+class _Loaded:
+    """One batch from the decode thread: network inputs of the images to compute, their batch-relative
+    indices, failures (index, reason), cached results by index, and content keys (empty without cache)."""
+
+    batch: np.ndarray
+    ok: list[int]
+    failed: list[tuple[int, str]]
+    hits: dict[int, tuple[np.ndarray, np.ndarray]]
+    keys: list[str | None]
 
 
 class _Progress:
@@ -66,19 +82,46 @@ class FeatureExtractor:
         self.options = options
         self.model: ResolvedModel = resolve_model(options.weights)
         self.session: InceptionSession = get_session(str(self.model.onnx_path), options.device, options.allow_tf32)
+        self.cache: FeatureCache | None = None
+        if options.cache:
+            self.cache = FeatureCache(self.model.weights_sha256, options.mode, GRAPH_VERSION, options.pad_color)
 
     @property
     def provider(self) -> str:
         return self.session.provider
 
-    def _load(self, source: ImageFiles | ImageArray | ZipImages, start: int, stop: int):
+    def _load(self, source: ImageFiles | ImageArray | ZipImages, start: int, stop: int) -> _Loaded:
+        """Runs in the decode thread: cache lookups, then decode + preprocess of the misses."""
         o = self.options
-        if isinstance(source, ZipImages):
-            return _fidrs.load_encoded(source.read(start, stop), o.mode, list(o.pad_color), o.max_pixels)
         if isinstance(source, ImageArray):
             batch = _fidrs.preprocess_arrays(np.ascontiguousarray(source.images[start:stop]), o.mode, list(o.pad_color))
-            return batch, list(range(stop - start)), []
-        return _fidrs.load_images(source.paths[start:stop], o.mode, list(o.pad_color), o.max_pixels)
+            return _Loaded(batch, list(range(stop - start)), [], {}, [])
+        if isinstance(source, ZipImages):
+            return _Loaded(
+                *_fidrs.load_encoded(source.read(start, stop), o.mode, list(o.pad_color), o.max_pixels), {}, []
+            )
+        paths = source.paths[start:stop]
+        keys = [file_hash(p) for p in paths] if self.cache else []
+        hits = self.cache.get_many(keys) if self.cache else {}
+        misses = [i for i in range(len(paths)) if i not in hits]
+        batch, ok, failed = _fidrs.load_images([paths[i] for i in misses], o.mode, list(o.pad_color), o.max_pixels)
+        return _Loaded(batch, [misses[i] for i in ok], [(misses[i], r) for i, r in failed], hits, keys)
+
+    def _combine(self, loaded: _Loaded, start: int, report: PassReport):
+        """Run the network on what was not cached, store it, and merge with the cached rows in input order."""
+        rows = dict(loaded.hits)
+        if loaded.ok:
+            pool3, logits = self.session.run(loaded.batch)
+            rows.update((i, (pool3[j], logits[j])) for j, i in enumerate(loaded.ok))
+            if self.cache and loaded.keys:
+                keyed = [(j, loaded.keys[i]) for j, i in enumerate(loaded.ok) if loaded.keys[i]]
+                if keyed:
+                    picks = [j for j, _ in keyed]
+                    self.cache.put_many([k for _, k in keyed], pool3[picks], logits[picks])
+        order = sorted(rows)
+        report.n += len(order)
+        report.cache_hits += len(loaded.hits)
+        return (np.asarray(order) + start, np.stack([rows[i][0] for i in order]), np.stack([rows[i][1] for i in order]))
 
     def iter_batches(
         self, source: ImageFiles | ImageArray | ZipImages, report: PassReport, label: str = "features"
@@ -94,18 +137,17 @@ class FeatureExtractor:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fidrs-decode") as pool:
             pending = pool.submit(self._load, source, *bounds[0]) if bounds else None
             for k, (start, _stop) in enumerate(bounds):
-                batch, ok, failed = pending.result()
+                loaded = pending.result()
+                ok, failed = loaded.ok, loaded.failed
                 if k + 1 < len(bounds):
                     pending = pool.submit(self._load, source, *bounds[k + 1])
                 failures.extend((source.paths[start + i], reason) for i, reason in failed)
                 if failures and not o.skip_bad:
-                    progress.advance(len(ok) + len(failed))
+                    progress.advance(len(ok) + len(failed) + len(loaded.hits))
                     continue  # keep decoding to report every bad file, but stop computing
-                if len(ok):
-                    pool3, logits = self.session.run(batch)
-                    report.n += len(ok)
-                    yield np.asarray(ok) + start, pool3, logits
-                progress.advance(len(ok) + len(failed))
+                if len(ok) or loaded.hits:
+                    yield self._combine(loaded, start, report)
+                progress.advance(len(ok) + len(failed) + len(loaded.hits))
         progress.close()
         if failures and not o.skip_bad:
             raise BadImagesError(failures)

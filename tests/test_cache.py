@@ -1,0 +1,92 @@
+"""The feature cache: hits give identical features, changed files are recomputed, corruption is repaired."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import subprocess
+import sys
+
+import fidrs
+import numpy as np
+import pytest
+from fidrs.cache import features_dir
+from fidrs.extract import ExtractOptions, FeatureExtractor, PassReport
+from fidrs.inputs import resolve_source
+from PIL import Image
+
+
+@pytest.fixture()
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("FIDRS_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache"
+
+
+def _folder(root, count, seed=0):
+    root.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        Image.fromarray(rng.integers(0, 256, (30, 30, 3), dtype=np.uint8)).save(root / f"{i:02d}.png")
+    return root
+
+
+def _pass(inputs, weights, **options):
+    extractor = FeatureExtractor(ExtractOptions(weights=weights, batch_size=4, **options))
+    report = PassReport()
+    rows = [(idx, f) for idx, f, _ in extractor.iter_batches(resolve_source(inputs), report)]
+    features = np.concatenate([f for _, f in rows])
+    return features, report
+
+
+def test_second_pass_is_served_from_the_cache_with_identical_features(tmp_path, private_cache, weights):
+    folder = _folder(tmp_path / "imgs", 10)
+    first, report1 = _pass(str(folder), weights)
+    second, report2 = _pass(str(folder), weights)
+    assert report1.cache_hits == 0 and report2.cache_hits == 10
+    np.testing.assert_array_equal(first, second)
+    uncached, report3 = _pass(str(folder), weights, cache=False)
+    assert report3.cache_hits == 0
+    np.testing.assert_array_equal(first, uncached)
+
+
+def test_changed_files_and_other_modes_are_recomputed(tmp_path, private_cache, weights):
+    folder = _folder(tmp_path / "imgs", 6)
+    _pass(str(folder), weights)
+    Image.fromarray(np.zeros((30, 30, 3), np.uint8)).save(folder / "03.png")  # new content, same name
+    features, report = _pass(str(folder), weights)
+    assert report.cache_hits == 5
+    np.testing.assert_array_equal(
+        features[3], fidrs.features([str(folder / "03.png")], weights=weights, cache=False)[0]
+    )
+    _, clean_report = _pass(str(folder), weights, mode="clean")
+    assert clean_report.cache_hits == 0  # another mode, another cache
+
+
+def test_corrupt_entries_are_detected_and_recomputed(tmp_path, private_cache, weights):
+    folder = _folder(tmp_path / "imgs", 4)
+    first, _ = _pass(str(folder), weights)
+    (database,) = features_dir().glob("*.sqlite")
+    with sqlite3.connect(database) as db:
+        db.execute("UPDATE features SET pool3 = zeroblob(8192) WHERE rowid = (SELECT MIN(rowid) FROM features)")
+    again, report = _pass(str(folder), weights)
+    assert report.cache_hits == 3
+    np.testing.assert_array_equal(first, again)
+
+
+def test_cli_reports_hits_and_cache_commands(tmp_path, private_cache, weights):
+    a, b = _folder(tmp_path / "a", 4), _folder(tmp_path / "b", 4, seed=1)
+    cmd = [sys.executable, "-m", "fidrs.cli", "score", str(a), str(b), "--weights", weights, "--json"]
+    first = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+    second = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+    assert first["cache_hits"] == 0 and second["cache_hits"] == 8
+    assert second["fid"] == first["fid"]
+    off = json.loads(subprocess.run(cmd + ["--no-cache"], capture_output=True, text=True, check=True).stdout)
+    assert off["cache_hits"] == 0 and off["fid"] == first["fid"]
+    info = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "fidrs.cli", "cache", "info"], capture_output=True, text=True, check=True
+        ).stdout
+    )
+    assert info["entries"] == 8 and info["bytes"] > 8 * 2048 * 4
+    subprocess.run([sys.executable, "-m", "fidrs.cli", "cache", "clear"], check=True, capture_output=True)
+    assert not list(features_dir().glob("*.sqlite"))
