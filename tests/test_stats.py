@@ -65,3 +65,13 @@ def test_different_modes_or_weights_are_incompatible():
         _stats("pytorch-fid").check_compatible(_stats("clean"))
     with pytest.raises(fidrs.IncompatibleStatsError, match="weights"):
         _stats(sha="a").merge(_stats(sha="b"))
+
+
+def test_pad_statistics_record_a_non_default_fill_colour():
+    from fidrs.extract import ExtractOptions
+
+    assert ExtractOptions(mode="pad").mode_label == "pad"
+    assert ExtractOptions(mode="pad", pad_color=(0, 0, 0)).mode_label == "pad(0,0,0)"
+    assert ExtractOptions(mode="clean", pad_color=(0, 0, 0)).mode_label == "clean"
+    with pytest.raises(fidrs.IncompatibleStatsError):
+        _stats("pad").check_compatible(_stats("pad(0,0,0)"))

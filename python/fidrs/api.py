@@ -55,7 +55,7 @@ def _stats_from_source(source, extractor: FeatureExtractor, label: str) -> tuple
             SmallSampleWarning,
             stacklevel=3,
         )
-    return Stats.from_moments(moments, extractor.options.mode, extractor.model.weights_sha256), report
+    return Stats.from_moments(moments, extractor.options.mode_label, extractor.model.weights_sha256), report
 
 
 def stats(inputs: InputLike, **options: Any) -> Stats:
@@ -87,7 +87,7 @@ def score_details(a: InputLike, b: InputLike, *, method: str = "auto", **options
     if extractor is not None:
         # A stats file computed elsewhere must match what this run would compute.
         this_run = Stats(
-            stats_a.mu, stats_a.sigma, mode=extractor.options.mode, weights_sha256=extractor.model.weights_sha256
+            stats_a.mu, stats_a.sigma, mode=extractor.options.mode_label, weights_sha256=extractor.model.weights_sha256
         )
         for s in (stats_a, stats_b):
             this_run.check_compatible(s)

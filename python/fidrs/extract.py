@@ -34,6 +34,13 @@ class ExtractOptions:
     progress: bool = False
     cache: bool = True
 
+    @property
+    def mode_label(self) -> str:
+        """The mode as recorded in statistics: `pad` carries its fill colour unless it is the default white."""
+        if self.mode == "pad" and tuple(self.pad_color) != (255, 255, 255):
+            return "pad(" + ",".join(str(int(c)) for c in self.pad_color) + ")"
+        return self.mode
+
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")

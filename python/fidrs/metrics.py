@@ -45,7 +45,7 @@ def feature_set(inputs: InputLike, **options: Any) -> FeatureSet:
         features[kept],
         logits[kept],
         [p for p, k in zip(names, kept) if k],
-        extractor.options.mode,
+        extractor.options.mode_label,
         extractor.model.weights_sha256,
         report.skipped,
     )
