@@ -86,6 +86,15 @@ def test_bad_images_are_all_listed_and_no_fid_is_printed(tmp_path, weights):
     assert "broken.png" in out.stderr and "zz_text.jpg" in out.stderr and "2 file(s)" in out.stderr
 
 
+def test_bad_images_on_both_sides_are_reported_together(tmp_path, weights):
+    a, b = _images(tmp_path / "a", 3), _images(tmp_path / "b", 3, seed=1)
+    (a / "bad_a.png").write_bytes(b"nope")
+    (b / "bad_b.jpg").write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    out = run("score", str(a), str(b), "--weights", weights)
+    assert out.returncode == 2 and out.stdout == ""
+    assert "bad_a.png" in out.stderr and "bad_b.jpg" in out.stderr and "2 file(s)" in out.stderr
+
+
 def test_skip_bad_reports_what_was_skipped(tmp_path, weights):
     folder = _images(tmp_path / "imgs", 4)
     (folder / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\n...")

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from . import _fidrs
-from .errors import EmptyInputError, InvalidInputError
+from .errors import BadImagesError, EmptyInputError, FidrsError, InvalidInputError
 from .extract import ExtractOptions, FeatureExtractor, PassReport
 from .frechet import frechet_distance
 from .inputs import ImageArray, ImageFiles, InputLike, StatsFile, ZipImages, resolve_source
@@ -74,13 +74,37 @@ def _side_stats(inputs: InputLike, label: str, options: dict[str, Any], state: d
     return _stats_from_source(source, state["extractor"], label)
 
 
+def _decode_failures(inputs: InputLike, options: dict[str, Any]) -> list[tuple[str, str]]:
+    """(path, reason) of every file of `inputs` that cannot be decoded; nothing else is computed."""
+    try:
+        source = resolve_source(inputs)
+    except FidrsError:
+        return []  # reported on its own once the first side is fixed
+    if not isinstance(source, (ImageFiles, ZipImages)):
+        return []
+    o = ExtractOptions(**options)
+    failures = []
+    for start in range(0, len(source), o.batch_size):
+        stop = min(start + o.batch_size, len(source))
+        if isinstance(source, ZipImages):
+            _, _, failed = _fidrs.load_encoded(source.read(start, stop), o.mode, list(o.pad_color), o.max_pixels)
+        else:
+            _, _, failed = _fidrs.load_images(source.paths[start:stop], o.mode, list(o.pad_color), o.max_pixels)
+        failures += [(source.paths[start + i], reason) for i, reason in failed]
+    return failures
+
+
 def score_details(a: InputLike, b: InputLike, *, method: str = "auto", **options: Any) -> dict[str, Any]:
     """`score` with everything the CLI reports: fid, n_a, n_b, mode, weights_sha256, provider, skipped..."""
     start = time.perf_counter()
     state: dict = {}
     label_a = str(a) if isinstance(a, (str,)) else "a"
     label_b = str(b) if isinstance(b, (str,)) else "b"
-    stats_a, report_a = _side_stats(a, label_a, options, state)
+    try:
+        stats_a, report_a = _side_stats(a, label_a, options, state)
+    except BadImagesError as bad_a:
+        # Report every bad file of both sides in one run: scan B's files (decode only, no network).
+        raise BadImagesError(bad_a.failures + _decode_failures(b, options)) from None
     stats_b, report_b = _side_stats(b, label_b, options, state)
     stats_a.check_compatible(stats_b)
     extractor = state.get("extractor")
