@@ -79,7 +79,17 @@ fn par() -> Par {
 
 type BatchTuple<'py> = (Bound<'py, PyArray4<f32>>, Vec<usize>, Vec<(usize, String)>);
 
-fn batch_to_python(py: Python<'_>, batch: Batch) -> PyResult<BatchTuple<'_>> {
+/// The shared body of the decode bindings: parse the options, run `load` without the GIL, return arrays.
+fn decode_batch<'py>(
+    py: Python<'py>,
+    mode: &str,
+    pad_color: [u8; 3],
+    max_pixels: u64,
+    load: impl FnOnce(Mode, &DecodeOptions) -> Batch + Send,
+) -> PyResult<BatchTuple<'py>> {
+    let mode = parse_mode(mode, pad_color)?;
+    let options = DecodeOptions { max_pixels };
+    let batch = without_gil(py, || load(mode, &options));
     let n = batch.ok.len();
     let array = batch.data.into_pyarray(py).reshape([n, 3, SIZE, SIZE])?;
     Ok((array, batch.ok, batch.failures))
@@ -95,9 +105,9 @@ fn load_images<'py>(
     pad_color: [u8; 3],
     max_pixels: u64,
 ) -> PyResult<BatchTuple<'py>> {
-    let mode = parse_mode(mode, pad_color)?;
-    let options = DecodeOptions { max_pixels };
-    batch_to_python(py, without_gil(py, || load_batch(&paths, mode, &options)))
+    decode_batch(py, mode, pad_color, max_pixels, |mode, options| {
+        load_batch(&paths, mode, options)
+    })
 }
 
 /// Like `load_images`, for encoded image files given as bytes (e.g. members of a zip archive).
@@ -110,12 +120,9 @@ fn load_encoded<'py>(
     pad_color: [u8; 3],
     max_pixels: u64,
 ) -> PyResult<BatchTuple<'py>> {
-    let mode = parse_mode(mode, pad_color)?;
-    let options = DecodeOptions { max_pixels };
-    batch_to_python(
-        py,
-        without_gil(py, || load_batch_encoded(&blobs, mode, &options)),
-    )
+    decode_batch(py, mode, pad_color, max_pixels, |mode, options| {
+        load_batch_encoded(&blobs, mode, options)
+    })
 }
 
 /// Preprocess in-memory uint8 images (N×H×W×3).
