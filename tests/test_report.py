@@ -63,47 +63,28 @@ def test_report_command_end_to_end(tmp_path, weights):
         for i in range(12):
             img = np.clip(rng.integers(0, 120, (24, 24, 3)) + shift, 0, 255).astype(np.uint8)
             Image.fromarray(img).save(tmp_path / "data" / c / f"{i}.png")
-    out = subprocess.run(
-        [
+
+    def report(reference: str, out_dir: str, *extra: str) -> subprocess.CompletedProcess:
+        cmd = [
             sys.executable,
             "-m",
             "fidrs.cli",
             "report",
             str(tmp_path / "data"),
             "--reference",
-            "cats",
+            reference,
             "-o",
-            str(tmp_path / "out"),
+            str(tmp_path / out_dir),
             "--weights",
             weights,
-            "--kid-subset-size",
-            "5",
-            "--kid-subsets",
-            "3",
-        ],
-        capture_output=True,
-        text=True,
-    )
+            *extra,
+        ]
+        return subprocess.run(cmd, capture_output=True, text=True)
+
+    out = report("cats", "out", "--kid-subset-size", "5", "--kid-subsets", "3")
     assert out.returncode == 0, out.stderr
     saved = json.loads((tmp_path / "out" / "report.json").read_text())
-    assert saved["classes"] == ["birds", "cats", "dogs"] and saved["fid_vs_reference"]["cats"] == pytest.approx(
-        0, abs=1e-6
-    )
-    bad = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "fidrs.cli",
-            "report",
-            str(tmp_path / "data"),
-            "--reference",
-            "cows",
-            "-o",
-            str(tmp_path / "out2"),
-            "--weights",
-            weights,
-        ],
-        capture_output=True,
-        text=True,
-    )
+    assert saved["classes"] == ["birds", "cats", "dogs"]
+    assert saved["fid_vs_reference"]["cats"] == pytest.approx(0, abs=1e-6)
+    bad = report("cows", "out2")
     assert bad.returncode == 2 and "cows" in bad.stderr
