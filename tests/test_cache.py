@@ -90,3 +90,13 @@ def test_cli_reports_hits_and_cache_commands(tmp_path, private_cache, weights):
     assert info["entries"] == 8 and info["bytes"] > 8 * 2048 * 4
     subprocess.run([sys.executable, "-m", "fidrs.cli", "cache", "clear"], check=True, capture_output=True)
     assert not list(features_dir().glob("*.sqlite"))
+
+
+def test_unreadable_file_is_reported_with_its_reason_when_caching(tmp_path, private_cache, weights):
+    folder = _folder(tmp_path / "imgs", 3)
+    (folder / "gone.png").symlink_to(tmp_path / "does-not-exist.png")  # listed, but cannot be opened
+    with pytest.raises(fidrs.BadImagesError) as info:
+        _pass(str(folder), weights)
+    assert [(p.rsplit("/", 1)[1], r.split(":")[0]) for p, r in info.value.failures] == [
+        ("gone.png", "cannot read file")
+    ]

@@ -26,12 +26,13 @@ def content_hash(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=20).hexdigest()
 
 
-def file_hash(path: str) -> str | None:
+def read_bytes(path: str) -> bytes | None:
+    """The file's bytes, or None when it cannot be read (the path-based decoder then reports why)."""
     try:
         with open(path, "rb") as f:
-            return content_hash(f.read())
+            return f.read()
     except OSError:
-        return None  # unreadable: the decoder reports it with its reason
+        return None
 
 
 def _checksum(pool3: bytes, logits: bytes) -> str:

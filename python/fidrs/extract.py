@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _fidrs
-from .cache import FeatureCache, file_hash
+from .cache import FeatureCache, content_hash, read_bytes
 from .errors import BadImagesError
 from .inputs import ImageArray, ImageFiles, ZipImages
 from .model import GRAPH_VERSION
@@ -108,11 +108,21 @@ class FeatureExtractor:
                 *_fidrs.load_encoded(source.read(start, stop), o.mode, list(o.pad_color), o.max_pixels), {}, []
             )
         paths = source.paths[start:stop]
-        keys = [file_hash(p) for p in paths] if self.cache else []
-        hits = self.cache.get_many(keys) if self.cache else {}
+        if not self.cache:
+            return _Loaded(*_fidrs.load_images(paths, o.mode, list(o.pad_color), o.max_pixels), {}, [])
+        # Each file is read once: its bytes are hashed for the cache and, on a miss, decoded from memory.
+        blobs = [read_bytes(p) for p in paths]
+        keys = [content_hash(b) if b is not None else None for b in blobs]
+        hits = self.cache.get_many(keys)
         misses = [i for i in range(len(paths)) if i not in hits]
-        batch, ok, failed = _fidrs.load_images([paths[i] for i in misses], o.mode, list(o.pad_color), o.max_pixels)
-        return _Loaded(batch, [misses[i] for i in ok], [(misses[i], r) for i, r in failed], hits, keys)
+        readable = [i for i in misses if blobs[i] is not None]
+        batch, ok, failed = _fidrs.load_encoded([blobs[i] for i in readable], o.mode, list(o.pad_color), o.max_pixels)
+        failed = [(readable[i], reason) for i, reason in failed]
+        unreadable = [i for i in misses if blobs[i] is None]
+        if unreadable:  # the path-based loader words the reason ("cannot read file: ...")
+            _, _, reasons = _fidrs.load_images([paths[i] for i in unreadable], o.mode, list(o.pad_color), o.max_pixels)
+            failed = sorted(failed + [(unreadable[i], reason) for i, reason in reasons])
+        return _Loaded(batch, [readable[i] for i in ok], failed, hits, keys)
 
     def _combine(self, loaded: _Loaded, start: int, report: PassReport):
         """Run the network on what was not cached, store it, and merge with the cached rows in input order."""
