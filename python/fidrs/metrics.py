@@ -146,14 +146,19 @@ def _kth_neighbour_radius(x: np.ndarray, k: int, block: int = 2048) -> np.ndarra
     return radii
 
 
-def _ball_hits(centres: np.ndarray, radii: np.ndarray, queries: np.ndarray, block: int = 2048) -> np.ndarray:
-    """hits[q, c]-counts: for each query, how many balls (centre, radius) contain it."""
+def _ball_hits(
+    centres: np.ndarray, radii: np.ndarray, queries: np.ndarray, block: int = 2048
+) -> tuple[np.ndarray, np.ndarray]:
+    """From one pass over the query × centre distances: for each query, how many balls (centre, radius)
+    contain it; for each ball, whether it contains any query."""
     counts = np.zeros(len(queries), np.int64)
+    covered = np.zeros(len(centres), bool)
     r2 = radii**2
     for start in range(0, len(queries), block):
-        d = _squared_distances(queries[start : start + block], centres)
-        counts[start : start + block] = (d <= r2[None, :]).sum(1)
-    return counts
+        inside = _squared_distances(queries[start : start + block], centres) <= r2[None, :]
+        counts[start : start + block] = inside.sum(1)
+        covered |= inside.any(0)
+    return counts, covered
 
 
 def precision_recall_from_features(real: np.ndarray, fake: np.ndarray, *, k: int = 3) -> dict[str, float]:
@@ -163,13 +168,8 @@ def precision_recall_from_features(real: np.ndarray, fake: np.ndarray, *, k: int
         raise InvalidInputError(f"precision/recall with k={k} needs more than {k} images on each side")
     real, fake = np.asarray(real, np.float64), np.asarray(fake, np.float64)
     real_radii, fake_radii = _kth_neighbour_radius(real, k), _kth_neighbour_radius(fake, k)
-    fake_in_real = _ball_hits(real, real_radii, fake)
-    real_in_fake = _ball_hits(fake, fake_radii, real)
-    # coverage: real balls that contain at least one fake sample
-    covered = np.zeros(len(real), bool)
-    r2 = real_radii**2
-    for start in range(0, len(fake), 2048):
-        covered |= (_squared_distances(fake[start : start + 2048], real) <= r2[None, :]).any(0)
+    fake_in_real, covered = _ball_hits(real, real_radii, fake)  # covered: real balls holding a fake sample
+    real_in_fake, _ = _ball_hits(fake, fake_radii, real)
     return {
         "precision": float((fake_in_real > 0).mean()),
         "recall": float((real_in_fake > 0).mean()),
