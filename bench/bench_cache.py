@@ -18,8 +18,19 @@ from common import DATA, WEIGHTS, machine
 def main() -> None:
     env = dict(os.environ, FIDRS_CACHE=tempfile.mkdtemp(prefix="fidrs-bench-cache-"))
     a, b = DATA / "training" / "apple_red_1", DATA / "training" / "apple_golden_1"
-    cmd = [sys.executable, "-m", "fidrs.cli", "score", str(a), str(b), "--weights", str(WEIGHTS), "--json",
-           "--max-fid", "200"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "fidrs.cli",
+        "score",
+        str(a),
+        str(b),
+        "--weights",
+        str(WEIGHTS),
+        "--json",
+        "--max-fid",
+        "200",
+    ]
     print(f"machine: {machine()}")
     print("command:", " ".join(cmd[2:]))
     results = []

@@ -9,9 +9,8 @@ import time
 
 import numpy as np
 from common import DATA, machine
-from PIL import Image
-
 from fidrs import _fidrs
+from PIL import Image
 
 
 def main() -> None:
@@ -38,7 +37,8 @@ def main() -> None:
     _fidrs.load_images(files)  # decode + pytorch-fid preprocessing to 299², in parallel
     ours = time.perf_counter() - start
     print(f"Pillow decode only (1 thread): {len(files) / pillow:,.0f} images/s")
-    print(f"fidrs decode + resize to 299x299 (rayon, {_fidrs.num_threads()} threads): {len(files) / ours:,.0f} images/s")
+    threads = _fidrs.num_threads()
+    print(f"fidrs decode + resize to 299x299 (rayon, {threads} threads): {len(files) / ours:,.0f} images/s")
 
 
 if __name__ == "__main__":

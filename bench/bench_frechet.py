@@ -10,10 +10,8 @@ import sys
 import time
 import warnings
 
-import numpy as np
-from common import DATA, WEIGHTS, machine, median_time
-
 import fidrs
+from common import DATA, WEIGHTS, machine, median_time
 from fidrs.frechet import frechet_distance_scipy
 
 MOMENTS_CHILD = """
@@ -59,26 +57,33 @@ def main() -> None:
     for method in ("auto", "eigh"):
         t, runs = median_time(lambda m=method: fidrs.frechet_distance(*args, method=m), repeats=5)
         value = fidrs.frechet_distance(*args, method=method)
-        print(f"fidrs {method}: {t:.2f} s median of {[round(x, 2) for x in runs]}, FID {value:.6f}, "
-              f"{t_scipy / t:.1f}x faster, |diff| {abs(value - ref):.2e}")
+        print(
+            f"fidrs {method}: {t:.2f} s median of {[round(x, 2) for x in runs]}, FID {value:.6f}, "
+            f"{t_scipy / t:.1f}x faster, |diff| {abs(value - ref):.2e}"
+        )
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         info = fidrs.frechet_distance(*args, method="newton-schulz", return_info=True, max_iterations=100)
-    print(f"fidrs newton-schulz: {time.perf_counter() - start:.2f} s, {info['iterations']} iterations, "
-          f"residual {info['residual']:.1e}, used {info['method']}, FID {info['value']:.6f}")
+    print(
+        f"fidrs newton-schulz: {time.perf_counter() - start:.2f} s, {info['iterations']} iterations, "
+        f"residual {info['residual']:.1e}, used {info['method']}, FID {info['value']:.6f}"
+    )
 
     n, d = 50_000, 2048
     for which in ("numpy", "fidrs"):
         runs = []
         for _ in range(3):
-            out = subprocess.run([sys.executable, "-c", MOMENTS_CHILD, str(n), str(d), which],
-                                 capture_output=True, text=True, check=True).stdout.split()
+            out = subprocess.run(
+                [sys.executable, "-c", MOMENTS_CHILD, str(n), str(d), which], capture_output=True, text=True, check=True
+            ).stdout.split()
             runs.append((float(out[0]), float(out[1])))
         times = sorted(r[0] for r in runs)
         label = "np.cov" if which == "numpy" else "fidrs.Moments (50-row updates)"
-        print(f"{label} on {n}x{d} float32: {times[1]:.2f} s median of {times}, peak memory added "
-              f"{max(r[1] for r in runs):.0f} MiB")
+        print(
+            f"{label} on {n}x{d} float32: {times[1]:.2f} s median of {times}, peak memory added "
+            f"{max(r[1] for r in runs):.0f} MiB"
+        )
 
 
 if __name__ == "__main__":

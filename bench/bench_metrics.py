@@ -8,10 +8,9 @@ from __future__ import annotations
 import json
 import time
 
+import fidrs
 import numpy as np
 from common import DATA, SHARED, WEIGHTS, machine
-
-import fidrs
 
 
 def main() -> None:
@@ -23,8 +22,12 @@ def main() -> None:
     start = time.perf_counter()
     kid = fidrs.kid(a, b, subset_size=400, subsets=100, seed=2020)
     isc = fidrs.inception_score(a, splits=10)
-    fid = fidrs.frechet_distance(a.features.mean(0, dtype=np.float64), np.cov(a.features, rowvar=False),
-                                 b.features.mean(0, dtype=np.float64), np.cov(b.features, rowvar=False))
+    fid = fidrs.frechet_distance(
+        a.features.mean(0, dtype=np.float64),
+        np.cov(a.features, rowvar=False),
+        b.features.mean(0, dtype=np.float64),
+        np.cov(b.features, rowvar=False),
+    )
     pr = fidrs.precision_recall(a, b, k=3)
     print(f"metrics on the cached features: {time.perf_counter() - start:.1f} s")
     rows = [
@@ -37,8 +40,10 @@ def main() -> None:
     print(f"{'metric':<12}{'fidrs':>16}{'torch-fidelity':>18}{'|diff|':>12}")
     for name, ours, theirs in rows:
         print(f"{name:<12}{ours:>16.8f}{theirs:>18.8f}{abs(ours - theirs):>12.2e}")
-    print("precision/recall/density/coverage (real apple_red_1, generated apple_golden_1):",
-          ", ".join(f"{k} {v:.4f}" for k, v in pr.items()))
+    print(
+        "precision/recall/density/coverage (real apple_red_1, generated apple_golden_1):",
+        ", ".join(f"{k} {v:.4f}" for k, v in pr.items()),
+    )
 
 
 if __name__ == "__main__":

@@ -9,10 +9,9 @@ import sys
 import time
 import warnings
 
+import fidrs
 import numpy as np
 from common import DATA, WEIGHTS, machine, peak_rss_mib
-
-import fidrs
 from fidrs import _fidrs
 from fidrs.runtime import get_session
 from fidrs.weights import resolve_model
@@ -41,8 +40,10 @@ def main() -> None:
         s = fidrs.stats(files, weights=str(WEIGHTS))
         seconds = time.perf_counter() - start
     rate = s.n / seconds
-    print(f"end to end (decode + preprocess + network + moments): {rate:.1f} images/s "
-          f"= {100 * rate / bare:.0f} % of the bare network; peak RSS {peak_rss_mib():.0f} MiB")
+    print(
+        f"end to end (decode + preprocess + network + moments): {rate:.1f} images/s "
+        f"= {100 * rate / bare:.0f} % of the bare network; peak RSS {peak_rss_mib():.0f} MiB"
+    )
     assert np.isfinite(s.mu).all()
 
 

@@ -30,6 +30,15 @@ def test_features_keep_input_order(weights, reference_features):
     assert np.abs(got - expected[[7, 150, 3]]).max() <= 5e-4
 
 
+def test_features_do_not_depend_on_batch_size(weights, reference_features):
+    # The default batch is chosen for memory (runtime.DEFAULT_BATCH); each image's row must come out
+    # bit-identical whatever the batch, including a short last batch.
+    files = reference_features[0][:23]
+    default = fidrs.features(files, weights=weights, cache=False)
+    odd = fidrs.features(files, weights=weights, cache=False, batch_size=5)
+    assert np.array_equal(default, odd)
+
+
 def _tolerance(fid: float) -> float:
     # pytorch-fid's sqrtm vs an exact f64 eigen method differ by ~3e-5 on singular covariances (492 < 2048).
     return 1e-4 * max(1.0, abs(fid))

@@ -84,8 +84,9 @@ def _decode_failures(inputs: InputLike, options: dict[str, Any]) -> list[tuple[s
         return []
     o = ExtractOptions(**options)
     failures = []
-    for start in range(0, len(source), o.batch_size):
-        stop = min(start + o.batch_size, len(source))
+    chunk = o.batch_size or 64  # decoding only: any chunk gives the same answer
+    for start in range(0, len(source), chunk):
+        stop = min(start + chunk, len(source))
         if isinstance(source, ZipImages):
             _, _, failed = _fidrs.load_encoded(source.read(start, stop), o.mode, list(o.pad_color), o.max_pixels)
         else:
@@ -133,8 +134,8 @@ def score_details(a: InputLike, b: InputLike, *, method: str = "auto", **options
 def score(a: InputLike, b: InputLike, **options: Any) -> float:
     """FID between two image sets (directories, file lists, globs, uint8 arrays) or `.npz` statistics.
 
-    Options: weights, mode ("pytorch-fid", "clean", "tf1", "pad"), batch_size (50), device ("auto", "cpu",
-    "cuda"), skip_bad, pad_color, max_pixels, allow_tf32, progress, cache (True: reuse features of unchanged
-    files), method (Fréchet method).
+    Options: weights, mode ("pytorch-fid", "clean", "tf1", "pad"), batch_size (default 16 on CPU, 200 on CUDA;
+    features do not depend on it), device ("auto", "cpu", "cuda"), skip_bad, pad_color, max_pixels, allow_tf32,
+    progress, cache (True: reuse features of unchanged files), method (Fréchet method).
     """
     return score_details(a, b, **options)["fid"]

@@ -34,7 +34,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         choices=["pytorch-fid", "clean", "tf1", "pad"],
         help="preprocessing convention (default: pytorch-fid)",
     )
-    p.add_argument("--batch-size", type=int, default=50)
+    p.add_argument(
+        "--batch-size", type=int, default=None, help="images per network call (default: 16 on CPU, 200 on CUDA)"
+    )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--skip-bad", action="store_true", help="skip undecodable files (listed) instead of failing")
     p.add_argument("--pad-color", type=_parse_color, default=(255, 255, 255), help="fill colour for --mode pad (R,G,B)")
@@ -127,7 +129,7 @@ def _run(args: argparse.Namespace) -> int:
     import fidrs
 
     if args.command == "score":
-        if args.batch_size < 1:
+        if args.batch_size is not None and args.batch_size < 1:
             raise fidrs.InvalidInputError("--batch-size must be at least 1")
         if args.bootstrap:
             a, b = fidrs.feature_set(args.a, **_options(args)), fidrs.feature_set(args.b, **_options(args))

@@ -25,7 +25,7 @@ DEFAULT_MAX_PIXELS = 178_956_970
 class ExtractOptions:
     weights: str | None = None
     mode: str = "pytorch-fid"
-    batch_size: int = 50
+    batch_size: int | None = None  # None: the session's default (runtime.DEFAULT_BATCH)
     device: str = "auto"
     skip_bad: bool = False
     pad_color: tuple[int, int, int] = (255, 255, 255)
@@ -44,7 +44,7 @@ class ExtractOptions:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        if self.batch_size < 1:
+        if self.batch_size is not None and self.batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
 
 
@@ -97,6 +97,10 @@ class FeatureExtractor:
     def provider(self) -> str:
         return self.session.provider
 
+    @property
+    def batch_size(self) -> int:
+        return self.options.batch_size or self.session.default_batch_size
+
     def _load(self, source: ImageFiles | ImageArray | ZipImages, start: int, stop: int) -> _Loaded:
         """Runs in the decode thread: cache lookups, then decode + preprocess of the misses."""
         o = self.options
@@ -147,7 +151,8 @@ class FeatureExtractor:
         after every file was tried, unless `skip_bad`, which records them in `report.skipped`."""
         o = self.options
         total = len(source)
-        bounds = [(i, min(i + o.batch_size, total)) for i in range(0, total, o.batch_size)]
+        size = self.batch_size
+        bounds = [(i, min(i + size, total)) for i in range(0, total, size)]
         failures: list[tuple[str, str]] = []
         progress = _Progress(total, o.progress, label)
         report.provider = self.provider

@@ -11,6 +11,12 @@ import onnxruntime as ort
 
 _DEVICES = ("auto", "cpu", "cuda")
 
+# Images per network call when the caller does not choose. Features do not depend on it (bit-identical, tested).
+# CPU, measured with bench/bench_session_options.py: the rate is flat from 8 to 50 images (15.7-15.9 images/s)
+# while ONNX Runtime's activation arena grows with the batch (peak RSS 443 MiB at 8, 676 MiB at 16, 1.7 GiB
+# at 50), so 16. A GPU needs large batches to fill it; 200 follows common practice and is not yet measured here.
+DEFAULT_BATCH = {"CPUExecutionProvider": 16, "CUDAExecutionProvider": 200}
+
 
 def _cpu_threads() -> int:
     value = os.environ.get("FIDRS_NUM_THREADS")
@@ -22,6 +28,10 @@ class InceptionSession:
     session: ort.InferenceSession
     provider: str  # the execution provider that actually runs the graph
     tf32: bool = field(default=False)
+
+    @property
+    def default_batch_size(self) -> int:
+        return DEFAULT_BATCH.get(self.provider, 16)
 
     def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """pool3 (N×2048) and logits_unbiased (N×1008, the fc layer without bias)."""
