@@ -7,28 +7,15 @@ Prints one line: BENCH_RESULT {json}.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 import warnings
 
-T0 = float(os.environ.get("BENCH_T0", time.time()))  # the harness's clock reading just before launch
+import fidrs
+from fidrs import runtime
+from first_batch import first_batch, time_first_call
 
-import fidrs  # noqa: E402
-from fidrs import runtime  # noqa: E402
-
-_first_batch: list[float] = []
-_run = runtime.InceptionSession.run
-
-
-def _timed_run(self, images):
-    out = _run(self, images)
-    if not _first_batch:
-        _first_batch.extend((time.time() - T0, len(images)))
-    return out
-
-
-runtime.InceptionSession.run = _timed_run
+time_first_call(runtime.InceptionSession, "run")
 
 
 def score(dir_a: str, dir_b: str, weights: str, cache: bool) -> dict:
@@ -70,8 +57,7 @@ if __name__ == "__main__":
         else:
             result = bare(args[0])
     result.update(
-        first_batch_s=_first_batch[0] if _first_batch else None,
-        first_batch_images=_first_batch[1] if _first_batch else 0,
+        **first_batch(),
         fidrs=fidrs.__version__,
     )
     print("BENCH_RESULT " + json.dumps(result), flush=True)

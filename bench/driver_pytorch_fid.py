@@ -14,23 +14,11 @@ import os
 import sys
 import time
 
-T0 = float(os.environ.get("BENCH_T0", time.time()))  # the harness's clock reading just before launch
+import torch
+from first_batch import first_batch, time_first_call
+from pytorch_fid import fid_score, inception
 
-import torch  # noqa: E402
-from pytorch_fid import fid_score, inception  # noqa: E402
-
-_first_batch: list[float] = []
-_forward = inception.InceptionV3.forward
-
-
-def _timed_forward(self, inp):
-    out = _forward(self, inp)
-    if not _first_batch:
-        _first_batch.extend((time.time() - T0, len(inp)))
-    return out
-
-
-inception.InceptionV3.forward = _timed_forward
+time_first_call(inception.InceptionV3, "forward")
 
 
 def default_workers() -> int:
@@ -75,8 +63,7 @@ def bare(repeats: int = 4, batch: int = 50) -> dict:
 if __name__ == "__main__":
     result = score(sys.argv[2], sys.argv[3]) if sys.argv[1] == "score" else bare()
     result.update(
-        first_batch_s=_first_batch[0] if _first_batch else None,
-        first_batch_images=_first_batch[1] if _first_batch else 0,
+        **first_batch(),
         torch=torch.__version__,
         torch_threads=torch.get_num_threads(),
     )

@@ -12,6 +12,7 @@ __all__ = [
     "IncompatibleStatsError",
     "InvalidInputError",
     "NumericalError",
+    "RuntimeUnavailableError",
     "WeightsError",
     "WeightsHashMismatchError",
     "WeightsUnavailableError",
@@ -32,6 +33,10 @@ class WeightsHashMismatchError(WeightsError):
 
 class EmptyInputError(InvalidInputError):
     """An input expanded to no image files."""
+
+
+class RuntimeUnavailableError(FidrsError):
+    """ONNX Runtime is not installed, or cannot run on the requested device."""
 
 
 class IncompatibleStatsError(FidrsError):

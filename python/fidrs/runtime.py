@@ -2,20 +2,52 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
-import onnxruntime as ort
+
+from .errors import RuntimeUnavailableError
+
+try:
+    import onnxruntime as ort
+except ImportError:  # statistics files and Fréchet distances still work without a runtime
+    ort = None
 
 _DEVICES = ("auto", "cpu", "cuda")
+OUTPUTS = ("pool3", "logits_unbiased")
 
 # Images per network call when the caller does not choose. Features do not depend on it (bit-identical, tested).
 # CPU, measured with bench/bench_session_options.py: the rate is flat from 8 to 50 images (15.7-15.9 images/s)
-# while ONNX Runtime's activation arena grows with the batch (peak RSS 443 MiB at 8, 676 MiB at 16, 1.7 GiB
+# while ONNX Runtime's activation arena grows with the batch (peak RSS 473 MiB at 8, 680 MiB at 16, 1.7 GiB
 # at 50), so 16. A GPU needs large batches to fill it; 200 follows common practice and is not yet measured here.
 DEFAULT_BATCH = {"CPUExecutionProvider": 16, "CUDAExecutionProvider": 200}
+
+_INSTALL_HINT = "pip install 'fidrs[cpu]' (or 'fidrs[gpu]' for CUDA; the two runtimes cannot be installed together)"
+
+
+def conflicting_runtimes(installed: set[str]) -> list[str]:
+    """ONNX Runtime distributions installed side by side. They all ship the same `onnxruntime` package, so
+    the last one installed silently overwrites the others' files."""
+    runtimes = sorted(name for name in installed if name == "onnxruntime" or name.startswith("onnxruntime-"))
+    return runtimes if len(runtimes) > 1 else []
+
+
+def _installed_distributions() -> set[str]:
+    return {(d.metadata["Name"] or "").lower() for d in importlib.metadata.distributions()}
+
+
+def _require_runtime() -> None:
+    if ort is None:
+        raise RuntimeUnavailableError(f"ONNX Runtime is not installed: {_INSTALL_HINT}")
+    both = conflicting_runtimes(_installed_distributions())
+    if both:
+        raise RuntimeUnavailableError(
+            f"{' and '.join(both)} are both installed and overwrite each other's files: "
+            f"pip uninstall -y {' '.join(both)}, then {_INSTALL_HINT}"
+        )
 
 
 def _cpu_threads() -> int:
@@ -23,11 +55,88 @@ def _cpu_threads() -> int:
     return int(value) if value else (os.cpu_count() or 1)
 
 
+class BoundInput:
+    """IO binding for an accelerator: each batch is copied into one reusable ORT-owned input buffer instead of
+    a fresh allocation per call, and the outputs are bound to host memory.
+
+    The buffer is pinned (page-locked) host memory when the execution provider offers it (ONNX Runtime ≥ 1.23
+    exposes it as HOST_ACCESSIBLE memory of the EP device), so the copy to the GPU is a DMA transfer; otherwise
+    the buffer lives on the device and `update_inplace` copies into it. On CPU the same code runs against CPU
+    memory, which is how the tests check it gives the plain path's numbers.
+    """
+
+    def __init__(self, session, device_type: str, memory_info=None) -> None:
+        self.session = session
+        self.device_type = device_type
+        self.memory_info = memory_info
+        self.buffer = None
+        self.checked = False
+
+    @property
+    def host_memory(self) -> str:
+        return "pinned" if self.memory_info is not None else "pageable"
+
+    def _upload(self, images: np.ndarray) -> None:
+        if self.buffer is None or tuple(self.buffer.shape()) != images.shape:  # new shape: a short last batch
+            if self.memory_info is not None:
+                self.buffer = ort.OrtValue.ortvalue_from_shape_and_type(
+                    images.shape, np.float32, memory_info=self.memory_info
+                )
+            else:
+                self.buffer = ort.OrtValue.ortvalue_from_shape_and_type(images.shape, np.float32, self.device_type, 0)
+        self.buffer.update_inplace(images)
+
+    def _upload_checked(self, images: np.ndarray) -> None:
+        """The first upload is read back: the pinned path has never run on a GPU here (no device was lent
+        while it was written), so if it fails or copies wrong, fall back to a device buffer rather than
+        compute features from the wrong pixels."""
+        try:
+            self._upload(images)
+            ok = np.array_equal(self.buffer.numpy(), images)
+        except Exception:  # noqa: BLE001 - any failure of the pinned path means: use the other one
+            ok = False
+        if not ok and self.memory_info is not None:
+            self.memory_info, self.buffer = None, None
+            self._upload(images)
+            ok = np.array_equal(self.buffer.numpy(), images)
+        if not ok:
+            raise RuntimeUnavailableError(f"ONNX Runtime IO binding on {self.device_type} read back other values")
+        self.checked = True
+
+    def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        images = np.ascontiguousarray(images, dtype=np.float32)
+        if self.checked:
+            self._upload(images)
+        else:
+            self._upload_checked(images)
+        binding = self.session.io_binding()
+        binding.bind_ortvalue_input("images", self.buffer)
+        for name in OUTPUTS:
+            binding.bind_output(name, "cpu")
+        self.session.run_with_iobinding(binding)
+        pool3, logits = binding.copy_outputs_to_cpu()
+        return pool3, logits
+
+
+def _pinned_memory_info(provider: str):
+    """The EP's page-locked host memory, where this ONNX Runtime exposes it (ORT ≥ 1.23); else None."""
+    try:
+        for device in ort.get_ep_devices():
+            if device.ep_name == provider:
+                info = device.memory_info(ort.OrtDeviceMemoryType.HOST_ACCESSIBLE)
+                if info is not None:
+                    return info
+    except AttributeError:
+        pass
+    return None
+
+
 @dataclass
 class InceptionSession:
-    session: ort.InferenceSession
+    session: object  # onnxruntime.InferenceSession
     provider: str  # the execution provider that actually runs the graph
     tf32: bool = field(default=False)
+    bound: BoundInput | None = field(default=None)
 
     @property
     def default_batch_size(self) -> int:
@@ -35,7 +144,9 @@ class InceptionSession:
 
     def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """pool3 (N×2048) and logits_unbiased (N×1008, the fc layer without bias)."""
-        pool3, logits = self.session.run(["pool3", "logits_unbiased"], {"images": images})
+        if self.bound is not None:
+            return self.bound.run(images)
+        pool3, logits = self.session.run(list(OUTPUTS), {"images": images})
         return pool3, logits
 
 
@@ -49,23 +160,35 @@ def _providers(device: str, allow_tf32: bool) -> list:
         cuda_options = {"use_tf32": "1" if allow_tf32 else "0", "cudnn_conv_algo_search": "EXHAUSTIVE"}
         return [("CUDAExecutionProvider", cuda_options), "CPUExecutionProvider"]
     if device == "cuda":
-        raise RuntimeError(
+        raise RuntimeUnavailableError(
             "device='cuda' was requested but onnxruntime has no CUDAExecutionProvider: "
-            "install onnxruntime-gpu (pip install 'fidrs[gpu]') in place of onnxruntime"
+            "pip uninstall -y onnxruntime && pip install 'fidrs[gpu]'"
         )
     return ["CPUExecutionProvider"]
 
 
 @lru_cache(maxsize=4)
 def get_session(onnx_path: str, device: str = "auto", allow_tf32: bool = False) -> InceptionSession:
+    _require_runtime()
+    providers = _providers(device, allow_tf32)
+    if providers[0] != "CPUExecutionProvider" and hasattr(ort, "preload_dlls"):
+        # CUDA and cuDNN from PyPI (fidrs[gpu] brings them) live in site-packages, not on the loader's path.
+        ort.preload_dlls()
     options = ort.SessionOptions()
+    # Measured (docs/BENCHMARKS.md): level ALL is 25 % faster than BASIC; the CPU memory arena is 5 % faster
+    # than none at equal batch, and the batch size, not the arena, is what bounds memory.
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = _cpu_threads()
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
-    session = ort.InferenceSession(onnx_path, sess_options=options, providers=_providers(device, allow_tf32))
+    session = ort.InferenceSession(onnx_path, sess_options=options, providers=providers)
     # ORT silently drops a provider it cannot initialise; report what is really in use.
     provider = session.get_providers()[0]
     if device == "cuda" and provider != "CUDAExecutionProvider":
-        raise RuntimeError(f"CUDA was requested but ONNX Runtime fell back to {provider}")
-    return InceptionSession(session=session, provider=provider, tf32=allow_tf32 and provider.startswith("CUDA"))
+        raise RuntimeUnavailableError(f"CUDA was requested but ONNX Runtime fell back to {provider}")
+    bound = None
+    if provider == "CUDAExecutionProvider":
+        bound = BoundInput(session, "cuda", _pinned_memory_info(provider))
+    return InceptionSession(
+        session=session, provider=provider, tf32=allow_tf32 and provider.startswith("CUDA"), bound=bound
+    )
