@@ -10,7 +10,6 @@ import sys
 import numpy as np
 import pytest
 from conftest import DATA
-
 from fidrs import _fidrs
 from fidrs.runtime import OUTPUTS, BoundInput, conflicting_runtimes, get_session
 from fidrs.weights import resolve_model
@@ -102,3 +101,15 @@ def test_without_onnxruntime_statistics_work_and_features_say_how_to_install(wei
     assert np.isfinite(out["fid"]) and out["fid"] > 0
     assert "ONNX Runtime is not installed" in out["error"]
     assert "fidrs[cpu]" in out["error"] and "fidrs[gpu]" in out["error"]
+
+
+def test_cli_without_onnxruntime_exits_3_with_the_install_hint(weights, tmp_path):
+    code = "import sys; sys.modules['onnxruntime'] = None; from fidrs.cli import main; sys.exit(main(sys.argv[1:]))"
+    images = sorted(str(p) for p in (DATA / "training" / "apple_red_1").glob("*.jpg"))[:2]
+    result = subprocess.run(
+        [sys.executable, "-c", code, "score", *images[:1], *images[1:], "--weights", weights, "--no-cache"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 3, result.stderr
+    assert "ONNX Runtime is not installed" in result.stderr and "Traceback" not in result.stderr
