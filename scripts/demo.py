@@ -36,6 +36,7 @@ def main() -> int:
     n = sum(s.n for s in stats.values())
     seconds = time.perf_counter() - start
     print(f"\n{n} images in {seconds:.1f} s ({n / seconds:.1f} images/s), weights sha256 {ref.weights_sha256[:12]}…")
+    print("(a rerun reads the features from fidrs' feature cache; `fidrs cache clear` first to time a cold run)")
     return 0
 
 
