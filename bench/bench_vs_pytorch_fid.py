@@ -31,6 +31,7 @@ import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -153,40 +154,29 @@ def _tree_pss_kib(root: int) -> int:
 
 def measure(command: list, env: dict[str, str]) -> dict:
     """Run `command`; return its BENCH_RESULT plus wall_s, max_rss_mib and peak_tree_pss_mib."""
-    t0 = time.time()
-    proc = subprocess.Popen(
-        command,
-        env={**os.environ, **env, "BENCH_T0": repr(t0)},
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    peak = [0]
-    done = threading.Event()
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        t0 = time.time()
+        proc = subprocess.Popen(command, env={**os.environ, **env, "BENCH_T0": repr(t0)}, stdout=out, stderr=err)
+        peak = [0]
+        done = threading.Event()
 
-    def sample() -> None:
-        while not done.wait(0.2):
-            peak[0] = max(peak[0], _tree_pss_kib(proc.pid))
+        def sample() -> None:
+            while not done.wait(0.2):
+                peak[0] = max(peak[0], _tree_pss_kib(proc.pid))
 
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
-    out_chunks: list[str] = []
-    err_chunks: list[str] = []
-    reader = threading.Thread(target=lambda: out_chunks.append(proc.stdout.read()), daemon=True)
-    err_reader = threading.Thread(target=lambda: err_chunks.append(proc.stderr.read()), daemon=True)
-    reader.start()
-    err_reader.start()
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.time() - t0
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    done.set()
-    reader.join()
-    err_reader.join()
-    sampler.join()
-    stdout, stderr = "".join(out_chunks), "".join(err_chunks)
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        _, status, usage = os.wait4(proc.pid, 0)  # wait4, not wait: it returns this child's resource usage
+        wall = time.time() - t0
+        done.set()
+        sampler.join()
+        returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        stdout, stderr = out.read(), err.read()
     lines = [line for line in stdout.splitlines() if line.startswith("BENCH_RESULT ")]
-    if proc.returncode or not lines:
-        raise RuntimeError(f"{command} failed ({proc.returncode}):\n{stdout[-2000:]}\n{stderr[-4000:]}")
+    if returncode or not lines:
+        raise RuntimeError(f"{command} failed ({returncode}):\n{stdout[-2000:]}\n{stderr[-4000:]}")
     result = json.loads(lines[-1].removeprefix("BENCH_RESULT "))
     result.update(wall_s=wall, max_rss_mib=usage.ru_maxrss / 1024, peak_tree_pss_mib=peak[0] / 1024)
     return result

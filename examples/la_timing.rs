@@ -1,6 +1,16 @@
 //! Times faer's dense building blocks at d = 2048 (used to choose the Fréchet algorithm).
-use faer::{linalg::matmul::matmul, Accum, Mat, Par, Side};
+use faer::linalg::matmul::matmul;
+use faer::linalg::matmul::triangular::{self, BlockStructure};
+use faer::{Accum, Mat, Par, Side};
 use std::time::Instant;
+
+/// Runs `f` once and prints its wall time under `label`.
+fn timed<T>(label: &str, f: impl FnOnce() -> T) -> T {
+    let t = Instant::now();
+    let out = f();
+    println!("{label} {:.3}", t.elapsed().as_secs_f64());
+    out
+}
 
 fn main() {
     let d = 2048;
@@ -20,77 +30,53 @@ fn main() {
     }
     for (name, par) in [("seq", Par::Seq), ("rayon2", Par::rayon(2))] {
         faer::set_global_parallelism(par);
-        let t = Instant::now();
-        let _ = full.llt(Side::Lower).unwrap();
-        println!("{name} llt {:.3}", t.elapsed().as_secs_f64());
-        let t = Instant::now();
-        let _ = sing.self_adjoint_eigen(Side::Lower).unwrap();
-        println!("{name} eigen+vectors {:.3}", t.elapsed().as_secs_f64());
-        let t = Instant::now();
-        let _ = sing.self_adjoint_eigenvalues(Side::Lower).unwrap();
-        println!("{name} eigenvalues {:.3}", t.elapsed().as_secs_f64());
+        timed(&format!("{name} llt"), || full.llt(Side::Lower).unwrap());
+        timed(&format!("{name} eigen+vectors"), || {
+            sing.self_adjoint_eigen(Side::Lower).unwrap()
+        });
+        timed(&format!("{name} eigenvalues"), || {
+            sing.self_adjoint_eigenvalues(Side::Lower).unwrap()
+        });
         let mut out = Mat::<f64>::zeros(d, d);
-        let t = Instant::now();
-        matmul(
-            out.as_mut(),
-            Accum::Replace,
-            sing.as_ref(),
-            full.as_ref(),
-            1.0,
-            par,
-        );
-        println!("{name} gemm d^3 {:.3}", t.elapsed().as_secs_f64());
+        timed(&format!("{name} gemm d^3"), || {
+            matmul(out.as_mut(), Accum::Replace, &sing, &full, 1.0, par)
+        });
         let batch = Mat::from_fn(1000, d, |i, j| x[(j, i % r)] + i as f64 * 1e-3);
         let mut acc = Mat::<f64>::zeros(d, d);
-        let t = Instant::now();
-        matmul(
-            acc.as_mut(),
-            Accum::Add,
-            batch.transpose(),
-            batch.as_ref(),
-            1.0,
-            par,
-        );
-        println!(
-            "{name} full rank-1000 update {:.3}",
-            t.elapsed().as_secs_f64()
-        );
-        let t = Instant::now();
-        faer::linalg::matmul::triangular::matmul(
-            acc.as_mut(),
-            faer::linalg::matmul::triangular::BlockStructure::TriangularLower,
-            Accum::Add,
-            batch.transpose(),
-            faer::linalg::matmul::triangular::BlockStructure::Rectangular,
-            batch.as_ref(),
-            faer::linalg::matmul::triangular::BlockStructure::Rectangular,
-            1.0,
-            par,
-        );
-        println!(
-            "{name} triangular rank-1000 update {:.3}",
-            t.elapsed().as_secs_f64()
-        );
+        timed(&format!("{name} full rank-1000 update"), || {
+            matmul(
+                acc.as_mut(),
+                Accum::Add,
+                batch.transpose(),
+                &batch,
+                1.0,
+                par,
+            )
+        });
+        timed(&format!("{name} triangular rank-1000 update"), || {
+            triangular::matmul(
+                acc.as_mut(),
+                BlockStructure::TriangularLower,
+                Accum::Add,
+                batch.transpose(),
+                BlockStructure::Rectangular,
+                &batch,
+                BlockStructure::Rectangular,
+                1.0,
+                par,
+            )
+        });
         let bt = batch.transpose().to_owned();
-        let t = Instant::now();
-        matmul(
-            acc.as_mut(),
-            Accum::Add,
-            bt.as_ref(),
-            bt.transpose(),
-            1.0,
-            par,
-        );
-        println!(
-            "{name} full rank-1000 update (col-major lhs) {:.3}",
-            t.elapsed().as_secs_f64()
+        timed(
+            &format!("{name} full rank-1000 update (col-major lhs)"),
+            || matmul(acc.as_mut(), Accum::Add, &bt, bt.transpose(), 1.0, par),
         );
         let small = Mat::from_fn(r, r, |i, j| sing[(i, j)]);
-        let t = Instant::now();
-        let _ = small.singular_values().unwrap();
-        println!("{name} svd values r {:.3}", t.elapsed().as_secs_f64());
-        let t = Instant::now();
-        let _ = sing.singular_values().unwrap();
-        println!("{name} svd values d {:.3}", t.elapsed().as_secs_f64());
+        timed(&format!("{name} svd values r"), || {
+            small.singular_values().unwrap()
+        });
+        timed(&format!("{name} svd values d"), || {
+            sing.singular_values().unwrap()
+        });
     }
 }
