@@ -25,7 +25,7 @@ def main() -> None:
     session = get_session(str(model.onnx_path))
     print(f"provider: {session.provider}")
 
-    batch, _, _ = _fidrs.load_images(files[:50])
+    batch, _, _, _ = _fidrs.load_images(files[:50])
     session.run(batch)  # warm-up
     start = time.perf_counter()
     repeats = 4

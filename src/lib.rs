@@ -3,6 +3,8 @@
 //! Everything but `python` is plain Rust with no Python in it; `python` is the thin PyO3 layer.
 
 pub mod batch;
+pub mod budget;
+pub mod cancel;
 pub mod decode;
 pub mod error;
 pub mod frechet;

@@ -2,6 +2,8 @@
 //! every heavy call releases the GIL through `without_gil`.
 
 use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::Duration;
 
 use faer::{MatRef, Par};
 use numpy::{
@@ -11,10 +13,12 @@ use numpy::{
 use pyo3::create_exception;
 use pyo3::exceptions::PyException;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyBytes, PyDict, PyString};
+use rayon::prelude::*;
 
 use crate::batch::{load_batch, load_batch_encoded, preprocess_batch, Batch};
-use crate::decode::{decode_file, DecodeOptions};
+use crate::cancel::Cancel;
+use crate::decode::{decode_file, read_regular, DecodeOptions};
 use crate::error::FidrsError;
 use crate::frechet::{frechet_distance as frechet_core, Method, NewtonSchulzOptions};
 use crate::image::Rgb8Image;
@@ -57,9 +61,40 @@ impl From<FidrsError> for PyErr {
     }
 }
 
-/// The one place the GIL is released.
-fn without_gil<T: Send>(py: Python<'_>, f: impl FnOnce() -> T + Send) -> T {
-    py.allow_threads(f)
+/// How often a waiting call looks for Ctrl-C.
+const SIGNAL_POLL: Duration = Duration::from_millis(50);
+
+/// The one place the GIL is released, and where Ctrl-C is handled: `f` runs on a worker thread while this
+/// thread checks for signals every 50 ms. On Ctrl-C (or any signal handler that raises) the work is asked
+/// to stop through `Cancel` (decoding loops check it between images), and the handler's exception, such as
+/// KeyboardInterrupt, is raised once the worker has returned.
+fn without_gil<T: Send>(py: Python<'_>, f: impl FnOnce(&Cancel) -> T + Send) -> PyResult<T> {
+    let cancel = Cancel::default();
+    let (outcome, interrupted) = py.allow_threads(|| {
+        std::thread::scope(|scope| {
+            let (done_tx, done_rx) = mpsc::channel::<()>();
+            let cancel = &cancel;
+            let worker = scope.spawn(move || {
+                let result = f(cancel);
+                let _ = done_tx.send(());
+                result
+            });
+            let mut interrupted = None;
+            while let Err(mpsc::RecvTimeoutError::Timeout) = done_rx.recv_timeout(SIGNAL_POLL) {
+                if interrupted.is_none() {
+                    if let Err(error) = Python::with_gil(|py| py.check_signals()) {
+                        cancel.cancel();
+                        interrupted = Some(error);
+                    }
+                }
+            }
+            (worker.join(), interrupted)
+        })
+    });
+    if let Some(error) = interrupted {
+        return Err(error);
+    }
+    Ok(outcome.unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
 }
 
 fn parse_mode(mode: &str, pad_color: [u8; 3]) -> Result<Mode, FidrsError> {
@@ -77,7 +112,12 @@ fn par() -> Par {
     par
 }
 
-type BatchTuple<'py> = (Bound<'py, PyArray4<f32>>, Vec<usize>, Vec<(usize, String)>);
+type BatchTuple<'py> = (
+    Bound<'py, PyArray4<f32>>,
+    Vec<usize>,
+    Vec<(usize, String)>,
+    Vec<u64>,
+);
 
 /// The shared body of the decode bindings: parse the options, run `load` without the GIL, return arrays.
 fn decode_batch<'py>(
@@ -85,17 +125,18 @@ fn decode_batch<'py>(
     mode: &str,
     pad_color: [u8; 3],
     max_pixels: u64,
-    load: impl FnOnce(Mode, &DecodeOptions) -> Batch + Send,
+    load: impl FnOnce(Mode, &DecodeOptions, &Cancel) -> Batch + Send,
 ) -> PyResult<BatchTuple<'py>> {
     let mode = parse_mode(mode, pad_color)?;
     let options = DecodeOptions { max_pixels };
-    let batch = without_gil(py, || load(mode, &options));
+    let batch = without_gil(py, |cancel| load(mode, &options, cancel))?;
     let n = batch.ok.len();
     let array = batch.data.into_pyarray(py).reshape([n, 3, SIZE, SIZE])?;
-    Ok((array, batch.ok, batch.failures))
+    Ok((array, batch.ok, batch.failures, batch.pixels))
 }
 
-/// Decode and preprocess files: (inputs N×3×299×299 of the good files, their indices, [(index, reason)]).
+/// Decode and preprocess files: (inputs N×3×299×299 of the good files, their indices, [(index, reason)],
+/// width × height of each good image).
 #[pyfunction]
 #[pyo3(signature = (paths, mode="pytorch-fid", pad_color=[255, 255, 255], max_pixels=crate::decode::DEFAULT_MAX_PIXELS))]
 fn load_images<'py>(
@@ -105,8 +146,8 @@ fn load_images<'py>(
     pad_color: [u8; 3],
     max_pixels: u64,
 ) -> PyResult<BatchTuple<'py>> {
-    decode_batch(py, mode, pad_color, max_pixels, |mode, options| {
-        load_batch(&paths, mode, options)
+    decode_batch(py, mode, pad_color, max_pixels, |mode, options, cancel| {
+        load_batch(&paths, mode, options, cancel)
     })
 }
 
@@ -120,9 +161,42 @@ fn load_encoded<'py>(
     pad_color: [u8; 3],
     max_pixels: u64,
 ) -> PyResult<BatchTuple<'py>> {
-    decode_batch(py, mode, pad_color, max_pixels, |mode, options| {
-        load_batch_encoded(&blobs, mode, options)
+    decode_batch(py, mode, pad_color, max_pixels, |mode, options, cancel| {
+        load_batch_encoded(&blobs, mode, options, cancel)
     })
+}
+
+/// The bytes of each file, or the reason it cannot be an image (not a regular file, over the size limit that
+/// `max_pixels` implies, unreadable), read in parallel without the GIL.
+#[pyfunction]
+#[pyo3(signature = (paths, max_pixels=crate::decode::DEFAULT_MAX_PIXELS))]
+fn read_files(py: Python<'_>, paths: Vec<PathBuf>, max_pixels: u64) -> PyResult<Vec<PyObject>> {
+    let cap = DecodeOptions { max_pixels }.max_file_bytes();
+    let results = without_gil(py, |cancel| {
+        paths
+            .par_iter()
+            .map(|path| {
+                if cancel.is_cancelled() {
+                    return Err(crate::cancel::CANCELLED.to_string());
+                }
+                read_regular(path, cap)
+            })
+            .collect::<Vec<_>>()
+    })?;
+    Ok(results
+        .into_iter()
+        .map(|r| match r {
+            Ok(bytes) => PyBytes::new(py, &bytes).into_any().unbind(),
+            Err(reason) => PyString::new(py, &reason).into_any().unbind(),
+        })
+        .collect())
+}
+
+/// The largest image file (or zip member) accepted under `max_pixels`.
+#[pyfunction]
+#[pyo3(signature = (max_pixels=crate::decode::DEFAULT_MAX_PIXELS))]
+fn max_file_bytes(max_pixels: u64) -> u64 {
+    DecodeOptions { max_pixels }.max_file_bytes()
 }
 
 /// Preprocess in-memory uint8 images (N×H×W×3).
@@ -147,13 +221,13 @@ fn preprocess_arrays<'py>(
         .as_slice()
         .map(|s| s.to_vec())
         .unwrap_or_else(|_| images.as_array().iter().copied().collect());
-    let data = without_gil(py, || {
+    let data = without_gil(py, |_| {
         let list: Vec<Rgb8Image> = flat
             .chunks_exact(h * w * 3)
             .map(|c| Rgb8Image::new(w, h, c.to_vec()))
             .collect();
         preprocess_batch(&list, mode)
-    });
+    })?;
     data.into_pyarray(py).reshape([n, 3, SIZE, SIZE])
 }
 
@@ -165,12 +239,12 @@ fn decode_image(
     path: PathBuf,
     max_pixels: u64,
 ) -> PyResult<Bound<'_, PyArray3<u8>>> {
-    let image = without_gil(py, || decode_file(&path, &DecodeOptions { max_pixels })).map_err(
-        |reason| FidrsError::Decode {
+    let decoded = without_gil(py, |_| decode_file(&path, &DecodeOptions { max_pixels }))?
+        .map_err(|reason| FidrsError::Decode {
             path: path.clone(),
             reason,
-        },
-    )?;
+        })?;
+    let image = decoded.image;
     image
         .pixels
         .into_pyarray(py)
@@ -206,7 +280,7 @@ fn frechet_distance<'py>(
         tolerance,
         max_iterations,
     };
-    let result = without_gil(py, || frechet_core(m1, s1, m2, s2, method, options, par()))?;
+    let result = without_gil(py, |_| frechet_core(m1, s1, m2, s2, method, options, par()))??;
     let info = PyDict::new(py);
     info.set_item("value", result.value)?;
     info.set_item("method", result.method)?;
@@ -267,7 +341,7 @@ impl PyMoments {
             }
         };
         let inner = &mut self.inner;
-        without_gil(py, || inner.update(data, rows))?;
+        without_gil(py, |_| inner.update(data, rows))??;
         Ok(())
     }
 
@@ -302,7 +376,7 @@ impl PyMoments {
 
     fn covariance<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<f64>>> {
         let inner = &mut self.inner;
-        let cov = without_gil(py, || inner.covariance())?;
+        let cov = without_gil(py, |_| inner.covariance())??;
         Ok(mat_to_numpy(py, cov.as_ref()))
     }
 }
@@ -342,6 +416,8 @@ fn _fidrs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(preprocess_arrays, m)?)?;
     m.add_function(wrap_pyfunction!(load_encoded, m)?)?;
     m.add_function(wrap_pyfunction!(decode_image, m)?)?;
+    m.add_function(wrap_pyfunction!(read_files, m)?)?;
+    m.add_function(wrap_pyfunction!(max_file_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(frechet_distance, m)?)?;
     m.add_function(wrap_pyfunction!(num_threads, m)?)?;
     m.add_class::<PyMoments>()?;

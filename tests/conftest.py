@@ -72,3 +72,25 @@ def class_stats(class_features):
             moments.update(fs.features[start : start + 50])
         stats[c] = fidrs.Stats.from_moments(moments, fs.mode, fs.weights_sha256)
     return stats
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 300, **kwargs):
+    """Run the `fidrs` command in a fresh interpreter (as a user would), capturing its output."""
+    import subprocess
+    import sys
+
+    merged = {**os.environ, **(env or {})}
+    return subprocess.run(
+        [sys.executable, "-m", "fidrs.cli", *args], capture_output=True, text=True, env=merged, timeout=timeout, **kwargs
+    )
+
+
+def write_images(folder: Path, count: int, seed: int = 0, size=(40, 30), ext: str = "png") -> Path:
+    """`count` random RGB images in `folder` (created), named 00.png, 01.png, ..."""
+    from PIL import Image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(folder / f"{i:02d}.{ext}")
+    return folder

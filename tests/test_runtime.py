@@ -23,7 +23,7 @@ def cpu_session(weights):
 @pytest.fixture(scope="module")
 def batches():
     files = sorted(str(p) for p in (DATA / "training" / "apple_red_1").glob("*.jpg"))[:21]
-    images, ok, failed = _fidrs.load_images(files)
+    images, ok, failed, _pixels = _fidrs.load_images(files)
     assert not failed and len(ok) == 21
     return [images[:8], images[8:13], images[13:21]]  # same shape, short, same shape again
 

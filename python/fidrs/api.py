@@ -9,17 +9,23 @@ from typing import Any
 import numpy as np
 
 from . import _fidrs
-from .errors import BadImagesError, EmptyInputError, FidrsError, InvalidInputError
+from .errors import BadImagesError, EmptyInputError, FidrsError, InvalidInputError, NumericalError
 from .extract import ExtractOptions, FeatureExtractor, PassReport
+from .files import display
 from .frechet import frechet_distance
 from .inputs import ImageArray, ImageFiles, InputLike, StatsFile, ZipImages, resolve_source
 from .stats import Stats
 
 FEATURE_DIM = 2048
+DEFAULT_MODE = "pytorch-fid"
 
 
 class SmallSampleWarning(UserWarning):
     """Fewer images than feature dimensions: the covariance is singular and FID is biased upwards."""
+
+
+class UnknownModeWarning(UserWarning):
+    """A statistics file that records no preprocessing mode is compared with images of a non-default mode."""
 
 
 def _extractor(options: dict[str, Any]) -> FeatureExtractor:
@@ -88,10 +94,14 @@ def _decode_failures(inputs: InputLike, options: dict[str, Any]) -> list[tuple[s
     for start in range(0, len(source), chunk):
         stop = min(start + chunk, len(source))
         if isinstance(source, ZipImages):
-            _, _, failed = _fidrs.load_encoded(source.read(start, stop), o.mode, list(o.pad_color), o.max_pixels)
+            blobs = source.read(start, stop, _fidrs.max_file_bytes(o.max_pixels))
+            failed = [(i, b) for i, b in enumerate(blobs) if isinstance(b, str)]
+            readable = [i for i, b in enumerate(blobs) if isinstance(b, bytes)]
+            _, _, bad, _ = _fidrs.load_encoded([blobs[i] for i in readable], o.mode, list(o.pad_color), o.max_pixels)
+            failed += [(readable[i], reason) for i, reason in bad]
         else:
-            _, _, failed = _fidrs.load_images(source.paths[start:stop], o.mode, list(o.pad_color), o.max_pixels)
-        failures += [(source.paths[start + i], reason) for i, reason in failed]
+            _, _, failed, _ = _fidrs.load_images(source.paths[start:stop], o.mode, list(o.pad_color), o.max_pixels)
+        failures += [(source.paths[start + i], reason) for i, reason in sorted(failed)]
     return failures
 
 
@@ -116,12 +126,27 @@ def score_details(a: InputLike, b: InputLike, *, method: str = "auto", **options
         )
         for s in (stats_a, stats_b):
             this_run.check_compatible(s)
+    run_mode = extractor.options.mode_label if extractor is not None else None
+    for label, s in ((label_a, stats_a), (label_b, stats_b)):
+        if s.mode is None and run_mode is not None and run_mode != DEFAULT_MODE:
+            warnings.warn(
+                f"{display(label)}: the statistics file records no preprocessing mode (pytorch-fid and clean-fid "
+                f"files do not), so it is unknown; it is compared with images preprocessed in mode {run_mode!r}",
+                UnknownModeWarning,
+                stacklevel=2,
+            )
     info = frechet_distance(stats_a.mu, stats_a.sigma, stats_b.mu, stats_b.sigma, method, return_info=True)
+    if not np.isfinite(info["value"]):
+        raise NumericalError(f"the Fréchet distance came out {info['value']}")
     return {
         "fid": info["value"],
         "n_a": stats_a.n,
         "n_b": stats_b.n,
-        "mode": stats_a.mode or stats_b.mode or options.get("mode", "pytorch-fid"),
+        # A statistics file without a recorded mode (pytorch-fid, clean-fid) has an unknown mode: null, never
+        # a guess. `mode` is the mode both sides are known to share.
+        "mode": stats_a.mode if stats_a.mode is not None and stats_a.mode == stats_b.mode else None,
+        "mode_a": stats_a.mode,
+        "mode_b": stats_b.mode,
         "weights_sha256": stats_a.weights_sha256 or stats_b.weights_sha256,
         "provider": extractor.provider if extractor else None,
         "method": info["method"],

@@ -1,12 +1,16 @@
 """Read PyTorch checkpoints (legacy and zip serialisation) into NumPy arrays, without torch.
 
-The unpickler only accepts the handful of globals a state dict needs (an allow-list), so a hostile
-checkpoint cannot run code. torch's own loader is not an option: torch is not a dependency.
+Every pickle record goes through an allow-list unpickler: the legacy header records (magic number,
+protocol, sys_info, storage keys) admit no global at all, the state dict only the handful a state dict
+needs. So a hostile checkpoint cannot run code. Tensor views are checked against their storage before
+they are read, and storage sizes against the file, so a crafted file cannot read memory or allocate
+more than it holds. torch's own loader is not an option: torch is not a dependency.
 """
 
 from __future__ import annotations
 
 import io
+import os
 import pickle
 import zipfile
 from collections import OrderedDict
@@ -56,6 +60,7 @@ class _TensorRef:
         data = self.storage.data
         if data is None:
             raise WeightsError("checkpoint references a tensor storage that is not in the file")
+        self._check_bounds(len(data))
         if not self.size:
             return np.array(data[self.offset])
         itemsize = data.dtype.itemsize
@@ -65,6 +70,19 @@ class _TensorRef:
             strides=tuple(s * itemsize for s in self.stride),
         )
         return np.array(view)  # own, contiguous copy
+
+    def _check_bounds(self, numel: int) -> None:
+        """A view must lie inside its storage: as_strided would otherwise read foreign memory."""
+        fields = (self.offset, *self.size, *self.stride)
+        if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in fields):
+            raise WeightsError(f"tensor view has a negative or non-integer offset, size or stride: {fields}")
+        if len(self.size) != len(self.stride):
+            raise WeightsError(f"tensor view has {len(self.size)} sizes but {len(self.stride)} strides")
+        if 0 in self.size:
+            return
+        last = self.offset + sum((n - 1) * s for n, s in zip(self.size, self.stride))
+        if last >= numel:
+            raise WeightsError(f"tensor view reaches element {last} of a storage of {numel}")
 
 
 def _rebuild_tensor(storage, storage_offset, size, stride, *_rest):
@@ -83,6 +101,20 @@ _ALLOWED_GLOBALS = {
 }
 
 
+class _PlainDataUnpickler(pickle.Unpickler):
+    """For records that hold only ints, strings, tuples, lists and dicts: no global is admitted."""
+
+    def find_class(self, module: str, name: str) -> Any:
+        raise WeightsError(f"checkpoint header contains a disallowed object {module}.{name}")
+
+    def persistent_load(self, pid: Any) -> Any:
+        raise WeightsError("checkpoint header contains a persistent reference")
+
+
+def _load_plain(f) -> Any:
+    return _PlainDataUnpickler(f).load()
+
+
 class _RestrictedUnpickler(pickle.Unpickler):
     def __init__(self, file, storages: dict[str, _Storage], load_storage=None) -> None:
         super().__init__(file)
@@ -98,9 +130,12 @@ class _RestrictedUnpickler(pickle.Unpickler):
             raise WeightsError(f"checkpoint contains a disallowed object {module}.{name}") from None
 
     def persistent_load(self, pid: Any) -> _Storage:
-        if not (isinstance(pid, tuple) and pid and pid[0] == "storage"):
-            raise WeightsError(f"unexpected persistent id in checkpoint: {pid!r}")
-        storage_type, key, _location, numel = pid[1], str(pid[2]), pid[3], int(pid[4])
+        # (tag, storage type, key, location, numel), plus view metadata (None) in the legacy format.
+        if not (isinstance(pid, tuple) and len(pid) in (5, 6) and pid[0] == "storage" and pid[5:] in ((), (None,))):
+            raise WeightsError(f"unexpected persistent id in checkpoint: {pid!r:.200}")
+        storage_type, key, numel = pid[1], str(pid[2]), pid[4]
+        if not isinstance(storage_type, _StorageType) or not isinstance(numel, int) or numel < 0:
+            raise WeightsError(f"malformed storage reference in checkpoint: {pid!r:.200}")
         if key not in self._storages:
             storage = _Storage(storage_type.dtype, numel)
             if self._load_storage is not None:
@@ -120,23 +155,34 @@ def _materialise(obj: Any) -> Any:
 
 
 def _load_legacy(f: io.BufferedIOBase) -> Any:
-    magic = pickle.load(f)
+    size = os.fstat(f.fileno()).st_size
+    magic = _load_plain(f)
     if magic != LEGACY_MAGIC_NUMBER:
         raise WeightsError("not a PyTorch checkpoint (bad magic number)")
-    protocol = pickle.load(f)
+    protocol = _load_plain(f)
     if protocol != 1001:
-        raise WeightsError(f"unsupported legacy checkpoint protocol {protocol}")
-    pickle.load(f)  # sys_info: endianness and type sizes; little-endian is assumed below
+        raise WeightsError(f"unsupported legacy checkpoint protocol {protocol!r:.50}")
+    sys_info = _load_plain(f)
+    if not isinstance(sys_info, dict) or sys_info.get("little_endian", True) is not True:
+        raise WeightsError("unsupported checkpoint: sys_info is not that of a little-endian machine")
     storages: dict[str, _Storage] = {}
     result = _RestrictedUnpickler(f, storages).load()
-    keys = pickle.load(f)
+    keys = _load_plain(f)
+    if not isinstance(keys, list):
+        raise WeightsError("checkpoint's storage key list is not a list")
     for key in keys:
-        storage = storages[str(key)]
+        storage = storages.get(str(key))
+        if storage is None:
+            raise WeightsError(f"checkpoint lists storage {key!r:.50} that no tensor uses")
         header = f.read(8)
         if len(header) != 8:
             raise WeightsError("checkpoint is truncated (missing tensor data)")
         numel = int.from_bytes(header, "little", signed=True)
+        if numel != storage.numel:
+            raise WeightsError(f"storage {key!r:.50} holds {numel} elements, its tensors declare {storage.numel}")
         nbytes = numel * storage.dtype.itemsize
+        if nbytes > size - f.tell():
+            raise WeightsError("checkpoint is truncated (short tensor data)")
         raw = f.read(nbytes)
         if len(raw) != nbytes:
             raise WeightsError("checkpoint is truncated (short tensor data)")
@@ -144,7 +190,12 @@ def _load_legacy(f: io.BufferedIOBase) -> Any:
     return result
 
 
+# torch.save stores zip members uncompressed; a deflated copy compresses float weights by well under 16x.
+_MAX_ZIP_EXPANSION = 16
+
+
 def _load_zip(path: Path) -> Any:
+    budget = _MAX_ZIP_EXPANSION * max(os.path.getsize(path), 1 << 20)
     with zipfile.ZipFile(path) as archive:
         names = archive.namelist()
         pickles = [n for n in names if n.endswith("/data.pkl") or n == "data.pkl"]
@@ -157,9 +208,19 @@ def _load_zip(path: Path) -> Any:
         order = "<" if byteorder == "little" else ">"
 
         def load_storage(key: str, dtype: np.dtype) -> np.ndarray:
-            return np.frombuffer(archive.read(f"{prefix}data/{key}"), dtype=dtype.newbyteorder(order))
+            nonlocal budget
+            info = archive.getinfo(f"{prefix}data/{key}")
+            if info.file_size > budget:
+                raise WeightsError(f"zip member {info.filename!r} expands to more than the file can hold")
+            budget -= info.file_size
+            if info.file_size % dtype.itemsize:
+                raise WeightsError(f"zip member {info.filename!r} is not a whole number of {dtype} values")
+            return np.frombuffer(archive.read(info), dtype=dtype.newbyteorder(order))
 
-        with archive.open(pickles[0]) as f:
+        info = archive.getinfo(pickles[0])
+        if info.file_size > budget:
+            raise WeightsError(f"zip member {info.filename!r} expands to more than the file can hold")
+        with archive.open(info) as f:
             return _RestrictedUnpickler(io.BytesIO(f.read()), {}, load_storage).load()
 
 
@@ -172,11 +233,13 @@ def load_state_dict(path: str | Path) -> OrderedDict[str, np.ndarray]:
         else:
             with open(path, "rb") as f:
                 obj = _load_legacy(f)
+        obj = _materialise(obj)
     except WeightsError as e:
         raise WeightsError(f"{path}: {e}") from None
-    except (pickle.UnpicklingError, EOFError, KeyError, ValueError, zipfile.BadZipFile) as e:
-        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e})") from None
-    obj = _materialise(obj)
+    except OSError as e:
+        raise WeightsError(f"{path}: cannot read the checkpoint ({e.strerror or e})") from None
+    except Exception as e:  # noqa: BLE001 - the unpicklers run no code: any failure is a bad file
+        raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e!s:.200})") from None
     if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
         obj = obj["state_dict"]
     if not isinstance(obj, dict):

@@ -4,12 +4,51 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Sequence
 
 EXIT_OK, EXIT_ABOVE_THRESHOLD, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped by Ctrl-C
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of our output went away (`fidrs ... | head`)
+
+
+def _finite_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"expected a finite number, got {text!r}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = _finite_float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a number >= 0, got {text!r}")
+    return value
+
+
+def _int_at_least(low: int):
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {text!r}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+_positive_int, _seed = _int_at_least(1), _int_at_least(0)
 
 
 def _parse_color(text: str) -> tuple[int, int, int]:
@@ -35,12 +74,17 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         help="preprocessing convention (default: pytorch-fid)",
     )
     p.add_argument(
-        "--batch-size", type=int, default=None, help="images per network call (default: 16 on CPU, 200 on CUDA)"
+        "--batch-size",
+        type=_positive_int,
+        default=None,
+        help="images per network call (default: 16 on CPU, 200 on CUDA)",
     )
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--skip-bad", action="store_true", help="skip undecodable files (listed) instead of failing")
     p.add_argument("--pad-color", type=_parse_color, default=(255, 255, 255), help="fill colour for --mode pad (R,G,B)")
-    p.add_argument("--max-pixels", type=int, default=178_956_970, help="refuse larger images (decompression bombs)")
+    p.add_argument(
+        "--max-pixels", type=_positive_int, default=178_956_970, help="refuse larger images (decompression bombs)"
+    )
     p.add_argument("--allow-tf32", action="store_true", help="let CUDA use TF32 (faster, changes FID slightly)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the feature cache")
@@ -55,11 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("a", help="directory, image file, glob or .npz statistics")
     score.add_argument("b", help="directory, image file, glob or .npz statistics")
     score.add_argument("--json", action="store_true", help="print one JSON object")
-    score.add_argument("--max-fid", type=float, help="CI gate: exit 1 when FID is above this value")
+    score.add_argument("--max-fid", type=_non_negative_float, help="CI gate: exit 1 when FID is above this value")
     score.add_argument("--method", default="auto", choices=["auto", "eigh", "newton-schulz", "scipy"])
     score.add_argument(
         "--bootstrap",
-        type=int,
+        type=_positive_int,
         metavar="ROUNDS",
         help="also report a 95 %% bootstrap interval over images and FID at several n",
     )
@@ -73,22 +117,22 @@ def build_parser() -> argparse.ArgumentParser:
     kid = sub.add_parser("kid", help="Kernel Inception Distance (mean, std over subsets)")
     kid.add_argument("a")
     kid.add_argument("b")
-    kid.add_argument("--subset-size", type=int, default=1000)
-    kid.add_argument("--subsets", type=int, default=100)
-    kid.add_argument("--seed", type=int, default=0)
+    kid.add_argument("--subset-size", type=_int_at_least(2), default=1000)
+    kid.add_argument("--subsets", type=_positive_int, default=100)
+    kid.add_argument("--seed", type=_seed, default=0)
     isc = sub.add_parser("is", help="Inception Score (mean, std over splits)")
     isc.add_argument("a")
-    isc.add_argument("--splits", type=int, default=10)
-    isc.add_argument("--seed", type=int, default=2020)
+    isc.add_argument("--splits", type=_positive_int, default=10)
+    isc.add_argument("--seed", type=_seed, default=2020)
     pr = sub.add_parser("pr", help="precision, recall, density, coverage (REAL GENERATED)")
     pr.add_argument("a", help="real images")
     pr.add_argument("b", help="generated images")
-    pr.add_argument("-k", type=int, default=3)
+    pr.add_argument("-k", type=_positive_int, default=3)
     memo = sub.add_parser("memorization", help="nearest training image of each generated one (copy detection)")
     memo.add_argument("a", help="generated images")
     memo.add_argument("b", help="training images")
-    memo.add_argument("--threshold", type=float, default=0.1)
-    memo.add_argument("--top", type=int, default=10)
+    memo.add_argument("--threshold", type=_non_negative_float, default=0.1)
+    memo.add_argument("--top", type=_seed, default=10)
     for p in (kid, isc, pr, memo):
         p.add_argument("--json", action="store_true", help="print one JSON object")
         _add_common(p)
@@ -97,8 +141,8 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("a", metavar="DIR", help="folder of class subfolders")
     report.add_argument("--reference", required=True, help="name of the reference class subfolder")
     report.add_argument("-o", "--output", required=True, help="output folder")
-    report.add_argument("--kid-subset-size", type=int, default=1000)
-    report.add_argument("--kid-subsets", type=int, default=100)
+    report.add_argument("--kid-subset-size", type=_int_at_least(2), default=1000)
+    report.add_argument("--kid-subsets", type=_positive_int, default=100)
     _add_common(report)
 
     cache = sub.add_parser("cache", help="feature cache: size, or clear it")
@@ -129,8 +173,6 @@ def _run(args: argparse.Namespace) -> int:
     import fidrs
 
     if args.command == "score":
-        if args.batch_size is not None and args.batch_size < 1:
-            raise fidrs.InvalidInputError("--batch-size must be at least 1")
         if args.bootstrap:
             a, b = fidrs.feature_set(args.a, **_options(args)), fidrs.feature_set(args.b, **_options(args))
             confidence = fidrs.fid_confidence(a, b, rounds=args.bootstrap)
@@ -151,7 +193,7 @@ def _run(args: argparse.Namespace) -> int:
             result["max_fid"] = args.max_fid
             result["passed"] = passed
         if args.json:
-            print(json.dumps(result))
+            print(_strict_json(result))
         else:
             print(f"{result['fid']:.6f}")
             if "bootstrap" in result:
@@ -205,7 +247,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.action == "clear":
             print(f"fidrs: removed {clear_cache()} feature cache file(s)", file=sys.stderr)
         else:
-            print(json.dumps(cache_info(), indent=1))
+            print(_strict_json(cache_info(), indent=1))
         return EXIT_OK
 
     if args.command == "merge":
@@ -250,8 +292,77 @@ def _metric(fidrs, args: argparse.Namespace) -> int:
         lines += [f"  {p['cosine_distance']:.5f}  {p['generated']}  ~  {p['training']}" for p in memo["closest_pairs"]]
         text = "\n".join(lines)
     result["seconds"] = time.perf_counter() - start
-    print(json.dumps(result) if args.json else text)
+    print(_strict_json(result) if args.json else text)
     return EXIT_OK
+
+
+def _strict_json(value, **kwargs) -> str:
+    """Strict JSON: a non-finite float (which json.dumps would write as NaN or Infinity, which JSON has not)
+    becomes null."""
+
+    def clean(v):
+        if isinstance(v, float) and not math.isfinite(v):
+            return None
+        if isinstance(v, dict):
+            return {k: clean(x) for k, x in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [clean(x) for x in v]
+        return v
+
+    return json.dumps(clean(value), allow_nan=False, **kwargs)
+
+
+def _execute(args: argparse.Namespace) -> int:
+    """Run one command and map every outcome to an exit code and at most a few lines on stderr."""
+    from . import config
+    from .errors import DecodeError, FidrsError, IncompatibleStatsError, InvalidInputError, WeightsError
+
+    try:
+        config.validate()
+        return _run(args)
+    except (InvalidInputError, IncompatibleStatsError, WeightsError, DecodeError) as e:
+        print(f"fidrs: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except FidrsError as e:
+        print(f"fidrs: error: {e}", file=sys.stderr)
+        return EXIT_INTERNAL
+    except BrokenPipeError:
+        # Whoever read our output stopped (`| head`): say nothing more, and keep Python's exit-time flush of
+        # stdout from raising again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except ValueError as e:
+        print(f"fidrs: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except MemoryError:
+        print("fidrs: error: out of memory", file=sys.stderr)
+        return EXIT_INTERNAL
+    except Exception as e:  # noqa: BLE001 - the CLI's contract: anything unexpected is exit 3
+        import traceback
+
+        traceback.print_exc()
+        print(f"fidrs: internal error: {type(e).__name__}: {e}", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _run_interruptibly(args: argparse.Namespace) -> int:
+    """The work runs on a worker thread; the main thread only waits, so Ctrl-C is seen within 0.1 s whatever
+    the work is doing (decoding, the network, a download, linear algebra). Then one line, partial outputs
+    removed, exit 130. Files being written are temporary until complete, so nothing half-written remains."""
+    outcome: dict[str, int] = {}
+    worker = threading.Thread(target=lambda: outcome.update(code=_execute(args)), name="fidrs-run", daemon=True)
+    worker.start()
+    try:
+        while worker.is_alive():
+            worker.join(0.1)
+    except KeyboardInterrupt:
+        from .files import remove_pending
+
+        remove_pending()
+        print("\nfidrs: interrupted", file=sys.stderr, flush=True)
+        os._exit(EXIT_INTERRUPTED)
+    return outcome.get("code", EXIT_INTERNAL)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -267,29 +378,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     warnings.simplefilter("default")
     warnings.formatwarning = lambda msg, cat, *a, **k: f"fidrs: warning: {msg}\n"
-    from .errors import FidrsError, IncompatibleStatsError, InvalidInputError, WeightsError
-
-    try:
-        return _run(args)
-    except (InvalidInputError, IncompatibleStatsError, WeightsError) as e:
-        print(f"fidrs: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except FidrsError as e:  # decode errors are a subclass: bad input too
-        from .errors import DecodeError
-
-        print(f"fidrs: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT if isinstance(e, DecodeError) else EXIT_INTERNAL
-    except ValueError as e:
-        print(f"fidrs: error: {e}", file=sys.stderr)
-        return EXIT_BAD_INPUT
-    except KeyboardInterrupt:
-        return 130
-    except Exception as e:  # noqa: BLE001 - the CLI's contract: anything unexpected is exit 3
-        import traceback
-
-        traceback.print_exc()
-        print(f"fidrs: internal error: {type(e).__name__}: {e}", file=sys.stderr)
-        return EXIT_INTERNAL
+    return _run_interruptibly(args)
 
 
 if __name__ == "__main__":

@@ -47,6 +47,8 @@ class BadImagesError(DecodeError):
     """Some input files could not be decoded. `failures` lists (path, reason) pairs."""
 
     def __init__(self, failures: list[tuple[str, str]]) -> None:
+        from .files import display
+
         self.failures = failures
-        lines = "\n".join(f"  {path}: {reason}" for path, reason in failures)
+        lines = "\n".join(f"  {display(path)}: {reason}" for path, reason in failures)
         super().__init__(f"{len(failures)} file(s) could not be decoded:\n{lines}")

@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _fidrs
-from .cache import FeatureCache, content_hash, read_bytes
+from .cache import FeatureCache, content_hash
 from .errors import BadImagesError
+from .files import display
 from .inputs import ImageArray, ImageFiles, ZipImages
 from .model import GRAPH_VERSION
 from .runtime import InceptionSession, get_session
@@ -61,13 +62,15 @@ class PassReport:
 @dataclass
 class _Loaded:
     """One batch from the decode thread: network inputs of the images to compute, their batch-relative
-    indices, failures (index, reason), cached results by index, and content keys (empty without cache)."""
+    indices, failures (index, reason), cached results by index, content keys (empty without cache) and the
+    pixel count of each computed image."""
 
     batch: np.ndarray
     ok: list[int]
     failed: list[tuple[int, str]]
     hits: dict[int, tuple[np.ndarray, np.ndarray]]
     keys: list[str | None]
+    pixels: list[int]
 
 
 class _Progress:
@@ -91,7 +94,8 @@ class FeatureExtractor:
         self.session: InceptionSession = get_session(str(self.model.onnx_path), options.device, options.allow_tf32)
         self.cache: FeatureCache | None = None
         if options.cache:
-            self.cache = FeatureCache(self.model.weights_sha256, options.mode, GRAPH_VERSION, options.pad_color)
+            cache = FeatureCache(self.model.weights_sha256, options.mode, GRAPH_VERSION, options.pad_color)
+            self.cache = cache if cache.enabled else None
 
     @property
     def provider(self) -> str:
@@ -102,31 +106,30 @@ class FeatureExtractor:
         return self.options.batch_size or self.session.default_batch_size
 
     def _load(self, source: ImageFiles | ImageArray | ZipImages, start: int, stop: int) -> _Loaded:
-        """Runs in the decode thread: cache lookups, then decode + preprocess of the misses."""
+        """Runs in the decode thread: read the bytes, look them up in the cache, decode + preprocess the misses.
+        Each file is read once: its bytes are hashed for the cache and, on a miss, decoded from memory."""
         o = self.options
         if isinstance(source, ImageArray):
             batch = _fidrs.preprocess_arrays(np.ascontiguousarray(source.images[start:stop]), o.mode, list(o.pad_color))
-            return _Loaded(batch, list(range(stop - start)), [], {}, [])
-        if isinstance(source, ZipImages):
+            return _Loaded(batch, list(range(stop - start)), [], {}, [], [])
+        if isinstance(source, ImageFiles) and not self.cache:
             return _Loaded(
-                *_fidrs.load_encoded(source.read(start, stop), o.mode, list(o.pad_color), o.max_pixels), {}, []
+                *_fidrs.load_images(source.paths[start:stop], o.mode, list(o.pad_color), o.max_pixels)[:3], {}, [], []
             )
-        paths = source.paths[start:stop]
-        if not self.cache:
-            return _Loaded(*_fidrs.load_images(paths, o.mode, list(o.pad_color), o.max_pixels), {}, [])
-        # Each file is read once: its bytes are hashed for the cache and, on a miss, decoded from memory.
-        blobs = [read_bytes(p) for p in paths]
-        keys = [content_hash(b) if b is not None else None for b in blobs]
-        hits = self.cache.get_many(keys)
-        misses = [i for i in range(len(paths)) if i not in hits]
-        readable = [i for i in misses if blobs[i] is not None]
-        batch, ok, failed = _fidrs.load_encoded([blobs[i] for i in readable], o.mode, list(o.pad_color), o.max_pixels)
-        failed = [(readable[i], reason) for i, reason in failed]
-        unreadable = [i for i in misses if blobs[i] is None]
-        if unreadable:  # the path-based loader words the reason ("cannot read file: ...")
-            _, _, reasons = _fidrs.load_images([paths[i] for i in unreadable], o.mode, list(o.pad_color), o.max_pixels)
-            failed = sorted(failed + [(unreadable[i], reason) for i, reason in reasons])
-        return _Loaded(batch, [readable[i] for i in ok], failed, hits, keys)
+        if isinstance(source, ZipImages):
+            blobs = source.read(start, stop, _fidrs.max_file_bytes(o.max_pixels))
+        else:
+            blobs = _fidrs.read_files(source.paths[start:stop], o.max_pixels)
+        failed = [(i, b) for i, b in enumerate(blobs) if isinstance(b, str)]
+        keys: list[str | None] = [None] * len(blobs)
+        hits: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        if self.cache:
+            keys = [content_hash(b) if isinstance(b, bytes) else None for b in blobs]
+            hits = self.cache.get_many(keys, o.max_pixels)
+        todo = [i for i, b in enumerate(blobs) if isinstance(b, bytes) and i not in hits]
+        batch, ok, bad, pixels = _fidrs.load_encoded([blobs[i] for i in todo], o.mode, list(o.pad_color), o.max_pixels)
+        failed = sorted(failed + [(todo[i], reason) for i, reason in bad])
+        return _Loaded(batch, [todo[i] for i in ok], failed, hits, keys, list(pixels))
 
     def _combine(self, loaded: _Loaded, start: int, report: PassReport):
         """Run the network on what was not cached, store it, and merge with the cached rows in input order."""
@@ -138,7 +141,8 @@ class FeatureExtractor:
                 keyed = [(j, loaded.keys[i]) for j, i in enumerate(loaded.ok) if loaded.keys[i]]
                 if keyed:
                     picks = [j for j, _ in keyed]
-                    self.cache.put_many([k for _, k in keyed], pool3[picks], logits[picks])
+                    pixels = [loaded.pixels[j] for j in picks]
+                    self.cache.put_many([k for _, k in keyed], pool3[picks], logits[picks], pixels)
         order = sorted(rows)
         report.n += len(order)
         report.cache_hits += len(loaded.hits)
@@ -177,4 +181,4 @@ class FeatureExtractor:
         if failures:
             print(f"fidrs: skipped {len(failures)} bad file(s):", file=sys.stderr)
             for path, reason in failures:
-                print(f"  {path}: {reason}", file=sys.stderr)
+                print(f"  {display(path)}: {reason}", file=sys.stderr)

@@ -37,6 +37,9 @@ _SPECIAL_CONVS = {
 class _GraphBuilder:
     def __init__(self, state: Mapping[str, np.ndarray]) -> None:
         self.state = state
+        # Channels of every value in the graph: each tensor's shape is checked against what flows into it,
+        # before anything is built, so a wrong checkpoint is named by its key instead of failing in ORT.
+        self.channels: dict[str, int] = {"images": 3}
         self.nodes: list[onnx.NodeProto] = []
         self.initializers: list[onnx.TensorProto] = []
         self.used: set[str] = set()
@@ -46,17 +49,35 @@ class _GraphBuilder:
         self._count += 1
         return f"{hint}_{self._count}"
 
-    def _tensor(self, key: str) -> np.ndarray:
+    def _tensor(self, key: str, shape: tuple[int | None, ...] | None = None) -> np.ndarray:
+        """The tensor `key` as float64; with `shape`, its shape must match (None: any size on that axis)."""
         if key not in self.state:
             raise WeightsError(f"checkpoint lacks tensor {key!r}: not a pytorch-fid Inception checkpoint")
+        value = self.state[key]
+        if not isinstance(value, np.ndarray) or value.dtype.kind != "f":
+            raise WeightsError(f"checkpoint tensor {key!r} is not a floating-point tensor")
+        if shape is not None and (
+            value.ndim != len(shape) or any(e is not None and e != a for e, a in zip(shape, value.shape))
+        ):
+            expected = "×".join("?" if e is None else str(e) for e in shape)
+            raise WeightsError(
+                f"checkpoint tensor {key!r} has shape {tuple(value.shape)}, the FID Inception needs {expected}"
+            )
         self.used.add(key)
-        return np.asarray(self.state[key], dtype=np.float64)
+        return np.asarray(value, dtype=np.float64)
 
     def conv(self, x: str, name: str) -> str:
         """BasicConv2d: conv (no bias) + BatchNorm(eps=0.001) + ReLU, with BN folded into the conv."""
-        weight = self._tensor(f"{name}.conv.weight")
-        gamma, beta = self._tensor(f"{name}.bn.weight"), self._tensor(f"{name}.bn.bias")
-        mean, var = self._tensor(f"{name}.bn.running_mean"), self._tensor(f"{name}.bn.running_var")
+        weight = self._tensor(f"{name}.conv.weight", (None, self.channels[x], None, None))
+        out_channels = weight.shape[0]
+        gamma, beta = (
+            self._tensor(f"{name}.bn.weight", (out_channels,)),
+            self._tensor(f"{name}.bn.bias", (out_channels,)),
+        )
+        mean = self._tensor(f"{name}.bn.running_mean", (out_channels,))
+        var = self._tensor(f"{name}.bn.running_var", (out_channels,))
+        if (var < 0).any():
+            raise WeightsError(f"checkpoint tensor {name + '.bn.running_var'!r} has negative variances")
         self.used.add(f"{name}.bn.num_batches_tracked")
         scale = gamma / np.sqrt(var + BN_EPS)
         folded_w = (weight * scale[:, None, None, None]).astype(np.float32)
@@ -77,10 +98,12 @@ class _GraphBuilder:
             )
         )
         self.nodes.append(helper.make_node("Relu", [conv_out], [out]))
+        self.channels[out] = out_channels
         return out
 
     def max_pool(self, x: str, stride: int = 2, pad: int = 0) -> str:
         out = self._name("maxpool")
+        self.channels[out] = self.channels[x]
         self.nodes.append(
             helper.make_node("MaxPool", [x], [out], kernel_shape=[3, 3], strides=[stride, stride], pads=[pad] * 4)
         )
@@ -88,6 +111,7 @@ class _GraphBuilder:
 
     def avg_pool_exclude_pad(self, x: str) -> str:
         out = self._name("avgpool")
+        self.channels[out] = self.channels[x]
         self.nodes.append(
             helper.make_node(
                 "AveragePool",
@@ -103,6 +127,7 @@ class _GraphBuilder:
 
     def concat(self, inputs: list[str]) -> str:
         out = self._name("concat")
+        self.channels[out] = sum(self.channels[i] for i in inputs)
         self.nodes.append(helper.make_node("Concat", inputs, [out], axis=1))
         return out
 
@@ -168,7 +193,10 @@ def build_fid_inception(state: Mapping[str, np.ndarray]) -> onnx.ModelProto:
 
     g.nodes.append(helper.make_node("GlobalAveragePool", [x], ["pooled"]))
     g.nodes.append(helper.make_node("Flatten", ["pooled"], ["pool3"], axis=1))
-    fc_w, fc_b = g._tensor("fc.weight").astype(np.float32), g._tensor("fc.bias").astype(np.float32)
+    if g.channels[x] != 2048:
+        raise WeightsError(f"the last block has {g.channels[x]} channels, the FID Inception's pool3 has 2048")
+    fc_w = g._tensor("fc.weight", (1008, 2048)).astype(np.float32)
+    fc_b = g._tensor("fc.bias", (1008,)).astype(np.float32)
     g.initializers += [numpy_helper.from_array(fc_w, "fc.weight"), numpy_helper.from_array(fc_b, "fc.bias")]
     # logits_unbiased (the fc layer without its bias) is what torch-fidelity's Inception Score uses.
     g.nodes.append(helper.make_node("Gemm", ["pool3", "fc.weight"], ["logits_unbiased"], transB=1))
@@ -177,8 +205,6 @@ def build_fid_inception(state: Mapping[str, np.ndarray]) -> onnx.ModelProto:
     unused = sorted(set(state) - g.used)
     if unused:
         raise WeightsError(f"checkpoint has tensors the FID Inception does not use: {unused[:5]}...")
-    if fc_w.shape != (1008, 2048):
-        raise WeightsError(f"fc.weight is {fc_w.shape}, expected (1008, 2048): not the FID Inception")
 
     graph = helper.make_graph(
         g.nodes,
@@ -194,4 +220,15 @@ def build_fid_inception(state: Mapping[str, np.ndarray]) -> onnx.ModelProto:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="fidrs")
     model.ir_version = 8
     onnx.checker.check_model(model)
+    try:  # kernel sizes: spatial shapes must meet at every concatenation and end in 8×8 before pooling
+        onnx.shape_inference.infer_shapes(_with_batch(model, 1), strict_mode=True)
+    except onnx.shape_inference.InferenceError as e:
+        raise WeightsError(f"checkpoint tensor shapes do not form the FID Inception: {e!s:.300}") from None
     return model
+
+
+def _with_batch(model: onnx.ModelProto, n: int) -> onnx.ModelProto:
+    copy = onnx.ModelProto()
+    copy.CopyFrom(model)
+    copy.graph.input[0].type.tensor_type.shape.dim[0].dim_value = n
+    return copy

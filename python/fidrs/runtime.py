@@ -9,6 +9,7 @@ from functools import lru_cache
 
 import numpy as np
 
+from . import config
 from .errors import RuntimeUnavailableError
 
 try:
@@ -51,8 +52,7 @@ def _require_runtime() -> None:
 
 
 def _cpu_threads() -> int:
-    value = os.environ.get("FIDRS_NUM_THREADS")
-    return int(value) if value else (os.cpu_count() or 1)
+    return config.num_threads() or os.cpu_count() or 1
 
 
 class BoundInput:

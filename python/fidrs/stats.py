@@ -10,8 +10,66 @@ import numpy as np
 
 from . import _fidrs
 from .errors import IncompatibleStatsError, InvalidInputError
+from .files import atomic_output, display, read_npz
 
 FORMAT_VERSION = 1
+
+# Tolerances of the checks on loaded statistics, relative to the matrix's scale. A covariance computed in
+# float64 from n samples has round-off of about n·u·‖Σ‖ (u = 1.1e-16) in its entries and eigenvalues, about
+# 1e-11·‖Σ‖ at n = 50,000; one stored in float32 has 6e-8·‖Σ‖ per entry, so up to d·6e-8·‖Σ‖ in eigenvalues.
+# The bounds below sit well above round-off and far below anything that is not a covariance (Σ = −I, a
+# non-symmetric matrix, moments that belong to other statistics).
+_SYMMETRY_RTOL = {np.float64: 1e-9, np.float32: 1e-5}
+_PSD_RTOL = {np.float64: 1e-9, np.float32: 1e-5}
+_MOMENTS_RTOL = 1e-8
+
+
+def _dtype_key(array: np.ndarray):
+    return np.float32 if array.dtype.itemsize <= 4 else np.float64
+
+
+def check_statistics(path: str, mu: np.ndarray, sigma: np.ndarray) -> None:
+    """Refuse arrays that are no mean and covariance: wrong shapes, non-finite values, a non-symmetric or
+    indefinite Σ (checked by a Cholesky factorisation of Σ + δI with δ above round-off)."""
+    where = display(path)
+    if mu.ndim != 1 or sigma.shape != (mu.size, mu.size) or mu.size == 0:
+        raise InvalidInputError(f"{where}: mu {mu.shape} and sigma {sigma.shape} do not fit together")
+    if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
+        raise InvalidInputError(f"{where}: mu or sigma holds NaN or infinite values")
+    key = _dtype_key(sigma)
+    s = np.asarray(sigma, dtype=np.float64)
+    scale = float(np.abs(s).max()) or 1.0
+    asymmetry = float(np.abs(s - s.T).max())
+    if asymmetry > _SYMMETRY_RTOL[key] * scale:
+        raise InvalidInputError(f"{where}: sigma is not symmetric (max |Σ − Σᵀ| = {asymmetry:.3g}): not a covariance")
+    shift = _PSD_RTOL[key] * max(float(np.trace(s)), scale) + np.finfo(np.float64).tiny
+    try:
+        np.linalg.cholesky((s + s.T) / 2 + shift * np.eye(len(s)))
+    except np.linalg.LinAlgError:
+        low = float(np.linalg.eigvalsh((s + s.T) / 2)[0])
+        raise InvalidInputError(
+            f"{where}: sigma is not positive semi-definite (smallest eigenvalue {low:.4g}): not a covariance"
+        ) from None
+
+
+def _check_sample_count(path: str, n) -> int:
+    if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 2:
+        raise InvalidInputError(f"{display(path)}: n = {n!r} is not a sample count of at least 2")
+    return int(n)
+
+
+def _check_moments(path: str, mu: np.ndarray, sigma: np.ndarray, moments: _fidrs.Moments) -> None:
+    """The stored sums must be the moments of the stored mean and covariance (else one was edited)."""
+    mean, cov = moments.mean(), moments.covariance()
+    mu_err = float(np.abs(mean - mu).max())
+    cov_err = float(np.abs(cov - sigma).max())
+    mu_scale = float(np.abs(moments.sum).max()) / moments.n + np.finfo(np.float64).tiny
+    cov_scale = float(np.abs(moments.sum_outer).max()) / (moments.n - 1) + np.finfo(np.float64).tiny
+    if mu_err > _MOMENTS_RTOL * mu_scale or cov_err > _MOMENTS_RTOL * cov_scale:
+        raise InvalidInputError(
+            f"{display(path)}: the stored sums and n disagree with mu/sigma "
+            f"(max differences {mu_err:.3g} and {cov_err:.3g}): the file was altered"
+        )
 
 
 @dataclass
@@ -37,32 +95,41 @@ class Stats:
             for k, v in (("n", self.n), ("mode", self.mode), ("weights_sha256", self.weights_sha256))
             if v is not None
         }
-        with open(path, "wb") as f:
+        with atomic_output(path) as f:
             np.savez(f, mu=self.mu, sigma=self.sigma, version=FORMAT_VERSION, **meta, **extra)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Stats:
-        try:
-            data = np.load(path, allow_pickle=False)
-        except (OSError, ValueError) as e:
-            raise InvalidInputError(f"{path}: not a readable .npz statistics file ({e})") from None
-        with data:
-            if "mu" not in data or "sigma" not in data:
-                raise InvalidInputError(f"{path}: statistics file needs 'mu' and 'sigma', has {sorted(data.files)}")
-            mu = np.asarray(data["mu"], dtype=np.float64)
-            sigma = np.asarray(data["sigma"], dtype=np.float64)
-            n = int(data["n"]) if "n" in data else None
-            mode = str(data["mode"]) if "mode" in data else None
-            sha = str(data["weights_sha256"]) if "weights_sha256" in data else None
-            moments = None
-            if "sum" in data and "sum_outer" in data and n is not None:
+        """Read `.npz` statistics (fidrs, pytorch-fid, clean-fid, ADM), refusing anything that is not a mean
+        and a covariance, and fidrs files whose stored moments disagree with them."""
+        path = os.fspath(path)
+        data = read_npz(path, keys=["mu", "sigma", "n", "mode", "weights_sha256", "sum", "sum_outer"])
+        if "mu" not in data or "sigma" not in data:
+            raise InvalidInputError(
+                f"{display(path)}: statistics file needs 'mu' and 'sigma', has {sorted(data['__files__'])}"
+            )
+        for key in ("mu", "sigma", "sum", "sum_outer"):
+            if key in data and data[key].dtype.kind not in "fiu":
+                raise InvalidInputError(f"{display(path)}: {key} has dtype {data[key].dtype}, expected numbers")
+        check_statistics(path, data["mu"], data["sigma"])
+        mu = np.asarray(data["mu"], dtype=np.float64)
+        sigma = np.asarray(data["sigma"], dtype=np.float64)
+        n = _check_sample_count(path, data["n"][()]) if "n" in data else None
+        mode = _text(path, data, "mode")
+        sha = _text(path, data, "weights_sha256")
+        moments = None
+        if "sum" in data or "sum_outer" in data:
+            if n is None or "sum" not in data or "sum_outer" not in data:
+                raise InvalidInputError(f"{display(path)}: moments need n, sum and sum_outer together")
+            try:
                 moments = _fidrs.Moments.from_parts(
                     n,
                     np.ascontiguousarray(data["sum"], dtype=np.float64),
                     np.ascontiguousarray(data["sum_outer"], dtype=np.float64),
                 )
-        if mu.ndim != 1 or sigma.shape != (mu.size, mu.size):
-            raise InvalidInputError(f"{path}: mu {mu.shape} and sigma {sigma.shape} do not fit together")
+            except (InvalidInputError, ValueError, TypeError) as e:
+                raise InvalidInputError(f"{display(path)}: unusable moments ({e})") from None
+            _check_moments(path, mu, sigma, moments)
         return cls(mu, sigma, n, mode, sha, moments)
 
     def check_compatible(self, other: Stats) -> None:
@@ -80,3 +147,12 @@ class Stats:
         merged = _fidrs.Moments.from_parts(self.moments.n, self.moments.sum, self.moments.sum_outer)
         merged.merge(other.moments)
         return Stats.from_moments(merged, self.mode or other.mode, self.weights_sha256 or other.weights_sha256)
+
+
+def _text(path: str, data: dict, key: str) -> str | None:
+    if key not in data:
+        return None
+    value = data[key]
+    if value.dtype.kind != "U" or value.ndim != 0:
+        raise InvalidInputError(f"{display(path)}: {key} must be a string, got {value.dtype} {value.shape}")
+    return str(value)
