@@ -9,6 +9,7 @@ pub mod decode;
 pub mod error;
 pub mod frechet;
 pub mod image;
+pub mod interrupt;
 pub mod preprocess;
 pub mod stats;
 

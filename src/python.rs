@@ -392,6 +392,19 @@ fn mat_to_numpy<'py>(py: Python<'py>, m: MatRef<'_, f64>) -> Bound<'py, PyArray2
     data.into_pyarray(py).reshape([r, c]).expect("size matches")
 }
 
+/// Make SIGINT end the process at once (exit 130, `message` on stderr, pending outputs removed). For the CLI.
+#[pyfunction]
+fn exit_on_interrupt(message: String) -> PyResult<()> {
+    crate::interrupt::exit_on_interrupt(message)
+        .map_err(|e| FidrsError::InvalidInput(format!("cannot install the Ctrl-C handler: {e}")).into())
+}
+
+/// Register (`pending=True`) or release a temporary output file that an interrupt must remove.
+#[pyfunction]
+fn track_pending_output(path: PathBuf, pending: bool) {
+    crate::interrupt::track_pending(path, pending);
+}
+
 #[pyfunction]
 fn num_threads() -> usize {
     rayon::current_num_threads()
@@ -420,6 +433,8 @@ fn _fidrs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(max_file_bytes, m)?)?;
     m.add_function(wrap_pyfunction!(frechet_distance, m)?)?;
     m.add_function(wrap_pyfunction!(num_threads, m)?)?;
+    m.add_function(wrap_pyfunction!(exit_on_interrupt, m)?)?;
+    m.add_function(wrap_pyfunction!(track_pending_output, m)?)?;
     m.add_class::<PyMoments>()?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())

@@ -81,7 +81,12 @@ def run_cli(*args: str, env: dict | None = None, timeout: float = 300, **kwargs)
 
     merged = {**os.environ, **(env or {})}
     return subprocess.run(
-        [sys.executable, "-m", "fidrs.cli", *args], capture_output=True, text=True, env=merged, timeout=timeout, **kwargs
+        [sys.executable, "-m", "fidrs.cli", *args],
+        capture_output=True,
+        text=True,
+        env=merged,
+        timeout=timeout,
+        **kwargs,
     )
 
 

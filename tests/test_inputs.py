@@ -46,7 +46,12 @@ def test_zip_archive_gives_the_same_features_as_the_files(folder, tmp_path, weig
             if path.is_file():
                 z.write(path, path.relative_to(folder).as_posix())
     source = resolve_source(str(archive))
-    assert isinstance(source, ZipImages) and [m.filename for m in source.members] == ["a.jpg", "b.PNG", "sub/c.Jpeg", "sub/d.webp"]
+    assert isinstance(source, ZipImages) and [m.filename for m in source.members] == [
+        "a.jpg",
+        "b.PNG",
+        "sub/c.Jpeg",
+        "sub/d.webp",
+    ]
     from_zip = fidrs.features(str(archive), weights=weights)
     from_disk = fidrs.features(str(folder), weights=weights)
     np.testing.assert_array_equal(from_zip, from_disk)

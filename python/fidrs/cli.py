@@ -6,14 +6,13 @@ import argparse
 import json
 import math
 import os
+import signal
 import sys
-import threading
 import time
 import warnings
 from collections.abc import Sequence
 
 EXIT_OK, EXIT_ABOVE_THRESHOLD, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
-EXIT_INTERRUPTED = 130  # 128 + SIGINT, as shells report a command stopped by Ctrl-C
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of our output went away (`fidrs ... | head`)
 
 
@@ -346,25 +345,6 @@ def _execute(args: argparse.Namespace) -> int:
         return EXIT_INTERNAL
 
 
-def _run_interruptibly(args: argparse.Namespace) -> int:
-    """The work runs on a worker thread; the main thread only waits, so Ctrl-C is seen within 0.1 s whatever
-    the work is doing (decoding, the network, a download, linear algebra). Then one line, partial outputs
-    removed, exit 130. Files being written are temporary until complete, so nothing half-written remains."""
-    outcome: dict[str, int] = {}
-    worker = threading.Thread(target=lambda: outcome.update(code=_execute(args)), name="fidrs-run", daemon=True)
-    worker.start()
-    try:
-        while worker.is_alive():
-            worker.join(0.1)
-    except KeyboardInterrupt:
-        from .files import remove_pending
-
-        remove_pending()
-        print("\nfidrs: interrupted", file=sys.stderr, flush=True)
-        os._exit(EXIT_INTERRUPTED)
-    return outcome.get("code", EXIT_INTERNAL)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)  # usage errors exit 2
@@ -378,7 +358,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_BAD_INPUT
     warnings.simplefilter("default")
     warnings.formatwarning = lambda msg, cat, *a, **k: f"fidrs: warning: {msg}\n"
-    return _run_interruptibly(args)
+    from . import _fidrs
+
+    # Ctrl-C ends the process within milliseconds whatever runs (decoding, the network, a download): exit 130,
+    # one line, outputs still being written removed. Finished outputs were renamed into place whole.
+    signal.signal(signal.SIGINT, lambda *_: None)  # no KeyboardInterrupt traceback racing the native handler
+    _fidrs.exit_on_interrupt("fidrs: interrupted")
+    return _execute(args)
 
 
 if __name__ == "__main__":

@@ -74,19 +74,14 @@ def display(path: str | os.PathLike) -> str:
     return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
+class OutputError(InvalidInputError):
+    """An output file could not be written."""
+
+
 def _umask() -> int:
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
-
-
-# Temporary files being written right now: a Ctrl-C that ends the process removes them (cli.py).
-_PENDING: set[str] = set()
-
-
-def remove_pending() -> None:
-    for tmp in list(_PENDING):
-        Path(tmp).unlink(missing_ok=True)
 
 
 @contextmanager
@@ -97,8 +92,10 @@ def atomic_output(path: str | os.PathLike) -> Iterator[BinaryIO]:
     parent = path.parent if str(path.parent) else Path(".")
     if not parent.is_dir():
         raise InvalidInputError(f"{display(path)}: the folder {display(parent)} does not exist")
+    from . import _fidrs
+
     fd, tmp = tempfile.mkstemp(dir=parent, prefix=f".{path.name}.", suffix=".tmp")
-    _PENDING.add(tmp)
+    _fidrs.track_pending_output(tmp, True)  # a Ctrl-C that ends the CLI removes it
     try:
         os.fchmod(fd, 0o666 & ~_umask()) if hasattr(os, "fchmod") else None  # mkstemp makes 0600
         with os.fdopen(fd, "wb") as f:
@@ -106,11 +103,16 @@ def atomic_output(path: str | os.PathLike) -> Iterator[BinaryIO]:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as e:  # disk full, `ulimit -f`, a read-only folder: the previous file is untouched
+        Path(tmp).unlink(missing_ok=True)
+        raise OutputError(
+            f"{display(path)}: cannot write ({e.strerror or e}); the previous file is unchanged"
+        ) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
     finally:
-        _PENDING.discard(tmp)
+        _fidrs.track_pending_output(tmp, False)
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -13,9 +13,9 @@ import os
 import sys
 import tempfile
 import time
-import warnings
 import urllib.error
 import urllib.request
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -111,12 +111,18 @@ class _part_file:
         self.part = destination.with_name(f"{destination.name}.{os.getpid()}.{time.monotonic_ns()}.part")
 
     def __enter__(self):
+        from . import _fidrs
+
         self.file = open(self.part, "xb")
+        _fidrs.track_pending_output(str(self.part), True)  # a Ctrl-C that ends the CLI removes it
         return self.file, self.part
 
     def __exit__(self, *exc) -> None:
+        from . import _fidrs
+
         self.file.close()
         self.part.unlink(missing_ok=True)
+        _fidrs.track_pending_output(str(self.part), False)
 
 
 def resolve_checkpoint(weights: str | os.PathLike | None = None) -> Path:
@@ -171,11 +177,18 @@ def resolve_model(weights: str | os.PathLike | None = None) -> ResolvedModel:
         )
     onnx_path = cache_dir() / f"fid_inception-v{GRAPH_VERSION}-{sha}.onnx"
     if not _graph_is_intact(onnx_path):
-        data = build_fid_inception(load_state_dict(checkpoint)).SerializeToString()
+        state = load_state_dict(checkpoint)
+        try:
+            data = build_fid_inception(state).SerializeToString()
+        except WeightsError as e:
+            raise WeightsError(f"{display(checkpoint)}: {e}") from None
         try:
             _write_graph(onnx_path, data)
         except OSError as e:  # a read-only or full cache costs the rebuild next time, never this run
-            warnings.warn(f"cannot cache the ONNX graph in {display(onnx_path.parent)} ({e}); using a temporary copy")
+            warnings.warn(
+                f"cannot cache the ONNX graph in {display(onnx_path.parent)} ({e}); using a temporary copy",
+                stacklevel=2,
+            )
             onnx_path = Path(tempfile.mkdtemp(prefix="fidrs-")) / onnx_path.name
             _write_graph(onnx_path, data)
     return ResolvedModel(checkpoint=checkpoint, weights_sha256=sha, onnx_path=onnx_path)

@@ -1,0 +1,261 @@
+"""Class 3 of the hardening issue: no silently wrong number. Truncated files are refused exactly where Pillow
+refuses them; statistics that are no covariance, stale ONNX graphs, duplicate zip names, cache state and
+malformed options can no longer turn into a FID with exit 0."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+import zipfile
+from pathlib import Path
+
+import fidrs
+import numpy as np
+import pytest
+from conftest import DATA, run_cli, write_images
+from fidrs import _fidrs
+from PIL import Image
+
+# ---------- truncated files: the same verdict as Image.open(p).convert("RGB") ----------
+
+
+def _encodings() -> dict[str, bytes]:
+    photos = sorted((DATA / "training").glob("*/*.jpg"))[::700][:6] if DATA.is_dir() else []
+    out = {p.name: p.read_bytes() for p in photos}
+    rng = np.random.default_rng(5)
+    image = Image.fromarray(rng.integers(0, 256, (64, 80, 3), dtype=np.uint8))
+    if photos:
+        image = Image.open(photos[0]).convert("RGB")
+
+    def enc(im, fmt, **kw):
+        b = io.BytesIO()
+        im.save(b, fmt, **kw)
+        return b.getvalue()
+
+    out.update(
+        {
+            "baseline.jpg": enc(image, "JPEG", quality=90),
+            "progressive.jpg": enc(image, "JPEG", progressive=True, quality=90),
+            "rgb.png": enc(image, "PNG"),
+            "rgba.png": enc(image.convert("RGBA"), "PNG"),
+            "palette.png": enc(image.convert("P"), "PNG"),
+            "grey.png": enc(image.convert("L"), "PNG"),
+            "lossless.webp": enc(image, "WEBP", lossless=True),
+            "lossy.webp": enc(image, "WEBP", quality=80),
+            "x.bmp": enc(image, "BMP"),
+            "x.tif": enc(image, "TIFF"),
+            "lzw.tif": enc(image, "TIFF", compression="tiff_lzw"),
+            "x.gif": enc(image, "GIF"),
+        }
+    )
+    return out
+
+
+# Where fidrs is stricter than Pillow (refuses, never accepts a wrong image): Pillow needs neither a PNG's
+# IEND chunk (12 bytes) nor the CRC of its last data chunk (4), nor a GIF's trailer (2); the image crate
+# does. Nothing else may differ.
+_STRICTER_TAIL = {".png": 16, ".gif": 2}
+
+
+def test_cut_files_get_pillows_verdict_in_every_format(tmp_path):
+    rng = np.random.default_rng(0)
+    compared = 0
+    for name, data in _encodings().items():
+        n = len(data)
+        cuts = {1, 2, 8, 16, 64, n // 4, n // 2, 3 * n // 4, n - 16, n - 8, n - 4, n - 2, n - 1}
+        cuts |= set(int(c) for c in rng.integers(1, n, 20))
+        for cut in sorted(c for c in cuts if 0 < c < n):
+            path = tmp_path / f"cut{cut}-{name}"
+            path.write_bytes(data[:cut])
+            try:
+                with Image.open(path) as im:
+                    im.convert("RGB")
+                pillow_ok = True
+            except Exception:  # noqa: BLE001 - any refusal by Pillow
+                pillow_ok = False
+            try:
+                _fidrs.decode_image(str(path))
+                ours_ok = True
+            except fidrs.DecodeError:
+                ours_ok = False
+            compared += 1
+            if not pillow_ok:
+                assert not ours_ok, f"{name} cut at {cut}/{n}: Pillow refuses it, fidrs decoded it"
+            elif not ours_ok:
+                suffix = Path(name).suffix
+                assert n - cut <= _STRICTER_TAIL.get(suffix, 0), f"{name} cut at {cut}/{n}: only fidrs refuses"
+    assert compared > 300
+
+
+def test_truncated_jpeg_is_refused_with_pillows_reason(tmp_path):
+    photo = sorted((DATA / "training").glob("*/*.jpg"))[0]
+    cut = tmp_path / "cut.jpg"
+    cut.write_bytes(photo.read_bytes()[: photo.stat().st_size // 2])
+    with pytest.raises(fidrs.DecodeError, match="image file is truncated"):
+        _fidrs.decode_image(str(cut))
+
+
+def test_truncated_photo_in_a_folder_fails_the_gate(tmp_path, weights):
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    photos = sorted((DATA / "training" / "apple_red_1").glob("*.jpg"))[:4]
+    for p in photos:
+        (folder / p.name).write_bytes(p.read_bytes())
+    (folder / photos[0].name).write_bytes(photos[0].read_bytes()[:1500])
+    out = run_cli("score", str(folder), str(folder), "--weights", weights, "--max-fid", "1e9")
+    assert out.returncode == 2, out.stdout
+    assert f"{folder / photos[0].name}: image file is truncated" in out.stderr
+    assert out.stdout == ""
+
+
+# ---------- statistics that are no covariance ----------
+
+
+def _save(path, **arrays):
+    np.savez(path, **arrays)
+    return str(path)
+
+
+@pytest.fixture()
+def good_stats(tmp_path):
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((50, 6))
+    moments = fidrs.Moments(6)
+    moments.update(x.astype(np.float32))
+    s = fidrs.Stats.from_moments(moments, "pytorch-fid", "0" * 64)
+    s.save(tmp_path / "good.npz")
+    return tmp_path / "good.npz"
+
+
+@pytest.mark.parametrize(
+    "edit, reason",
+    [
+        (lambda d: d.update(sigma=-np.eye(6)), "not positive semi-definite"),
+        (lambda d: d.update(sigma=d["sigma"] + np.triu(np.ones((6, 6)), 1)), "not symmetric"),
+        (lambda d: d.update(mu=d["mu"] + 1.0), "disagree with mu/sigma"),
+        (lambda d: d.update(n=np.int64(d["n"]) + 7), "disagree with mu/sigma"),
+        (lambda d: d.update(n=np.int64(-5)), "not a sample count"),
+        (lambda d: d.update(sigma=np.full((6, 6), np.nan)), "NaN"),
+        (lambda d: d.update(sigma=d["sigma"][:5, :5]), "do not fit together"),
+    ],
+    ids=["negative-definite", "asymmetric", "mu-edited", "n-edited", "negative-n", "nan", "shape"],
+)
+def test_statistics_that_are_no_covariance_are_refused(tmp_path, good_stats, edit, reason):
+    data = dict(np.load(good_stats))
+    edit(data)
+    bad = _save(tmp_path / "bad.npz", **data)
+    for command in (["score", bad, str(good_stats)], ["merge", bad, str(good_stats), "-o", str(tmp_path / "m.npz")]):
+        out = run_cli(*command)
+        assert out.returncode == 2, out
+        assert bad in out.stderr and reason in out.stderr
+    assert not (tmp_path / "m.npz").exists()
+
+
+def test_round_off_in_genuine_statistics_is_accepted(tmp_path):
+    """pytorch-fid's own recipe (np.cov of float32 features), rank deficient (n < d), stored as float32 too."""
+    rng = np.random.default_rng(2)
+    feats = rng.standard_normal((40, 64)).astype(np.float32)
+    mu, sigma = feats.mean(0), np.cov(feats, rowvar=False)
+    a = _save(tmp_path / "a.npz", mu=mu, sigma=sigma)
+    b = _save(tmp_path / "b.npz", mu=mu.astype(np.float32), sigma=sigma.astype(np.float32))
+    out = run_cli("score", a, b, "--json")
+    assert out.returncode == 0, out.stderr
+    assert abs(json.loads(out.stdout)["fid"]) < 1e-3
+
+
+# ---------- the cached ONNX graph ----------
+
+
+def test_truncated_or_foreign_cached_graph_is_rebuilt(tmp_path, monkeypatch, weights):
+    from fidrs.weights import resolve_model
+
+    monkeypatch.setenv("FIDRS_CACHE", str(tmp_path / "cache"))
+    model = resolve_model(weights)
+    original = model.onnx_path.read_bytes()
+    for damage in (original[: len(original) // 2], b"not an onnx graph", original[:-1] + b"\0"):
+        model.onnx_path.write_bytes(damage)
+        again = resolve_model(weights)
+        assert again.onnx_path.read_bytes() == original
+
+
+# ---------- zip archives ----------
+
+
+def test_two_zip_members_with_one_name_are_two_images(tmp_path):
+    rng = np.random.default_rng(3)
+    archive = tmp_path / "dup.zip"
+    arrays = [rng.integers(0, 256, (20, 20, 3), dtype=np.uint8) for _ in range(2)]
+    with zipfile.ZipFile(archive, "w") as z, pytest.warns(UserWarning, match="Duplicate name"):
+        for a in arrays:
+            b = io.BytesIO()
+            Image.fromarray(a).save(b, "PNG")
+            z.writestr("same.png", b.getvalue())
+    from fidrs.inputs import resolve_source
+
+    source = resolve_source(str(archive))
+    assert len(source) == 2 and source.paths == [f"{archive}:same.png", f"{archive}:same.png#2"]
+    blobs = source.read(0, 2, 1 << 20)
+    decoded = [np.asarray(Image.open(io.BytesIO(b)).convert("RGB")) for b in blobs]
+    assert all(np.array_equal(d, a) for d, a in zip(decoded, arrays))
+
+
+# ---------- the exit code never depends on cache state ----------
+
+
+def test_max_pixels_applies_to_cached_images(tmp_path, weights):
+    folder = write_images(tmp_path / "imgs", 3, size=(40, 30))
+    env = {"FIDRS_CACHE": str(tmp_path / "cache")}
+    first = run_cli("score", str(folder), str(folder), "--weights", weights, env=env)
+    assert first.returncode == 0, first.stderr  # every image is now cached
+    for attempt in range(2):  # cold and warm: the same refusal
+        out = run_cli("score", str(folder), str(folder), "--weights", weights, "--max-pixels", "1000", env=env)
+        assert out.returncode == 2, (attempt, out.stderr)
+        assert "exceeds the limit of 1000" in out.stderr and str(folder / "00.png") in out.stderr
+
+
+# ---------- options and JSON ----------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--max-fid", "nan"],
+        ["--max-fid", "inf"],
+        ["--max-fid", "abc"],
+        ["--max-fid", "-1"],
+        ["--batch-size", "0"],
+        ["--max-pixels", "0"],
+        ["--bootstrap", "0"],
+    ],
+)
+def test_meaningless_score_options_are_usage_errors(tmp_path, args):
+    a = _save(tmp_path / "a.npz", mu=np.zeros(2), sigma=np.eye(2))
+    out = run_cli("score", a, a, *args)
+    assert out.returncode == 2 and args[0] in out.stderr, out
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["is", "X", "--splits", "0"],
+        ["pr", "X", "X", "-k", "0"],
+        ["kid", "X", "X", "--subsets", "0"],
+        ["kid", "X", "X", "--subset-size", "1"],
+        ["memorization", "X", "X", "--threshold", "nan"],
+    ],
+)
+def test_meaningless_metric_options_are_usage_errors(command):
+    out = run_cli(*command)
+    assert out.returncode == 2 and f"argument {command[-2]}: expected" in out.stderr, out
+
+
+def test_json_is_strict():
+    from fidrs.cli import _strict_json
+
+    text = _strict_json({"a": math.nan, "b": [math.inf, 1.5], "c": {"d": -math.inf}})
+    assert json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard constant {c}")) == {
+        "a": None,
+        "b": [None, 1.5],
+        "c": {"d": None},
+    }
