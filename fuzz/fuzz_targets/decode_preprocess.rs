@@ -10,7 +10,8 @@ fuzz_target!(|data: &[u8]| {
     // A small pixel limit keeps each run fast; the limit check itself is part of what is fuzzed.
     let options = DecodeOptions { max_pixels: 1 << 20 };
     match decode_bytes(data, &options) {
-        Ok(image) => {
+        Ok(decoded) => {
+            let image = &decoded.image;
             assert_eq!(image.pixels.len(), image.width * image.height * 3);
             let mode = match data.len() % 4 {
                 0 => Mode::PytorchFid,
@@ -19,7 +20,7 @@ fuzz_target!(|data: &[u8]| {
                 _ => Mode::Pad { fill: [255, 255, 255] },
             };
             let mut out = vec![0f32; IMAGE_LEN];
-            preprocess_into(&image, mode, &mut out);
+            preprocess_into(image, mode, &mut out);
             assert!(out.iter().all(|v| v.is_finite() && (-1.0001..=1.0001).contains(v)));
         }
         Err(reason) => {

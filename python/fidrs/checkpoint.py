@@ -83,6 +83,9 @@ class _TensorRef:
         last = self.offset + sum((n - 1) * s for n, s in zip(self.size, self.stride))
         if last >= numel:
             raise WeightsError(f"tensor view reaches element {last} of a storage of {numel}")
+        # Overlapping views (stride 0) could blow a few bytes up into gigabytes; state dicts never hold them.
+        if int(np.prod(self.size, dtype=object)) > numel:
+            raise WeightsError(f"tensor view of {self.size} has more elements than its storage of {numel}")
 
 
 def _rebuild_tensor(storage, storage_offset, size, stride, *_rest):
@@ -101,7 +104,17 @@ _ALLOWED_GLOBALS = {
 }
 
 
-class _PlainDataUnpickler(pickle.Unpickler):
+class _BoundedUnpickler(pickle._Unpickler):
+    """The pure-Python unpickler, not the C one: the C unpickler sizes its memo table by the largest index a
+    PUT opcode names, so 100 crafted bytes can make it allocate gigabytes (found by fuzzing). This one keeps
+    its memo in a dict. BYTEARRAY8 (protocol 5, never in a checkpoint) allocates its announced length before
+    reading; it is refused. Reads go through `_BoundedReader`, so no other opcode can over-allocate either."""
+
+    dispatch = dict(pickle._Unpickler.dispatch)
+    del dispatch[pickle.BYTEARRAY8[0]]
+
+
+class _PlainDataUnpickler(_BoundedUnpickler):
     """For records that hold only ints, strings, tuples, lists and dicts: no global is admitted."""
 
     def find_class(self, module: str, name: str) -> Any:
@@ -111,11 +124,36 @@ class _PlainDataUnpickler(pickle.Unpickler):
         raise WeightsError("checkpoint header contains a persistent reference")
 
 
+class _BoundedReader:
+    """A file view for the unpickler whose reads never ask for more than the file still holds: a pickle
+    opcode may announce gigabytes, and `read(n)` would allocate them before finding the file shorter."""
+
+    def __init__(self, f, size: int) -> None:
+        self.f, self.size = f, size
+
+    def _room(self, n: int) -> int:
+        left = max(self.size - self.f.tell(), 0)
+        return left if n is None or n < 0 else min(n, left)
+
+    def read(self, n: int = -1) -> bytes:
+        return self.f.read(self._room(n))
+
+    def readline(self, n: int = -1) -> bytes:
+        return self.f.readline(self._room(n))
+
+    def tell(self) -> int:
+        return self.f.tell()
+
+    def readinto(self, buffer) -> int:
+        view = memoryview(buffer)
+        return self.f.readinto(view[: self._room(len(view))])
+
+
 def _load_plain(f) -> Any:
     return _PlainDataUnpickler(f).load()
 
 
-class _RestrictedUnpickler(pickle.Unpickler):
+class _RestrictedUnpickler(_BoundedUnpickler):
     def __init__(self, file, storages: dict[str, _Storage], load_storage=None) -> None:
         super().__init__(file)
         self._storages = storages
@@ -154,8 +192,9 @@ def _materialise(obj: Any) -> Any:
     return obj
 
 
-def _load_legacy(f: io.BufferedIOBase) -> Any:
-    size = os.fstat(f.fileno()).st_size
+def _load_legacy(file: io.BufferedIOBase) -> Any:
+    size = os.fstat(file.fileno()).st_size
+    f = _BoundedReader(file, size)
     magic = _load_plain(f)
     if magic != LEGACY_MAGIC_NUMBER:
         raise WeightsError("not a PyTorch checkpoint (bad magic number)")
@@ -221,7 +260,8 @@ def _load_zip(path: Path) -> Any:
         if info.file_size > budget:
             raise WeightsError(f"zip member {info.filename!r} expands to more than the file can hold")
         with archive.open(info) as f:
-            return _RestrictedUnpickler(io.BytesIO(f.read()), {}, load_storage).load()
+            data = f.read()
+        return _RestrictedUnpickler(_BoundedReader(io.BytesIO(data), len(data)), {}, load_storage).load()
 
 
 def load_state_dict(path: str | Path) -> OrderedDict[str, np.ndarray]:

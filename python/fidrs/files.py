@@ -143,7 +143,10 @@ def read_npz(path: str | os.PathLike, keys: list[str] | None = None, max_member_
                         raise InvalidInputError(
                             f"{display(path)}: member {key!r} declares {info.file_size} bytes, over the limit"
                         )
-                    out[key] = data[key]
+                    value = data[key]
+                    if not isinstance(value, np.ndarray):  # a member that is no .npy comes back as raw bytes
+                        raise InvalidInputError(f"{display(path)}: member {key!r} is not an array")
+                    out[key] = value
                 return out
         except InvalidInputError:
             raise
