@@ -21,8 +21,29 @@ def load_images(
     mode: str = "pytorch-fid",
     pad_color: Sequence[int] = (255, 255, 255),
     max_pixels: int = 178_956_970,
-) -> tuple[npt.NDArray[np.float32], list[int], list[tuple[int, str]]]:
-    """Decode + preprocess in parallel: (N_ok×3×299×299 inputs, indices of good files, [(index, reason)])."""
+) -> tuple[npt.NDArray[np.float32], list[int], list[tuple[int, str]], list[int]]:
+    """Decode + preprocess in parallel: (N_ok×3×299×299 inputs, indices of good files, [(index, reason)],
+    width × height of each good image). Only regular files are opened; Ctrl-C stops between images."""
+
+def load_encoded(
+    blobs: Sequence[bytes],
+    mode: str = "pytorch-fid",
+    pad_color: Sequence[int] = (255, 255, 255),
+    max_pixels: int = 178_956_970,
+) -> tuple[npt.NDArray[np.float32], list[int], list[tuple[int, str]], list[int]]:
+    """`load_images` for encoded files already in memory."""
+
+def read_files(paths: Sequence[_Path], max_pixels: int = 178_956_970) -> list[bytes | str]:
+    """Each file's bytes, or the reason it cannot be an image (not a regular file, over the size cap)."""
+
+def max_file_bytes(max_pixels: int = 178_956_970) -> int:
+    """The largest image file (or zip member) accepted under `max_pixels`."""
+
+def exit_on_interrupt(message: str) -> None:
+    """Make SIGINT end the process at once: remove pending outputs, print `message`, exit 130 (the CLI)."""
+
+def track_pending_output(path: _Path, pending: bool) -> None:
+    """Register or release a temporary output file that an interrupt must remove."""
 
 def preprocess_arrays(
     images: npt.NDArray[np.uint8], mode: str = "pytorch-fid", pad_color: Sequence[int] = (255, 255, 255)

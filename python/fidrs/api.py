@@ -10,7 +10,7 @@ import numpy as np
 
 from . import _fidrs
 from .errors import BadImagesError, EmptyInputError, FidrsError, InvalidInputError, NumericalError
-from .extract import ExtractOptions, FeatureExtractor, PassReport
+from .extract import ExtractOptions, FeatureExtractor, PassReport, decode_failures
 from .files import display
 from .frechet import frechet_distance
 from .inputs import ImageArray, ImageFiles, InputLike, StatsFile, ZipImages, resolve_source
@@ -93,15 +93,7 @@ def _decode_failures(inputs: InputLike, options: dict[str, Any]) -> list[tuple[s
     chunk = o.batch_size or 64  # decoding only: any chunk gives the same answer
     for start in range(0, len(source), chunk):
         stop = min(start + chunk, len(source))
-        if isinstance(source, ZipImages):
-            blobs = source.read(start, stop, _fidrs.max_file_bytes(o.max_pixels))
-            failed = [(i, b) for i, b in enumerate(blobs) if isinstance(b, str)]
-            readable = [i for i, b in enumerate(blobs) if isinstance(b, bytes)]
-            _, _, bad, _ = _fidrs.load_encoded([blobs[i] for i in readable], o.mode, list(o.pad_color), o.max_pixels)
-            failed += [(readable[i], reason) for i, reason in bad]
-        else:
-            _, _, failed, _ = _fidrs.load_images(source.paths[start:stop], o.mode, list(o.pad_color), o.max_pixels)
-        failures += [(source.paths[start + i], reason) for i, reason in sorted(failed)]
+        failures += [(source.paths[start + i], reason) for i, reason in decode_failures(source, start, stop, o)]
     return failures
 
 

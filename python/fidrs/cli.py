@@ -331,7 +331,7 @@ def _execute(args: argparse.Namespace) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         return EXIT_BROKEN_PIPE
-    except ValueError as e:
+    except (ValueError, OSError) as e:  # unreadable or unwritable paths, bad values: the input, not fidrs
         print(f"fidrs: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
     except MemoryError:

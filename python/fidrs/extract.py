@@ -87,6 +87,24 @@ class _Progress:
             print(file=sys.stderr, flush=True)
 
 
+def read_blobs(source: ImageFiles | ZipImages, start: int, stop: int, max_pixels: int) -> list[bytes | str]:
+    """The encoded bytes of images `start:stop`, or the reason each cannot be read, under the size cap that
+    `max_pixels` implies."""
+    if isinstance(source, ZipImages):
+        return source.read(start, stop, _fidrs.max_file_bytes(max_pixels))
+    return _fidrs.read_files(source.paths[start:stop], max_pixels)
+
+
+def decode_failures(source: ImageFiles | ZipImages, start: int, stop: int, options: ExtractOptions):
+    """(index, reason) of the images `start:stop` that cannot be read or decoded; nothing else is computed."""
+    blobs = read_blobs(source, start, stop, options.max_pixels)
+    readable = [i for i, b in enumerate(blobs) if isinstance(b, bytes)]
+    _, _, bad, _ = _fidrs.load_encoded(
+        [blobs[i] for i in readable], options.mode, list(options.pad_color), options.max_pixels
+    )
+    return sorted([(i, b) for i, b in enumerate(blobs) if isinstance(b, str)] + [(readable[i], r) for i, r in bad])
+
+
 class FeatureExtractor:
     def __init__(self, options: ExtractOptions) -> None:
         self.options = options
@@ -116,10 +134,7 @@ class FeatureExtractor:
             return _Loaded(
                 *_fidrs.load_images(source.paths[start:stop], o.mode, list(o.pad_color), o.max_pixels)[:3], {}, [], []
             )
-        if isinstance(source, ZipImages):
-            blobs = source.read(start, stop, _fidrs.max_file_bytes(o.max_pixels))
-        else:
-            blobs = _fidrs.read_files(source.paths[start:stop], o.max_pixels)
+        blobs = read_blobs(source, start, stop, o.max_pixels)
         failed = [(i, b) for i, b in enumerate(blobs) if isinstance(b, str)]
         keys: list[str | None] = [None] * len(blobs)
         hits: dict[int, tuple[np.ndarray, np.ndarray]] = {}
