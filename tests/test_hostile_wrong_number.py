@@ -251,9 +251,9 @@ def test_meaningless_metric_options_are_usage_errors(command):
 
 
 def test_json_is_strict():
-    from fidrs.cli import _strict_json
+    from fidrs.strictjson import dumps
 
-    text = _strict_json({"a": math.nan, "b": [math.inf, 1.5], "c": {"d": -math.inf}})
+    text = dumps({"a": math.nan, "b": [math.inf, 1.5], "c": {"d": -math.inf}})
     assert json.loads(text, parse_constant=lambda c: pytest.fail(f"non-standard constant {c}")) == {
         "a": None,
         "b": [None, 1.5],

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
 import signal
@@ -11,6 +10,8 @@ import sys
 import time
 import warnings
 from collections.abc import Sequence
+
+from . import strictjson
 
 EXIT_OK, EXIT_ABOVE_THRESHOLD, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of our output went away (`fidrs ... | head`)
@@ -192,7 +193,7 @@ def _run(args: argparse.Namespace) -> int:
             result["max_fid"] = args.max_fid
             result["passed"] = passed
         if args.json:
-            print(_strict_json(result))
+            print(strictjson.dumps(result))
         else:
             print(f"{result['fid']:.6f}")
             if "bootstrap" in result:
@@ -246,7 +247,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.action == "clear":
             print(f"fidrs: removed {clear_cache()} feature cache file(s)", file=sys.stderr)
         else:
-            print(_strict_json(cache_info(), indent=1))
+            print(strictjson.dumps(cache_info(), indent=1))
         return EXIT_OK
 
     if args.command == "merge":
@@ -291,24 +292,8 @@ def _metric(fidrs, args: argparse.Namespace) -> int:
         lines += [f"  {p['cosine_distance']:.5f}  {p['generated']}  ~  {p['training']}" for p in memo["closest_pairs"]]
         text = "\n".join(lines)
     result["seconds"] = time.perf_counter() - start
-    print(_strict_json(result) if args.json else text)
+    print(strictjson.dumps(result) if args.json else text)
     return EXIT_OK
-
-
-def _strict_json(value, **kwargs) -> str:
-    """Strict JSON: a non-finite float (which json.dumps would write as NaN or Infinity, which JSON has not)
-    becomes null."""
-
-    def clean(v):
-        if isinstance(v, float) and not math.isfinite(v):
-            return None
-        if isinstance(v, dict):
-            return {k: clean(x) for k, x in v.items()}
-        if isinstance(v, (list, tuple)):
-            return [clean(x) for x in v]
-        return v
-
-    return json.dumps(clean(value), allow_nan=False, **kwargs)
 
 
 def _execute(args: argparse.Namespace) -> int:

@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import base64
 import html
-import json
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from . import _fidrs
+from . import _fidrs, strictjson
 from .errors import EmptyInputError, InvalidInputError
+from .files import atomic_output, atomic_write_bytes
 from .frechet import frechet_distance
 from .metrics import FeatureSet, feature_set, kid_from_features
 
@@ -140,7 +140,8 @@ def build_report(
     figures["tsne.png"] = fig
 
     for name, fig in figures.items():
-        fig.savefig(out / name, dpi=110)
+        with atomic_output(out / name) as f:
+            fig.savefig(f, dpi=110, format="png")
         plt.close(fig)
 
     report = {
@@ -157,7 +158,7 @@ def build_report(
         "pca": {"components_for_95_percent": components_95, "cumulative_explained_variance": cumulative[:200].tolist()},
         "seconds_after_features": time.perf_counter() - start,
     }
-    (out / "report.json").write_text(json.dumps(report, indent=1))
+    atomic_write_bytes(out / "report.json", strictjson.dumps(report, indent=1).encode())
     _write_html(out, report, list(figures))
     return report
 
@@ -180,4 +181,4 @@ td:first-child{{text-align:left}}img{{max-width:100%}}</style></head><body>
 <p>mode {html.escape(report["mode"])}, weights sha256 {report["weights_sha256"][:16]}…;
 {report["pca"]["components_for_95_percent"]} principal components carry 95 % of the feature variance.</p>
 <table><tr><th>class</th><th>n</th><th>FID</th><th>KID</th></tr>{rows}</table>{figures}</body></html>"""
-    (out / "report.html").write_text(page)
+    atomic_write_bytes(out / "report.html", page.encode())
