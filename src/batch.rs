@@ -20,7 +20,12 @@ pub struct Batch {
     pub pixels: Vec<u64>,
 }
 
-pub fn load_batch(paths: &[PathBuf], mode: Mode, options: &DecodeOptions, cancel: &Cancel) -> Batch {
+pub fn load_batch(
+    paths: &[PathBuf],
+    mode: Mode,
+    options: &DecodeOptions,
+    cancel: &Cancel,
+) -> Batch {
     load_with(paths, mode, cancel, |path| decode_file(path, options))
 }
 

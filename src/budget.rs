@@ -104,6 +104,9 @@ mod tests {
             }
         });
         assert!(PEAK.load(Ordering::SeqCst) <= 100);
-        assert!(BUDGET.reserve(101).is_err(), "a need over the whole budget is refused, not waited for");
+        assert!(
+            BUDGET.reserve(101).is_err(),
+            "a need over the whole budget is refused, not waited for"
+        );
     }
 }

@@ -37,13 +37,17 @@ impl DecodeOptions {
     /// The largest image file accepted: an uncompressed 16-bit RGBA image of `max_pixels` (8 bytes a pixel,
     /// the widest layout a supported format stores) plus headroom. Zip members are held to it too.
     pub fn max_file_bytes(&self) -> u64 {
-        self.max_pixels.saturating_mul(8).saturating_add(SLACK_BYTES)
+        self.max_pixels
+            .saturating_mul(8)
+            .saturating_add(SLACK_BYTES)
     }
 
     /// What one image at the pixel limit may need, the widest case: the decoder's 16-bit RGBA output and
     /// its scratch (8 + 8 bytes a pixel), the RGB8 copy (3) and preprocessing's f32 planes (8).
     fn budget_bytes(&self) -> u64 {
-        self.max_pixels.saturating_mul(27).saturating_add(2 * SLACK_BYTES)
+        self.max_pixels
+            .saturating_mul(27)
+            .saturating_add(2 * SLACK_BYTES)
     }
 }
 
@@ -72,8 +76,12 @@ pub fn read_regular(path: &Path, cap: u64) -> Result<Vec<u8>, DecodeFailure> {
         use std::os::unix::fs::OpenOptionsExt;
         open.custom_flags(libc::O_NONBLOCK);
     }
-    let file = open.open(path).map_err(|e| format!("cannot read file: {e}"))?;
-    let meta = file.metadata().map_err(|e| format!("cannot read file: {e}"))?;
+    let file = open
+        .open(path)
+        .map_err(|e| format!("cannot read file: {e}"))?;
+    let meta = file
+        .metadata()
+        .map_err(|e| format!("cannot read file: {e}"))?;
     if !meta.is_file() {
         return Err(format!("{}, not a regular file", file_kind(&meta)));
     }
@@ -184,8 +192,10 @@ fn libjpeg_message(cinfo: &mut mozjpeg_sys::jpeg_common_struct) -> String {
         match err.format_message {
             Some(format) => {
                 let mut buffer = [0u8; 200];
-                let format: unsafe extern "C-unwind" fn(&mut mozjpeg_sys::jpeg_common_struct, *mut u8) =
-                    std::mem::transmute(format);
+                let format: unsafe extern "C-unwind" fn(
+                    &mut mozjpeg_sys::jpeg_common_struct,
+                    *mut u8,
+                ) = std::mem::transmute(format);
                 format(cinfo, buffer.as_mut_ptr());
                 let end = buffer.iter().position(|&b| b == 0).unwrap_or(buffer.len());
                 String::from_utf8_lossy(&buffer[..end]).into_owned()
@@ -200,7 +210,10 @@ extern "C-unwind" fn unwind_on_error(cinfo: &mut mozjpeg_sys::jpeg_common_struct
     std::panic::resume_unwind(Box::new(message));
 }
 
-extern "C-unwind" fn unwind_on_truncation(cinfo: &mut mozjpeg_sys::jpeg_common_struct, level: c_int) {
+extern "C-unwind" fn unwind_on_truncation(
+    cinfo: &mut mozjpeg_sys::jpeg_common_struct,
+    level: c_int,
+) {
     // SAFETY: `err` points at the manager built by strict_error_mgr for this decompressor.
     let code = unsafe { (*cinfo.err).msg_code };
     if level < 0 && code == mozjpeg_sys::JWRN_JPEG_EOF as c_int {
@@ -336,7 +349,9 @@ fn decode_other(bytes: &[u8], options: &DecodeOptions) -> Result<Decoded, Decode
 
 fn describe_image_error(error: &image::ImageError) -> String {
     match error {
-        image::ImageError::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => TRUNCATED.into(),
+        image::ImageError::IoError(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            TRUNCATED.into()
+        }
         other => format!("corrupt or truncated image: {other}"),
     }
 }
@@ -382,7 +397,9 @@ fn check_riff_length(bytes: &[u8]) -> Result<(), DecodeFailure> {
 
 fn describe_gif_error(error: &gif::DecodingError) -> String {
     match error {
-        gif::DecodingError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => TRUNCATED.into(),
+        gif::DecodingError::Io(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            TRUNCATED.into()
+        }
         other => format!("corrupt or truncated image: {other}"),
     }
 }

@@ -239,11 +239,12 @@ fn decode_image(
     path: PathBuf,
     max_pixels: u64,
 ) -> PyResult<Bound<'_, PyArray3<u8>>> {
-    let decoded = without_gil(py, |_| decode_file(&path, &DecodeOptions { max_pixels }))?
-        .map_err(|reason| FidrsError::Decode {
+    let decoded = without_gil(py, |_| decode_file(&path, &DecodeOptions { max_pixels }))?.map_err(
+        |reason| FidrsError::Decode {
             path: path.clone(),
             reason,
-        })?;
+        },
+    )?;
     let image = decoded.image;
     image
         .pixels
@@ -261,7 +262,7 @@ fn square<'a>(name: &str, a: &'a PyReadonlyArray2<'a, f64>) -> Result<MatRef<'a,
 
 /// Fréchet distance through the Rust core; returns a dict with the value and diagnostics.
 #[pyfunction]
-#[pyo3(signature = (mu1, sigma1, mu2, sigma2, method="eigh", tolerance=1e-10, max_iterations=100))]
+#[pyo3(signature = (mu1, sigma1, mu2, sigma2, method="eigh", tolerance=1e-10, max_iterations=200))]
 #[allow(clippy::too_many_arguments)]
 fn frechet_distance<'py>(
     py: Python<'py>,
@@ -289,8 +290,13 @@ fn frechet_distance<'py>(
     info.set_item("iterations", result.iterations)?;
     info.set_item("residual", result.residual)?;
     info.set_item("clipped_mass", result.clipped_mass)?;
-    info.set_item("fallback_reason", result.fallback_reason)?;
+    info.set_item("stop_reason", result.stop_reason)?;
     info.set_item("seconds", result.seconds)?;
+    let steps = PyDict::new(py);
+    steps.set_item("factor", result.seconds_factor)?;
+    steps.set_item("product", result.seconds_product)?;
+    steps.set_item("trace", result.seconds_trace)?;
+    info.set_item("seconds_by_step", steps)?;
     Ok(info)
 }
 
@@ -395,8 +401,9 @@ fn mat_to_numpy<'py>(py: Python<'py>, m: MatRef<'_, f64>) -> Bound<'py, PyArray2
 /// Make SIGINT end the process at once (exit 130, `message` on stderr, pending outputs removed). For the CLI.
 #[pyfunction]
 fn exit_on_interrupt(message: String) -> PyResult<()> {
-    crate::interrupt::exit_on_interrupt(message)
-        .map_err(|e| FidrsError::InvalidInput(format!("cannot install the Ctrl-C handler: {e}")).into())
+    crate::interrupt::exit_on_interrupt(message).map_err(|e| {
+        FidrsError::InvalidInput(format!("cannot install the Ctrl-C handler: {e}")).into()
+    })
 }
 
 /// Register (`pending=True`) or release a temporary output file that an interrupt must remove.

@@ -25,11 +25,11 @@ def test_full_rank_pairs_agree_with_scipy(d, method):
     assert abs(got - ref) <= 1e-8 * max(1.0, ref)
 
 
-def test_rank_deficient_pairs_use_the_eigen_factorisation():
+def test_rank_deficient_pairs_use_the_pivoted_factorisation():
     mu1, s1 = _gaussian(64, 40, 3)  # n < d: singular covariances
     mu2, s2 = _gaussian(64, 40, 4)
     info = fidrs.frechet_distance(mu1, s1, mu2, s2, method="eigh", return_info=True)
-    assert info["factorisation"] == "eigen"
+    assert info["factorisation"] == "pivoted-cholesky" and info["rank"] == 39
     ref = frechet_distance_scipy(mu1, s1, mu2, s2)
     # sqrtm on a singular product loses ~sqrt(eps) in the null space; agreement to 1e-6 relative.
     assert abs(info["value"] - ref) <= 1e-6 * max(1.0, ref)
@@ -53,17 +53,48 @@ def test_info_reports_method_and_diagnostics():
     mu1, s1 = _gaussian(32, 200, 6)
     mu2, s2 = _gaussian(32, 200, 7)
     info = fidrs.frechet_distance(mu1, s1, mu2, s2, method="newton-schulz", return_info=True)
-    assert info["method"] == "newton-schulz" and info["iterations"] > 0 and info["residual"] < 1e-5
+    assert info["method"] == "newton-schulz" and info["iterations"] > 0 and info["residual"] <= 1e-10
+    assert info["stop_reason"] == "converged"
     info = fidrs.frechet_distance(mu1, s1, mu2, s2, return_info=True)
     assert info["method"] == "eigh" and info["factorisation"] == "cholesky" and info["seconds"] >= 0
 
 
-def test_newton_schulz_falls_back_with_a_warning_when_capped():
+def test_newton_schulz_capped_says_so_and_stays_newton_schulz():
     mu1, s1 = _gaussian(32, 200, 8)
     mu2, s2 = _gaussian(32, 200, 9)
-    with pytest.warns(RuntimeWarning, match="did not converge"):
+    with pytest.warns(RuntimeWarning, match="max_iterations=2"):
         info = fidrs.frechet_distance(mu1, s1, mu2, s2, method="newton-schulz", return_info=True, max_iterations=2)
-    assert info["method"] == "eigh" and "did not converge" in info["fallback_reason"]
+    assert info["method"] == "newton-schulz" and info["stop_reason"] == "iteration limit"
+    exact = fidrs.frechet_distance(mu1, s1, mu2, s2, method="eigh")
+    trace_sqrt = (np.trace(s1) + np.trace(s2) + np.sum((mu1 - mu2) ** 2) - exact) / 2
+    # The reported bound is honest: the capped trace is short of the exact one by at most residual · trace.
+    assert 0 <= (info["value"] - exact) / 2 <= info["residual"] * trace_sqrt * (1 + 1e-9)
+
+
+def test_not_positive_semidefinite_is_a_named_error_for_every_method():
+    mu = np.zeros(6)
+    good = np.eye(6)
+    for bad in (-np.eye(6), np.diag([1.0, 1, 1, 1, 1, -1e-3]), np.array(np.ones((6, 6)) - 2 * np.eye(6))):
+        for method in ("eigh", "newton-schulz"):
+            with pytest.raises(fidrs.InvalidInputError, match="not positive semi-definite"):
+                fidrs.frechet_distance(mu, bad, mu, good, method=method)
+
+
+def test_issue_example_converges_with_newton_schulz():
+    """d = 512, n = 300 on both sides (the issue's reproduction): singular, and NS used to return NaN."""
+    rng = np.random.default_rng(3)
+
+    def cov(n, d, s):
+        x = rng.standard_normal((n, 64)) @ rng.standard_normal((64, d)) * 0.1 + rng.standard_normal((n, d)) * s
+        return x.mean(0), np.cov(x, rowvar=False)
+
+    a, b = cov(300, 512, 0.5), cov(300, 512, 0.7)
+    ns = fidrs.frechet_distance(*a, *b, method="newton-schulz", return_info=True)
+    exact = fidrs.frechet_distance(*a, *b, method="eigh", return_info=True)
+    assert ns["stop_reason"] == "converged" and np.isfinite(ns["residual"]) and ns["residual"] <= 1e-10
+    assert ns["factorisation"] == "pivoted-cholesky" and ns["rank"] == 299
+    # Both are exact up to round-off: tr √ ~ 1e2 here, each method's error ≤ 1e-10·tr + r·√ε-level terms.
+    assert abs(ns["value"] - exact["value"]) <= 1e-8 * max(1.0, exact["value"])
 
 
 def test_bad_inputs_are_refused_before_factorising():
