@@ -63,7 +63,9 @@ def test_newton_schulz_converges_on_singular_conformance_pairs(class_stats, refe
     expected = reference_fids["fid_training_apple_red_1_vs_training"]["apple_red_delicious"]
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        info = fidrs.frechet_distance(ref.mu, ref.sigma, other.mu, other.sigma, method="newton-schulz", return_info=True)
+        info = fidrs.frechet_distance(
+            ref.mu, ref.sigma, other.mu, other.sigma, method="newton-schulz", return_info=True
+        )
     # Singular covariances (492 < 2048 images): Newton–Schulz itself converges, no fallback, no warning.
     assert info["method"] == "newton-schulz" and info["stop_reason"] == "converged" and not caught
     assert info["residual"] <= 1e-10
