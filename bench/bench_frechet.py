@@ -45,16 +45,9 @@ def class_stats(name: str) -> fidrs.Stats:
         return fidrs.stats(str(DATA / "training" / name), weights=str(WEIGHTS))
 
 
-def main() -> None:
-    print(f"machine: {machine()}")
-    a, b = class_stats("apple_red_1"), class_stats("apple_red_delicious")
-    args = (a.mu, a.sigma, b.mu, b.sigma)
-    print(f"covariances: d = {a.mu.size}, n = {a.n} and {b.n} (singular: n < d)")
-
-    t_scipy, runs = median_time(lambda: frechet_distance_scipy(*args), repeats=3)
-    ref = frechet_distance_scipy(*args)
-    print(f"pytorch-fid path (scipy sqrtm): {t_scipy:.2f} s median of {[round(t, 2) for t in runs]}, FID {ref:.6f}")
-    for method, repeats in (("auto", 5), ("eigh", 5), ("newton-schulz", 3)):
+def compare(args, ref: float, t_scipy: float, methods) -> None:
+    """Time each fidrs method on `args` and print it beside SciPy's time and value."""
+    for method, repeats in methods:
         t, runs = median_time(lambda m=method: fidrs.frechet_distance(*args, method=m), repeats=repeats)
         info = fidrs.frechet_distance(*args, method=method, return_info=True)
         steps = ", ".join(f"{k} {v:.3f} s" for k, v in info["seconds_by_step"].items())
@@ -64,6 +57,18 @@ def main() -> None:
             f"{info['rank']}, {info['iterations']} iterations, stop {info['stop_reason']}, error bound "
             f"{info['residual']:.1e}; steps: {steps}"
         )
+
+
+def main() -> None:
+    print(f"machine: {machine()}")
+    a, b = class_stats("apple_red_1"), class_stats("apple_red_delicious")
+    args = (a.mu, a.sigma, b.mu, b.sigma)
+    print(f"covariances: d = {a.mu.size}, n = {a.n} and {b.n} (singular: n < d)")
+
+    t_scipy, runs = median_time(lambda: frechet_distance_scipy(*args), repeats=3)
+    ref = frechet_distance_scipy(*args)
+    print(f"pytorch-fid path (scipy sqrtm): {t_scipy:.2f} s median of {[round(t, 2) for t in runs]}, FID {ref:.6f}")
+    compare(args, ref, t_scipy, (("auto", 5), ("eigh", 5), ("newton-schulz", 3)))
     # Full rank (n > d): Cholesky on both sides, the common case of FID-50k.
     rng = np.random.default_rng(0)
     x = rng.standard_normal((4096, 2048)) @ (rng.standard_normal((2048, 2048)) / 45) + np.asarray(a.mu)
@@ -71,15 +76,8 @@ def main() -> None:
     full = (x.mean(0), np.cov(x, rowvar=False), y.mean(0), np.cov(y, rowvar=False))
     t_full_scipy, _ = median_time(lambda: frechet_distance_scipy(*full), repeats=1)
     ref_full = frechet_distance_scipy(*full)
-    print(f"full rank n = 4096: scipy sqrtm {t_full_scipy:.2f} s, FID {ref_full:.6f}")
-    for method, repeats in (("eigh", 3), ("newton-schulz", 1)):
-        t, _ = median_time(lambda m=method: fidrs.frechet_distance(*full, method=m), repeats=repeats)
-        info = fidrs.frechet_distance(*full, method=method, return_info=True)
-        steps = ", ".join(f"{k} {v:.3f} s" for k, v in info["seconds_by_step"].items())
-        print(
-            f"  fidrs {method}: {t:.3f} s, {t_full_scipy / t:.1f}x scipy, |diff| {abs(info['value'] - ref_full):.2e}, "
-            f"{info['iterations']} iterations, error bound {info['residual']:.1e}; steps: {steps}"
-        )
+    print(f"full rank, n = 4096: scipy sqrtm {t_full_scipy:.2f} s, FID {ref_full:.6f}")
+    compare(full, ref_full, t_full_scipy, (("eigh", 3), ("newton-schulz", 1)))
 
     n, d = 50_000, 2048
     for which in ("numpy", "fidrs"):

@@ -322,15 +322,24 @@ fn factor(name: &str, sigma: MatRef<'_, f64>, par: Par) -> Result<Factor> {
     })
 }
 
-fn zero_result(method: &'static str, stop_reason: &'static str) -> FrechetResult {
+/// A result of the trace step; `frechet_distance` fills in the factorisation, the value and the timings.
+fn trace_result(
+    method: &'static str,
+    trace: f64,
+    rank: usize,
+    iterations: usize,
+    residual: f64,
+    clipped_mass: f64,
+    stop_reason: &'static str,
+) -> FrechetResult {
     FrechetResult {
-        value: 0.0,
+        value: trace,
         method,
-        factorisation: "zero",
-        rank: 0,
-        iterations: 0,
-        residual: 0.0,
-        clipped_mass: 0.0,
+        factorisation: "",
+        rank,
+        iterations,
+        residual,
+        clipped_mass,
         stop_reason,
         seconds: 0.0,
         seconds_factor: 0.0,
@@ -343,7 +352,7 @@ fn zero_result(method: &'static str, stop_reason: &'static str) -> FrechetResult
 fn nuclear_norm_eigh(c: MatRef<'_, f64>, par: Par) -> Result<FrechetResult> {
     let k = c.ncols();
     if k == 0 {
-        return Ok(zero_result("eigh", "exact"));
+        return Ok(trace_result("eigh", 0.0, 0, 0, 0.0, 0.0, "exact"));
     }
     // Only the lower triangle is formed (half the flops) and read.
     let mut gram = Mat::<f64>::zeros(k, k);
@@ -363,20 +372,7 @@ fn nuclear_norm_eigh(c: MatRef<'_, f64>, par: Par) -> Result<FrechetResult> {
         .map_err(|e| FidrsError::Numerical(format!("eigenvalue decomposition failed: {e:?}")))?;
     let clipped: f64 = eigenvalues.iter().filter(|&&l| l < 0.0).map(|l| -l).sum();
     let total: f64 = eigenvalues.iter().map(|&l| l.max(0.0).sqrt()).sum();
-    Ok(FrechetResult {
-        value: total,
-        method: "eigh",
-        factorisation: "",
-        rank: k,
-        iterations: 0,
-        residual: 0.0,
-        clipped_mass: clipped,
-        stop_reason: "exact",
-        seconds: 0.0,
-        seconds_factor: 0.0,
-        seconds_product: 0.0,
-        seconds_trace: 0.0,
-    })
+    Ok(trace_result("eigh", total, k, 0, 0.0, clipped, "exact"))
 }
 
 /// g(x) = x(3 − x²)/2, the Newton–Schulz map on one singular value (scaled to [0, 1]).
@@ -417,7 +413,7 @@ fn nuclear_norm_newton_schulz(
     let k = c.ncols();
     let beta = c.norm_l2();
     if k == 0 || beta == 0.0 {
-        return zero_result("newton-schulz", "converged");
+        return trace_result("newton-schulz", 0.0, 0, 0, 0.0, 0.0, "converged");
     }
     let inner = |x: &Mat<f64>| -> f64 {
         let mut t = 0.0;
@@ -476,20 +472,15 @@ fn nuclear_norm_newton_schulz(
             break;
         }
     }
-    FrechetResult {
-        value: trace,
-        method: "newton-schulz",
-        factorisation: "",
-        rank: k,
+    trace_result(
+        "newton-schulz",
+        trace,
+        k,
         iterations,
-        residual: bound / trace,
-        clipped_mass: 0.0,
+        bound / trace,
+        0.0,
         stop_reason,
-        seconds: 0.0,
-        seconds_factor: 0.0,
-        seconds_product: 0.0,
-        seconds_trace: 0.0,
-    }
+    )
 }
 
 #[cfg(test)]
