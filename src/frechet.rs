@@ -207,6 +207,9 @@ struct Factor {
     dropped: f64,
 }
 
+/// Relative size of the remainder that is still taken as round-off (see `factor`).
+const PSD_ROUND_OFF: f64 = 1e-5;
+
 /// Pivoted columns between two rank-k updates of the Schur complement (a BLAS-3 product each).
 const PIVOT_BLOCK: usize = 64;
 
@@ -305,12 +308,14 @@ fn factor(name: &str, sigma: MatRef<'_, f64>, par: Par) -> Result<Factor> {
             worst = worst.max(schur[(i, j)].abs());
         }
     }
-    // Round-off in the updates themselves stays far below 4 × threshold.
-    if worst > 4.0 * threshold {
+    // What a covariance can leave: round-off of the updates (far below 4 × threshold for float64 data), or
+    // the rounding of statistics stored in float32 (about 6e-8 of the largest entry, amplified a little by
+    // the elimination). Anything above is a negative direction: Σ is not positive semi-definite.
+    let tolerance = (4.0 * threshold).max(PSD_ROUND_OFF * max_diag);
+    if worst > tolerance {
         return Err(FidrsError::InvalidInput(format!(
             "{name} is not positive semi-definite: after its numerical rank {rank} an entry {worst:.3e} \
-             remains (round-off would be at most {:.3e}); not a covariance",
-            4.0 * threshold
+             remains (round-off would be at most {tolerance:.3e}); not a covariance"
         )));
     }
     let dropped = rest.iter().map(|&i| diag[i].max(0.0)).sum();

@@ -46,7 +46,9 @@ def test_cache_folder_that_cannot_be_created_is_survived(tmp_path, pair, weights
     assert "fidrs cache clear" in out.stderr
 
 
-def test_full_disk_on_write_is_survived(monkeypatch, pair, weights):
+def test_full_disk_on_write_is_survived(monkeypatch, tmp_path, pair, weights):
+    monkeypatch.setenv("FIDRS_CACHE", str(tmp_path / "cache"))  # empty: every image is written, none read
+
     def full(*args, **kwargs):
         raise sqlite3.OperationalError("database or disk is full")
 
