@@ -19,6 +19,10 @@ pub enum Method {
     NewtonSchulz,
 }
 
+impl Method {
+    pub const NAMES: &'static [&'static str] = &["eigh", "newton-schulz"];
+}
+
 impl FromStr for Method {
     type Err = FidrsError;
     fn from_str(s: &str) -> Result<Self> {
@@ -26,7 +30,8 @@ impl FromStr for Method {
             "eigh" => Ok(Method::Eigh),
             "newton-schulz" => Ok(Method::NewtonSchulz),
             other => Err(FidrsError::InvalidInput(format!(
-                "unknown method {other:?} for the Rust core: expected eigh or newton-schulz"
+                "unknown method {other:?} for the Rust core: expected one of {}",
+                Self::NAMES.join(", ")
             ))),
         }
     }

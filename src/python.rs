@@ -11,9 +11,10 @@ use numpy::{
     PyReadonlyArray2, PyReadonlyArray4, PyUntypedArrayMethods,
 };
 use pyo3::create_exception;
-use pyo3::exceptions::PyException;
+use pyo3::exceptions::{PyException, PyValueError};
+use pyo3::sync::GILOnceCell;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyString};
+use pyo3::types::{PyBytes, PyDict, PyString, PyType};
 use rayon::prelude::*;
 
 use crate::batch::{load_batch, load_batch_encoded, preprocess_batch, Batch};
@@ -22,7 +23,7 @@ use crate::decode::{decode_file, read_regular, DecodeOptions};
 use crate::error::FidrsError;
 use crate::frechet::{frechet_distance as frechet_core, Method, NewtonSchulzOptions};
 use crate::image::Rgb8Image;
-use crate::preprocess::{Mode, SIZE};
+use crate::preprocess::{Fit, Preprocessing, Resize, Unit};
 use crate::stats::Moments;
 
 create_exception!(
@@ -37,12 +38,25 @@ create_exception!(
     FidrsError_,
     "A file could not be decoded into an image."
 );
-create_exception!(
-    _fidrs,
-    InvalidInputError,
-    FidrsError_,
-    "Arguments that cannot work (shape, NaN, n < 2...)."
-);
+/// `InvalidInputError(FidrsError, ValueError)`: arguments that cannot work (shape, NaN, n < 2, unknown names).
+/// Two bases, so `create_exception!` cannot make it; it is created once, at import, with `type(...)`.
+static INVALID_INPUT_ERROR: GILOnceCell<Py<PyType>> = GILOnceCell::new();
+
+fn invalid_input_error(py: Python<'_>) -> PyResult<&Py<PyType>> {
+    INVALID_INPUT_ERROR.get_or_try_init(py, || {
+        let namespace = PyDict::new(py);
+        namespace.set_item("__module__", "fidrs._fidrs")?;
+        namespace.set_item(
+            "__doc__",
+            "Arguments that cannot work (shape, NaN, n < 2, unknown names); also a ValueError.",
+        )?;
+        let bases = (py.get_type::<FidrsError_>(), py.get_type::<PyValueError>());
+        let class = py
+            .get_type::<PyType>()
+            .call1(("InvalidInputError", bases, namespace))?;
+        Ok(class.downcast_into::<PyType>()?.unbind())
+    })
+}
 create_exception!(
     _fidrs,
     NumericalError,
@@ -55,7 +69,10 @@ impl From<FidrsError> for PyErr {
         let message = error.to_string();
         match error {
             FidrsError::Decode { .. } => DecodeError::new_err(message),
-            FidrsError::InvalidInput(_) => InvalidInputError::new_err(message),
+            FidrsError::InvalidInput(_) => Python::with_gil(|py| match invalid_input_error(py) {
+                Ok(class) => PyErr::from_type(class.bind(py).clone(), message),
+                Err(error) => error,
+            }),
             FidrsError::Numerical(_) => NumericalError::new_err(message),
         }
     }
@@ -97,11 +114,48 @@ fn without_gil<T: Send>(py: Python<'_>, f: impl FnOnce(&Cancel) -> T + Send) -> 
     Ok(outcome.unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
 }
 
-fn parse_mode(mode: &str, pad_color: [u8; 3]) -> Result<Mode, FidrsError> {
-    Ok(match mode.parse::<Mode>()? {
-        Mode::Pad { .. } => Mode::Pad { fill: pad_color },
-        other => other,
-    })
+/// A preprocessing description (`fidrs._fidrs.Preprocessing`): immutable, built by the backbones' presets.
+#[pyclass(name = "Preprocessing", module = "fidrs._fidrs", frozen, eq)]
+#[derive(Clone, PartialEq)]
+struct PyPreprocessing {
+    inner: Preprocessing,
+}
+
+#[pymethods]
+impl PyPreprocessing {
+    #[new]
+    #[pyo3(signature = (*, size, resize, fit="stretch", unit="never", clamp=false, mean=[0.0; 3], std=[1.0; 3], fill=[255, 255, 255]))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        size: usize,
+        resize: &str,
+        fit: &str,
+        unit: &str,
+        clamp: bool,
+        mean: [f32; 3],
+        std: [f32; 3],
+        fill: [u8; 3],
+    ) -> PyResult<Self> {
+        let inner = Preprocessing::new(
+            size,
+            resize.parse::<Resize>()?,
+            Fit::parse(fit, fill)?,
+            unit.parse::<Unit>()?,
+            clamp,
+            mean,
+            std,
+        )?;
+        Ok(Self { inner })
+    }
+
+    #[getter]
+    fn size(&self) -> usize {
+        self.inner.size
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Preprocessing({:?})", self.inner)
+    }
 }
 
 /// The thread budget for dense linear algebra: rayon's pool (sized by FIDRS_NUM_THREADS), set as faer's
@@ -122,47 +176,44 @@ type BatchTuple<'py> = (
 /// The shared body of the decode bindings: parse the options, run `load` without the GIL, return arrays.
 fn decode_batch<'py>(
     py: Python<'py>,
-    mode: &str,
-    pad_color: [u8; 3],
+    preprocessing: &PyPreprocessing,
     max_pixels: u64,
-    load: impl FnOnce(Mode, &DecodeOptions, &Cancel) -> Batch + Send,
+    load: impl FnOnce(&Preprocessing, &DecodeOptions, &Cancel) -> Batch + Send,
 ) -> PyResult<BatchTuple<'py>> {
-    let mode = parse_mode(mode, pad_color)?;
+    let p = preprocessing.inner;
     let options = DecodeOptions { max_pixels };
-    let batch = without_gil(py, |cancel| load(mode, &options, cancel))?;
+    let batch = without_gil(py, |cancel| load(&p, &options, cancel))?;
     let n = batch.ok.len();
-    let array = batch.data.into_pyarray(py).reshape([n, 3, SIZE, SIZE])?;
+    let array = batch.data.into_pyarray(py).reshape([n, 3, p.size, p.size])?;
     Ok((array, batch.ok, batch.failures, batch.pixels))
 }
 
 /// Decode and preprocess files: (inputs N×3×299×299 of the good files, their indices, [(index, reason)],
 /// width × height of each good image).
 #[pyfunction]
-#[pyo3(signature = (paths, mode="pytorch-fid", pad_color=[255, 255, 255], max_pixels=crate::decode::DEFAULT_MAX_PIXELS))]
+#[pyo3(signature = (paths, preprocessing, max_pixels=crate::decode::DEFAULT_MAX_PIXELS))]
 fn load_images<'py>(
     py: Python<'py>,
     paths: Vec<PathBuf>,
-    mode: &str,
-    pad_color: [u8; 3],
+    preprocessing: &PyPreprocessing,
     max_pixels: u64,
 ) -> PyResult<BatchTuple<'py>> {
-    decode_batch(py, mode, pad_color, max_pixels, |mode, options, cancel| {
-        load_batch(&paths, mode, options, cancel)
+    decode_batch(py, preprocessing, max_pixels, |p, options, cancel| {
+        load_batch(&paths, p, options, cancel)
     })
 }
 
 /// Like `load_images`, for encoded image files given as bytes (e.g. members of a zip archive).
 #[pyfunction]
-#[pyo3(signature = (blobs, mode="pytorch-fid", pad_color=[255, 255, 255], max_pixels=crate::decode::DEFAULT_MAX_PIXELS))]
+#[pyo3(signature = (blobs, preprocessing, max_pixels=crate::decode::DEFAULT_MAX_PIXELS))]
 fn load_encoded<'py>(
     py: Python<'py>,
     blobs: Vec<Vec<u8>>,
-    mode: &str,
-    pad_color: [u8; 3],
+    preprocessing: &PyPreprocessing,
     max_pixels: u64,
 ) -> PyResult<BatchTuple<'py>> {
-    decode_batch(py, mode, pad_color, max_pixels, |mode, options, cancel| {
-        load_batch_encoded(&blobs, mode, options, cancel)
+    decode_batch(py, preprocessing, max_pixels, |p, options, cancel| {
+        load_batch_encoded(&blobs, p, options, cancel)
     })
 }
 
@@ -201,14 +252,13 @@ fn max_file_bytes(max_pixels: u64) -> u64 {
 
 /// Preprocess in-memory uint8 images (N×H×W×3).
 #[pyfunction]
-#[pyo3(signature = (images, mode="pytorch-fid", pad_color=[255, 255, 255]))]
+#[pyo3(signature = (images, preprocessing))]
 fn preprocess_arrays<'py>(
     py: Python<'py>,
     images: PyReadonlyArray4<'py, u8>,
-    mode: &str,
-    pad_color: [u8; 3],
+    preprocessing: &PyPreprocessing,
 ) -> PyResult<Bound<'py, PyArray4<f32>>> {
-    let mode = parse_mode(mode, pad_color)?;
+    let p = preprocessing.inner;
     let shape = images.shape().to_vec();
     if shape[3] != 3 || shape[1] == 0 || shape[2] == 0 {
         return Err(FidrsError::InvalidInput(format!(
@@ -226,9 +276,9 @@ fn preprocess_arrays<'py>(
             .chunks_exact(h * w * 3)
             .map(|c| Rgb8Image::new(w, h, c.to_vec()))
             .collect();
-        preprocess_batch(&list, mode)
+        preprocess_batch(&list, &p)
     })?;
-    data.into_pyarray(py).reshape([n, 3, SIZE, SIZE])
+    data.into_pyarray(py).reshape([n, 3, p.size, p.size])
 }
 
 /// One file's RGB8 pixels (H×W×3), as `np.asarray(Image.open(p).convert("RGB"))`.
@@ -430,7 +480,7 @@ fn _fidrs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     }
     m.add("FidrsError", m.py().get_type::<FidrsError_>())?;
     m.add("DecodeError", m.py().get_type::<DecodeError>())?;
-    m.add("InvalidInputError", m.py().get_type::<InvalidInputError>())?;
+    m.add("InvalidInputError", invalid_input_error(m.py())?.bind(m.py()))?;
     m.add("NumericalError", m.py().get_type::<NumericalError>())?;
     m.add_function(wrap_pyfunction!(load_images, m)?)?;
     m.add_function(wrap_pyfunction!(preprocess_arrays, m)?)?;
@@ -443,6 +493,13 @@ fn _fidrs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(exit_on_interrupt, m)?)?;
     m.add_function(wrap_pyfunction!(track_pending_output, m)?)?;
     m.add_class::<PyMoments>()?;
+    m.add_class::<PyPreprocessing>()?;
+    // Choices defined once, here, and read by the CLI and the type stubs.
+    m.add("RESIZE_KERNELS", Resize::NAMES.to_vec())?;
+    m.add("FITS", Fit::NAMES.to_vec())?;
+    m.add("UNITS", Unit::NAMES.to_vec())?;
+    m.add("FRECHET_METHODS", crate::frechet::Method::NAMES.to_vec())?;
+    m.add("DEFAULT_MAX_PIXELS", crate::decode::DEFAULT_MAX_PIXELS)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }
