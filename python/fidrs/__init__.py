@@ -1,5 +1,6 @@
-"""fidrs: fast, exact Fréchet Inception Distance (pytorch-fid's numbers, without torch)."""
+"""fidrs: fast, exact Fréchet distances (FID with pytorch-fid's numbers, FD_DINOv2 with dgm-eval's), no torch."""
 
+from . import backbones
 from ._fidrs import Moments, __version__
 from .api import SmallSampleWarning, features, score, score_details, stats
 from .errors import (
@@ -44,6 +45,7 @@ __all__ = [
     "WeightsHashMismatchError",
     "WeightsUnavailableError",
     "__version__",
+    "backbones",
     "feature_set",
     "features",
     "fid_confidence",

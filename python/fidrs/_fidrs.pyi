@@ -2,7 +2,7 @@
 
 from collections.abc import Sequence
 from os import PathLike
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -11,25 +11,50 @@ __version__: str
 
 class FidrsError(Exception): ...
 class DecodeError(FidrsError): ...
-class InvalidInputError(FidrsError): ...
+class InvalidInputError(FidrsError, ValueError): ...
 class NumericalError(FidrsError): ...
 
 _Path = str | PathLike[str]
 
+ResizeKernel = Literal["torch-bilinear", "tf1-bilinear", "pil-bicubic-float", "pil-bicubic-u8"]
+Fit = Literal["stretch", "pad", "center-crop"]
+Unit = Literal["never", "before-resize", "after-resize"]
+FrechetMethod = Literal["eigh", "newton-schulz"]
+
+# The choices above, as the Rust core defines them (read by the CLI).
+RESIZE_KERNELS: list[str]
+FITS: list[str]
+UNITS: list[str]
+FRECHET_METHODS: list[str]
+DEFAULT_MAX_PIXELS: int
+
+class Preprocessing:
+    """RGB8 → one network input (3×size×size f32): out = (resized(v) − mean)/std per channel, v in 0..255 or
+    0..1 as `unit` says, clamped to that range first if `clamp`. Backbones build these as named modes."""
+
+    def __init__(
+        self,
+        *,
+        size: int,
+        resize: ResizeKernel,
+        fit: Fit = "stretch",
+        unit: Unit = "never",
+        clamp: bool = False,
+        mean: tuple[float, float, float] = (0.0, 0.0, 0.0),
+        std: tuple[float, float, float] = (1.0, 1.0, 1.0),
+        fill: tuple[int, int, int] = (255, 255, 255),
+    ) -> None: ...
+    @property
+    def size(self) -> int: ...
+
 def load_images(
-    paths: Sequence[_Path],
-    mode: str = "pytorch-fid",
-    pad_color: Sequence[int] = (255, 255, 255),
-    max_pixels: int = 178_956_970,
+    paths: Sequence[_Path], preprocessing: Preprocessing, max_pixels: int = 178_956_970
 ) -> tuple[npt.NDArray[np.float32], list[int], list[tuple[int, str]], list[int]]:
-    """Decode + preprocess in parallel: (N_ok×3×299×299 inputs, indices of good files, [(index, reason)],
+    """Decode + preprocess in parallel: (N_ok×3×size×size inputs, indices of good files, [(index, reason)],
     width × height of each good image). Only regular files are opened; Ctrl-C stops between images."""
 
 def load_encoded(
-    blobs: Sequence[bytes],
-    mode: str = "pytorch-fid",
-    pad_color: Sequence[int] = (255, 255, 255),
-    max_pixels: int = 178_956_970,
+    blobs: Sequence[bytes], preprocessing: Preprocessing, max_pixels: int = 178_956_970
 ) -> tuple[npt.NDArray[np.float32], list[int], list[tuple[int, str]], list[int]]:
     """`load_images` for encoded files already in memory."""
 
@@ -45,10 +70,8 @@ def exit_on_interrupt(message: str) -> None:
 def track_pending_output(path: _Path, pending: bool) -> None:
     """Register or release a temporary output file that an interrupt must remove."""
 
-def preprocess_arrays(
-    images: npt.NDArray[np.uint8], mode: str = "pytorch-fid", pad_color: Sequence[int] = (255, 255, 255)
-) -> npt.NDArray[np.float32]:
-    """Preprocess uint8 images N×H×W×3 into N×3×299×299 network inputs."""
+def preprocess_arrays(images: npt.NDArray[np.uint8], preprocessing: Preprocessing) -> npt.NDArray[np.float32]:
+    """Preprocess uint8 images N×H×W×3 into N×3×size×size network inputs."""
 
 def decode_image(path: _Path, max_pixels: int = 178_956_970) -> npt.NDArray[np.uint8]:
     """One file's RGB pixels, H×W×3, as Pillow's `Image.open(p).convert("RGB")`."""
@@ -58,7 +81,7 @@ def frechet_distance(
     sigma1: npt.NDArray[np.float64],
     mu2: npt.NDArray[np.float64],
     sigma2: npt.NDArray[np.float64],
-    method: str = "eigh",
+    method: FrechetMethod = "eigh",
     tolerance: float = 1e-10,
     max_iterations: int = 100,
 ) -> dict[str, Any]:

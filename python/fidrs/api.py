@@ -1,4 +1,4 @@
-"""The public functions: features, stats, score."""
+"""The public functions: features, stats, score (any backbone: `backbone="dinov2"` gives FD_DINOv2)."""
 
 from __future__ import annotations
 
@@ -10,14 +10,11 @@ import numpy as np
 
 from . import _fidrs
 from .errors import BadImagesError, EmptyInputError, FidrsError, InvalidInputError, NumericalError
-from .extract import ExtractOptions, FeatureExtractor, PassReport, decode_failures
+from .feature_pass import FeaturePass, PassOptions, PassReport, decode_failures
 from .files import display
 from .frechet import frechet_distance
 from .inputs import ImageArray, ImageFiles, InputLike, StatsFile, ZipImages, resolve_source
 from .stats import Stats
-
-FEATURE_DIM = 2048
-DEFAULT_MODE = "pytorch-fid"
 
 
 class SmallSampleWarning(UserWarning):
@@ -28,46 +25,50 @@ class UnknownModeWarning(UserWarning):
     """A statistics file that records no preprocessing mode is compared with images of a non-default mode."""
 
 
-def _extractor(options: dict[str, Any]) -> FeatureExtractor:
-    return FeatureExtractor(ExtractOptions(**options))
+def _feature_pass(options: dict[str, Any]) -> FeaturePass:
+    return FeaturePass(PassOptions(**options))
 
 
 def features(inputs: InputLike, **options: Any) -> np.ndarray:
-    """pool3 features (N×2048 float32) in input order. Options as for `score`."""
+    """The backbone's features (N × d float32: pool3 for the Inception, the CLS token for DINOv2) in input
+    order. Options as for `score`."""
     source = resolve_source(inputs, allow_stats=False)
-    extractor = _extractor(options)
-    report = PassReport()
-    out = np.empty((len(source), FEATURE_DIM), dtype=np.float32)
-    kept = np.zeros(len(source), dtype=bool)
-    for idx, pool3, _logits in extractor.iter_batches(source, report):
-        out[idx] = pool3
-        kept[idx] = True
-    return out[kept]
+    network = _feature_pass(options)
+    return network.collect(source).outputs[network.backbone.feature_output]
 
 
-def _stats_from_source(source, extractor: FeatureExtractor, label: str) -> tuple[Stats, PassReport]:
-    report = PassReport()
-    moments = _fidrs.Moments(FEATURE_DIM)
-    for _idx, pool3, _logits in extractor.iter_batches(source, report, label=label):
-        moments.update(pool3)
-    if moments.n == 0:
+def check_sample_count(n: int, dim: int, label: str, stacklevel: int = 3) -> None:
+    """At least 2 images for a covariance; fewer than d gives a singular one (warned)."""
+    if n == 0:
         raise EmptyInputError(f"{label}: no image could be used")
-    if moments.n < 2:
-        raise InvalidInputError(f"{label}: a single image gives no covariance; FID needs at least 2")
-    if moments.n < FEATURE_DIM:
+    if n < 2:
+        raise InvalidInputError(f"{label}: a single image gives no covariance; a Fréchet distance needs at least 2")
+    if n < dim:
         warnings.warn(
-            f"{label}: {moments.n} images < {FEATURE_DIM} feature dimensions: the covariance is singular and "
-            "FID is biased upwards; compare FIDs only at equal n",
+            f"{label}: {n} images < {dim} feature dimensions: the covariance is singular and "
+            "the Fréchet distance is biased upwards; compare values only at equal n",
             SmallSampleWarning,
-            stacklevel=3,
+            stacklevel=stacklevel + 1,
         )
-    return Stats.from_moments(moments, extractor.options.mode_label, extractor.model.weights_sha256), report
+
+
+def _stats_from_source(source, network: FeaturePass, label: str) -> tuple[Stats, PassReport]:
+    report = PassReport()
+    backbone = network.backbone
+    column = backbone.output_names.index(backbone.feature_output)
+    moments = _fidrs.Moments(backbone.feature_dim)
+    for _idx, columns in network.iter_batches(source, report, label=label):
+        moments.update(columns[column])
+    check_sample_count(moments.n, backbone.feature_dim, label, stacklevel=3)
+    stats = Stats.from_moments(moments, network.options.mode_label, network.model.weights_sha256, backbone.name)
+    return stats, report
 
 
 def stats(inputs: InputLike, **options: Any) -> Stats:
-    """μ and Σ (float64, n − 1) of the pool3 features, streamed: memory stays O(d²)."""
+    """μ and Σ (float64, n − 1) of the backbone's features, streamed: memory stays O(d²)."""
     source = resolve_source(inputs, allow_stats=False)
-    return _stats_from_source(source, _extractor(options), str(inputs) if isinstance(inputs, str) else "input")[0]
+    label = str(inputs) if isinstance(inputs, str) else "input"
+    return _stats_from_source(source, _feature_pass(options), label)[0]
 
 
 def _side_stats(inputs: InputLike, label: str, options: dict[str, Any], state: dict) -> tuple[Stats, PassReport]:
@@ -75,9 +76,9 @@ def _side_stats(inputs: InputLike, label: str, options: dict[str, Any], state: d
     if isinstance(source, StatsFile):
         return Stats.load(source.path), PassReport(provider="")
     assert isinstance(source, (ImageFiles, ImageArray, ZipImages))
-    if "extractor" not in state:
-        state["extractor"] = _extractor(options)
-    return _stats_from_source(source, state["extractor"], label)
+    if "network" not in state:
+        state["network"] = _feature_pass(options)
+    return _stats_from_source(source, state["network"], label)
 
 
 def _decode_failures(inputs: InputLike, options: dict[str, Any]) -> list[tuple[str, str]]:
@@ -88,7 +89,7 @@ def _decode_failures(inputs: InputLike, options: dict[str, Any]) -> list[tuple[s
         return []  # reported on its own once the first side is fixed
     if not isinstance(source, (ImageFiles, ZipImages)):
         return []
-    o = ExtractOptions(**options)
+    o = PassOptions(**options)
     failures = []
     chunk = o.batch_size or 64  # decoding only: any chunk gives the same answer
     for start in range(0, len(source), chunk):
@@ -98,7 +99,9 @@ def _decode_failures(inputs: InputLike, options: dict[str, Any]) -> list[tuple[s
 
 
 def score_details(a: InputLike, b: InputLike, *, method: str = "auto", **options: Any) -> dict[str, Any]:
-    """`score` with everything the CLI reports: fid, n_a, n_b, mode, weights_sha256, provider, skipped..."""
+    """`score` with everything the CLI reports: fid, backbone, n_a, n_b, mode, weights_sha256, provider,
+    skipped..."""
+    PassOptions(**options)  # bad options fail before any statistics file or image is read
     start = time.perf_counter()
     state: dict = {}
     label_a = str(a) if isinstance(a, (str,)) else "a"
@@ -110,17 +113,22 @@ def score_details(a: InputLike, b: InputLike, *, method: str = "auto", **options
         raise BadImagesError(bad_a.failures + _decode_failures(b, options)) from None
     stats_b, report_b = _side_stats(b, label_b, options, state)
     stats_a.check_compatible(stats_b)
-    extractor = state.get("extractor")
-    if extractor is not None:
+    network: FeaturePass | None = state.get("network")
+    if network is not None:
         # A stats file computed elsewhere must match what this run would compute.
         this_run = Stats(
-            stats_a.mu, stats_a.sigma, mode=extractor.options.mode_label, weights_sha256=extractor.model.weights_sha256
+            stats_a.mu,
+            stats_a.sigma,
+            mode=network.options.mode_label,
+            weights_sha256=network.model.weights_sha256,
+            backbone=network.backbone.name,
         )
         for s in (stats_a, stats_b):
             this_run.check_compatible(s)
-    run_mode = extractor.options.mode_label if extractor is not None else None
+    run_mode = network.options.mode_label if network is not None else None
+    default_mode = network.backbone.default_mode if network is not None else None
     for label, s in ((label_a, stats_a), (label_b, stats_b)):
-        if s.mode is None and run_mode is not None and run_mode != DEFAULT_MODE:
+        if s.mode is None and run_mode is not None and run_mode != default_mode:
             warnings.warn(
                 f"{display(label)}: the statistics file records no preprocessing mode (pytorch-fid and clean-fid "
                 f"files do not), so it is unknown; it is compared with images preprocessed in mode {run_mode!r}",
@@ -132,6 +140,9 @@ def score_details(a: InputLike, b: InputLike, *, method: str = "auto", **options
         raise NumericalError(f"the Fréchet distance came out {info['value']}")
     return {
         "fid": info["value"],
+        # The backbone both sides are known to share (a statistics file without one is Inception's if it is
+        # 2048-d and carries no fidrs metadata: pytorch-fid and clean-fid files).
+        "backbone": stats_a.backbone or stats_b.backbone or (network.backbone.name if network else None),
         "n_a": stats_a.n,
         "n_b": stats_b.n,
         # A statistics file without a recorded mode (pytorch-fid, clean-fid) has an unknown mode: null, never
@@ -140,7 +151,7 @@ def score_details(a: InputLike, b: InputLike, *, method: str = "auto", **options
         "mode_a": stats_a.mode,
         "mode_b": stats_b.mode,
         "weights_sha256": stats_a.weights_sha256 or stats_b.weights_sha256,
-        "provider": extractor.provider if extractor else None,
+        "provider": network.provider if network else None,
         "method": info["method"],
         "skipped": [{"path": p, "reason": r} for p, r in report_a.skipped + report_b.skipped],
         "cache_hits": report_a.cache_hits + report_b.cache_hits,
@@ -151,8 +162,10 @@ def score_details(a: InputLike, b: InputLike, *, method: str = "auto", **options
 def score(a: InputLike, b: InputLike, **options: Any) -> float:
     """FID between two image sets (directories, file lists, globs, uint8 arrays) or `.npz` statistics.
 
-    Options: weights, mode ("pytorch-fid", "clean", "tf1", "pad"), batch_size (default 16 on CPU, 200 on CUDA;
-    features do not depend on it), device ("auto", "cpu", "cuda"), skip_bad, pad_color, max_pixels, allow_tf32,
-    progress, cache (True: reuse features of unchanged files), method (Fréchet method).
+    Options: backbone ("inception" default; "dinov2" = DINOv2 ViT-L/14 gives FD_DINOv2; `fidrs.backbones.names()`),
+    weights, weights_sha256 (pin the checkpoint), mode (the backbone's preprocessing preset; Inception:
+    "pytorch-fid" default, "clean", "tf1", "pad"; DINOv2: "dgm-eval"), batch_size (default 16 on CPU, 200 on
+    CUDA; features do not depend on it), device ("auto", "cpu", "cuda"), skip_bad, pad_color, max_pixels,
+    allow_tf32, progress, cache (True: reuse features of unchanged files), method (Fréchet method).
     """
     return score_details(a, b, **options)["fid"]

@@ -1,7 +1,8 @@
-"""A persistent feature cache: pool3 + logits keyed by the file's content hash, the preprocessing mode and
-the weights, so re-running a CI gate on an unchanged reference set costs only hashing.
+"""A persistent feature cache: every output of a backbone's network keyed by the file's content hash, so
+re-running a CI gate on an unchanged reference set costs only hashing.
 
-One SQLite database per (weights, mode, graph version) under `<cache dir>/features/`. SQLite gives atomic
+One SQLite database per (backbone, weights, mode, graph version, preprocessing version) under
+`<cache dir>/features/`. SQLite gives atomic
 writes (a crash never leaves half a row) and safe concurrent readers; each row carries a checksum of its
 blobs, and a row that fails it is deleted and recomputed. Each row also records the image's pixel count, so
 that a cached image over this run's `max_pixels` is refused exactly as an uncached one (the exit code never
@@ -18,36 +19,47 @@ import sqlite3
 import threading
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from .weights import cache_dir
 
+if TYPE_CHECKING:
+    from .backbones import Backbone
+
 # Bump when decoding or preprocessing changes the pixels the network sees, or which files decode at all:
 # old entries are then ignored. 2: truncated files are refused as Pillow refuses them; pixel counts stored.
-PREPROCESS_VERSION = 2
-_FEATURE_BYTES, _LOGIT_BYTES = 2048 * 4, 1008 * 4
+# 3: preprocessing described as data (backbones); a padded image's normalisation is (x − 127.5)/127.5.
+PREPROCESS_VERSION = 3
 
 
 def content_hash(data: bytes) -> str:
     return hashlib.blake2b(data, digest_size=20).hexdigest()
 
 
-def _checksum(pool3: bytes, logits: bytes, pixels: int) -> str:
-    return hashlib.blake2b(pool3 + logits + pixels.to_bytes(8, "little"), digest_size=8).hexdigest()
+def _checksum(outputs: bytes, pixels: int) -> str:
+    return hashlib.blake2b(outputs + pixels.to_bytes(8, "little"), digest_size=8).hexdigest()
 
 
 def features_dir() -> Path:
     return cache_dir() / "features"
 
 
+def _file_safe(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in text)
+
+
 class FeatureCache:
-    def __init__(self, weights_sha256: str, mode: str, graph_version: int, pad_color=(255, 255, 255)) -> None:
-        variant = f"{mode}-{'_'.join(map(str, pad_color))}" if mode == "pad" else mode
-        name = f"{weights_sha256[:16]}-{variant}-g{graph_version}-p{PREPROCESS_VERSION}.sqlite"
+    def __init__(self, backbone: Backbone, weights_sha256: str, mode_label: str) -> None:
+        name = (
+            f"{backbone.name}-{weights_sha256[:16]}-{_file_safe(mode_label)}-g{backbone.graph_version}"
+            f"-p{PREPROCESS_VERSION}.sqlite"
+        )
         self.path = features_dir() / name
+        self.dims = [o.dim for o in backbone.outputs]
+        self.row_bytes = 4 * sum(self.dims)
         self._local = threading.local()
-        self.corrupt_entries = 0
         self.enabled = True
         self._guard(self._open)
 
@@ -57,8 +69,8 @@ class FeatureCache:
         with db:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(
-                "CREATE TABLE IF NOT EXISTS features (key TEXT PRIMARY KEY, pool3 BLOB NOT NULL, "
-                "logits BLOB NOT NULL, pixels INTEGER NOT NULL, checksum TEXT NOT NULL)"
+                "CREATE TABLE IF NOT EXISTS features (key TEXT PRIMARY KEY, outputs BLOB NOT NULL, "
+                "pixels INTEGER NOT NULL, checksum TEXT NOT NULL)"
             )
         db.execute("SELECT COUNT(*) FROM features").fetchone()  # a corrupt file fails here, not mid-run
 
@@ -86,51 +98,51 @@ class FeatureCache:
             self._local.db = db
         return db
 
-    def get_many(self, keys: list[str | None], max_pixels: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
-        """Cached (pool3, logits) by position in `keys`. Corrupt rows are dropped (and so recomputed); rows of
+    def get_many(self, keys: list[str | None], max_pixels: int) -> dict[int, tuple[np.ndarray, ...]]:
+        """Cached outputs by position in `keys`. Corrupt rows are dropped (and so recomputed); rows of
         images over `max_pixels` are left out, so the decoder refuses them with its usual message."""
         return self._guard(self._get_many, keys, max_pixels, default={})
 
-    def _get_many(self, keys: list[str | None], max_pixels: int) -> dict[int, tuple[np.ndarray, np.ndarray]]:
+    def _get_many(self, keys: list[str | None], max_pixels: int) -> dict[int, tuple[np.ndarray, ...]]:
         wanted = {k for k in keys if k}
         if not wanted:
             return {}
         db = self._connection()
         marks = ",".join("?" * len(wanted))
         rows = db.execute(
-            f"SELECT key, pool3, logits, pixels, checksum FROM features WHERE key IN ({marks})", sorted(wanted)
+            f"SELECT key, outputs, pixels, checksum FROM features WHERE key IN ({marks})", sorted(wanted)
         ).fetchall()
         found, bad = {}, []
-        for key, pool3, logits, pixels, checksum in rows:
+        splits = np.cumsum(self.dims)[:-1]
+        for key, outputs, pixels, checksum in rows:
             if (
-                not isinstance(pool3, bytes)
-                or not isinstance(logits, bytes)
+                not isinstance(outputs, bytes)
                 or not isinstance(pixels, int)
-                or len(pool3) != _FEATURE_BYTES
-                or len(logits) != _LOGIT_BYTES
-                or _checksum(pool3, logits, pixels) != checksum
+                or len(outputs) != self.row_bytes
+                or _checksum(outputs, pixels) != checksum
             ):
                 bad.append(key)
                 continue
             if pixels <= max_pixels:
-                found[key] = (np.frombuffer(pool3, np.float32), np.frombuffer(logits, np.float32))
+                found[key] = tuple(np.split(np.frombuffer(outputs, np.float32), splits))
         if bad:
-            self.corrupt_entries += len(bad)
             with db:
                 db.executemany("DELETE FROM features WHERE key = ?", [(k,) for k in bad])
         return {i: found[k] for i, k in enumerate(keys) if k in found}
 
-    def put_many(self, keys: list[str], pool3: np.ndarray, logits: np.ndarray, pixels: list[int]) -> None:
-        self._guard(self._put_many, keys, pool3, logits, pixels)
+    def put_many(self, keys: list[str], outputs: list[np.ndarray], pixels: list[int]) -> None:
+        """Store rows: `outputs` holds one N × dim array per output of the backbone, in its order."""
+        self._guard(self._put_many, keys, outputs, pixels)
 
-    def _put_many(self, keys: list[str], pool3: np.ndarray, logits: np.ndarray, pixels: list[int]) -> None:
+    def _put_many(self, keys: list[str], outputs: list[np.ndarray], pixels: list[int]) -> None:
+        joined = np.concatenate([np.asarray(o, np.float32) for o in outputs], axis=1)
         rows = []
-        for key, f, lg, px in zip(keys, pool3, logits, pixels):
-            fb, lb = np.ascontiguousarray(f, np.float32).tobytes(), np.ascontiguousarray(lg, np.float32).tobytes()
-            rows.append((key, fb, lb, int(px), _checksum(fb, lb, int(px))))
+        for key, row, px in zip(keys, joined, pixels):
+            blob = np.ascontiguousarray(row).tobytes()
+            rows.append((key, blob, int(px), _checksum(blob, int(px))))
         db = self._connection()
         with db:  # one transaction: all rows or none
-            db.executemany("INSERT OR REPLACE INTO features VALUES (?, ?, ?, ?, ?)", rows)
+            db.executemany("INSERT OR REPLACE INTO features VALUES (?, ?, ?, ?)", rows)
 
 
 class CacheWarning(UserWarning):
@@ -138,7 +150,8 @@ class CacheWarning(UserWarning):
 
 
 def _graph_files() -> list[Path]:
-    return sorted(p for pattern in ("*.onnx", "*.onnx.sha256", "*.onnx.*.tmp") for p in cache_dir().glob(pattern))
+    patterns = ("*.onnx", "*.onnx.sha256", "*.onnx.*.tmp", "*.onnx.data")
+    return sorted(p for pattern in patterns for p in cache_dir().glob(pattern))
 
 
 def cache_info() -> dict:

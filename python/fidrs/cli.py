@@ -12,6 +12,7 @@ import warnings
 from collections.abc import Sequence
 
 from . import strictjson
+from .frechet import METHODS
 
 EXIT_OK, EXIT_ABOVE_THRESHOLD, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of our output went away (`fidrs ... | head`)
@@ -63,15 +64,25 @@ def _parse_color(text: str) -> tuple[int, int, int]:
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
+    from . import _fidrs, backbones
+
     p.add_argument(
-        "--weights",
-        help="pytorch-fid Inception checkpoint (.pth); default: $FIDRS_WEIGHTS, the cache, then a download",
+        "--backbone",
+        default=backbones.DEFAULT,
+        choices=backbones.names(),
+        help="feature network: inception (FID, default), dinov2 (= dinov2-vitl14: FD_DINOv2), dinov2-vit{s,b,l,g}14",
     )
     p.add_argument(
+        "--weights",
+        help="the backbone's checkpoint (.pth, or .safetensors for DINOv2); default: $FIDRS_WEIGHTS_<BACKBONE> "
+        "($FIDRS_WEIGHTS for the Inception), the cache, then a download",
+    )
+    p.add_argument("--weights-sha256", metavar="HEX", help="refuse a checkpoint whose sha256 differs")
+    p.add_argument(
         "--mode",
-        default="pytorch-fid",
-        choices=["pytorch-fid", "clean", "tf1", "pad"],
-        help="preprocessing convention (default: pytorch-fid)",
+        default=None,
+        choices=backbones.all_modes(),
+        help="preprocessing preset of the backbone (default: pytorch-fid for inception, dgm-eval for dinov2)",
     )
     p.add_argument(
         "--batch-size",
@@ -83,7 +94,10 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--skip-bad", action="store_true", help="skip undecodable files (listed) instead of failing")
     p.add_argument("--pad-color", type=_parse_color, default=(255, 255, 255), help="fill colour for --mode pad (R,G,B)")
     p.add_argument(
-        "--max-pixels", type=_positive_int, default=178_956_970, help="refuse larger images (decompression bombs)"
+        "--max-pixels",
+        type=_positive_int,
+        default=_fidrs.DEFAULT_MAX_PIXELS,
+        help="refuse larger images (decompression bombs)",
     )
     p.add_argument("--allow-tf32", action="store_true", help="let CUDA use TF32 (faster, changes FID slightly)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
@@ -91,7 +105,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="fidrs", description="Fast, exact Fréchet Inception Distance.")
+    parser = argparse.ArgumentParser(
+        prog="fidrs", description="Fast, exact Fréchet distances (FID, FD_DINOv2) and companion metrics."
+    )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command")
 
@@ -100,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("b", help="directory, image file, glob or .npz statistics")
     score.add_argument("--json", action="store_true", help="print one JSON object")
     score.add_argument("--max-fid", type=_non_negative_float, help="CI gate: exit 1 when FID is above this value")
-    score.add_argument("--method", default="auto", choices=["auto", "eigh", "newton-schulz", "scipy"])
+    score.add_argument("--method", default="auto", choices=list(METHODS))
     score.add_argument(
         "--bootstrap",
         type=_positive_int,
@@ -156,7 +172,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _options(args: argparse.Namespace) -> dict:
     return {
+        "backbone": args.backbone,
         "weights": args.weights,
+        "weights_sha256": args.weights_sha256,
         "mode": args.mode,
         "batch_size": args.batch_size,
         "device": args.device,
@@ -178,6 +196,7 @@ def _run(args: argparse.Namespace) -> int:
             confidence = fidrs.fid_confidence(a, b, rounds=args.bootstrap)
             result = {
                 "fid": confidence.pop("fid"),
+                "backbone": a.backbone,
                 "n_a": len(a),
                 "n_b": len(b),
                 "mode": a.mode,
@@ -267,7 +286,7 @@ def _metric(fidrs, args: argparse.Namespace) -> int:
     options = _options(args)
     a = fidrs.feature_set(args.a, **options)
     b = fidrs.feature_set(args.b, **options) if args.command != "is" else None
-    result: dict = {"mode": a.mode, "weights_sha256": a.weights_sha256, "n_a": len(a)}
+    result: dict = {"backbone": a.backbone, "mode": a.mode, "weights_sha256": a.weights_sha256, "n_a": len(a)}
     if b is not None:
         result["n_b"] = len(b)
     if args.command == "kid":

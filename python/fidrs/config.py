@@ -26,14 +26,44 @@ def num_threads() -> int | None:
     return _positive_int("FIDRS_NUM_THREADS")
 
 
-def weights_path() -> str | None:
-    """`FIDRS_WEIGHTS`: a checkpoint to use instead of the cache or a download."""
-    return os.environ.get("FIDRS_WEIGHTS") or None
+def _suffix(backbone: str) -> str:
+    return backbone.upper().replace("-", "_")
 
 
-def weights_url() -> str | None:
-    """`FIDRS_WEIGHTS_URL`: where to download the checkpoint from instead of pytorch-fid's release."""
-    return os.environ.get("FIDRS_WEIGHTS_URL") or None
+# Names fidrs had before it had several backbones; they still mean the Inception's.
+_LEGACY = {"FIDRS_WEIGHTS_INCEPTION": "FIDRS_WEIGHTS", "FIDRS_WEIGHTS_URL_INCEPTION": "FIDRS_WEIGHTS_URL"}
+
+
+def _per_backbone(prefix: str, backbone: str) -> str | None:
+    name = f"{prefix}_{_suffix(backbone)}"
+    return os.environ.get(name) or os.environ.get(_LEGACY.get(name, name)) or None
+
+
+def weights_variable(backbone: str) -> str:
+    """The variable naming a local checkpoint for `backbone` (FIDRS_WEIGHTS for the Inception)."""
+    name = f"FIDRS_WEIGHTS_{_suffix(backbone)}"
+    return _LEGACY.get(name, name)
+
+
+def weights_path(backbone: str) -> str | None:
+    """`FIDRS_WEIGHTS_<BACKBONE>` (`FIDRS_WEIGHTS_DINOV2_VITL14`; the Inception's is also `FIDRS_WEIGHTS`): a
+    checkpoint to use instead of the cache or a download."""
+    return _per_backbone("FIDRS_WEIGHTS", backbone)
+
+
+def weights_url(backbone: str) -> str | None:
+    """`FIDRS_WEIGHTS_URL_<BACKBONE>` (the Inception's is also `FIDRS_WEIGHTS_URL`): where to download the
+    checkpoint from instead of the official URL (a mirror)."""
+    return _per_backbone("FIDRS_WEIGHTS_URL", backbone)
+
+
+def pin_variable(backbone: str) -> str:
+    return f"FIDRS_WEIGHTS_SHA256_{_suffix(backbone)}"
+
+
+def pinned_sha256(backbone: str) -> str | None:
+    """`FIDRS_WEIGHTS_SHA256_<BACKBONE>`: the sha256 the checkpoint must have, whatever its origin."""
+    return os.environ.get(pin_variable(backbone)) or None
 
 
 def cache_root() -> str:

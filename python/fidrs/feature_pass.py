@@ -1,4 +1,5 @@
-"""The feature pass: decode + preprocess in Rust (GIL released) while ONNX Runtime runs the previous batch."""
+"""The feature pass, one for every backbone and every caller (features, statistics, feature sets): decode +
+preprocess in Rust (GIL released) while ONNX Runtime runs the previous batch, the feature cache in between."""
 
 from __future__ import annotations
 
@@ -9,44 +10,58 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import _fidrs
+from . import _fidrs, backbones
+from .backbones import Backbone
 from .cache import FeatureCache, content_hash
-from .errors import BadImagesError
+from .errors import BadImagesError, InvalidInputError, WeightsError
 from .files import display
 from .inputs import ImageArray, ImageFiles, ZipImages
-from .model import GRAPH_VERSION
-from .runtime import InceptionSession, get_session
+from .runtime import NetworkSession, get_session
 from .weights import ResolvedModel, resolve_model
 
-MODES = ("pytorch-fid", "clean", "tf1", "pad")
-DEFAULT_MAX_PIXELS = 178_956_970
+DEFAULT_MAX_PIXELS: int = _fidrs.DEFAULT_MAX_PIXELS
+DEFAULT_PAD_COLOR = (255, 255, 255)
 
 
 @dataclass
-class ExtractOptions:
+class PassOptions:
+    """Every option of a feature pass (the keyword options of `score`, `stats`, `features`, `feature_set`)."""
+
+    backbone: str | Backbone | None = None  # None: backbones.DEFAULT
     weights: str | None = None
-    mode: str = "pytorch-fid"
+    weights_sha256: str | None = None  # pin the checkpoint's sha256
+    mode: str | None = None  # None: the backbone's default mode
     batch_size: int | None = None  # None: the session's default (runtime.DEFAULT_BATCH)
     device: str = "auto"
     skip_bad: bool = False
-    pad_color: tuple[int, int, int] = (255, 255, 255)
+    pad_color: tuple[int, int, int] = DEFAULT_PAD_COLOR
     max_pixels: int = DEFAULT_MAX_PIXELS
     allow_tf32: bool = False
     progress: bool = False
     cache: bool = True
 
+    def __post_init__(self) -> None:
+        self.backbone = backbones.get(self.backbone)
+        self.mode = self.backbone.mode(self.mode).name
+        if self.batch_size is not None and (isinstance(self.batch_size, bool) or self.batch_size < 1):
+            raise InvalidInputError(f"batch_size must be at least 1, got {self.batch_size}")
+        color = tuple(self.pad_color)
+        if len(color) != 3 or not all(isinstance(c, int) and 0 <= c <= 255 for c in color):
+            raise InvalidInputError(f"pad_color must be three integers in 0..255, got {self.pad_color!r}")
+        self.pad_color = color  # type: ignore[assignment]
+        if isinstance(self.max_pixels, bool) or not isinstance(self.max_pixels, int) or self.max_pixels < 1:
+            raise InvalidInputError(f"max_pixels must be a positive integer, got {self.max_pixels!r}")
+
     @property
     def mode_label(self) -> str:
-        """The mode as recorded in statistics: `pad` carries its fill colour unless it is the default white."""
-        if self.mode == "pad" and tuple(self.pad_color) != (255, 255, 255):
-            return "pad(" + ",".join(str(int(c)) for c in self.pad_color) + ")"
+        """The mode as recorded in statistics: a mode that pads carries its fill colour unless it is white."""
+        if self.backbone.mode(self.mode).uses_pad_color and tuple(self.pad_color) != DEFAULT_PAD_COLOR:
+            return f"{self.mode}(" + ",".join(str(int(c)) for c in self.pad_color) + ")"
         return self.mode
 
-    def __post_init__(self) -> None:
-        if self.mode not in MODES:
-            raise ValueError(f"mode must be one of {MODES}, got {self.mode!r}")
-        if self.batch_size is not None and self.batch_size < 1:
-            raise ValueError(f"batch_size must be at least 1, got {self.batch_size}")
+    @property
+    def preprocessing(self) -> _fidrs.Preprocessing:
+        return self.backbone.mode(self.mode).build(self.pad_color)
 
 
 @dataclass
@@ -68,7 +83,7 @@ class _Loaded:
     batch: np.ndarray
     ok: list[int]
     failed: list[tuple[int, str]]
-    hits: dict[int, tuple[np.ndarray, np.ndarray]]
+    hits: dict[int, tuple[np.ndarray, ...]]
     keys: list[str | None]
     pixels: list[int]
 
@@ -95,24 +110,44 @@ def read_blobs(source: ImageFiles | ZipImages, start: int, stop: int, max_pixels
     return _fidrs.read_files(source.paths[start:stop], max_pixels)
 
 
-def decode_failures(source: ImageFiles | ZipImages, start: int, stop: int, options: ExtractOptions):
+def decode_failures(source: ImageFiles | ZipImages, start: int, stop: int, options: PassOptions):
     """(index, reason) of the images `start:stop` that cannot be read or decoded; nothing else is computed."""
     blobs = read_blobs(source, start, stop, options.max_pixels)
     readable = [i for i, b in enumerate(blobs) if isinstance(b, bytes)]
-    _, _, bad, _ = _fidrs.load_encoded(
-        [blobs[i] for i in readable], options.mode, list(options.pad_color), options.max_pixels
-    )
+    _, _, bad, _ = _fidrs.load_encoded([blobs[i] for i in readable], options.preprocessing, options.max_pixels)
     return sorted([(i, b) for i, b in enumerate(blobs) if isinstance(b, str)] + [(readable[i], r) for i, r in bad])
 
 
-class FeatureExtractor:
-    def __init__(self, options: ExtractOptions) -> None:
+@dataclass
+class Collected:
+    """Every output of a pass over one input, rows in input order, bad files left out (`skip_bad`)."""
+
+    outputs: dict[str, np.ndarray]
+    kept: np.ndarray  # input indices of the rows
+    report: PassReport
+
+
+class FeaturePass:
+    """A backbone's network, loaded once, run over any number of inputs."""
+
+    def __init__(self, options: PassOptions) -> None:
         self.options = options
-        self.model: ResolvedModel = resolve_model(options.weights)
-        self.session: InceptionSession = get_session(str(self.model.onnx_path), options.device, options.allow_tf32)
+        self.backbone: Backbone = options.backbone  # type: ignore[assignment]
+        self.preprocessing = options.preprocessing
+        self.model: ResolvedModel = resolve_model(self.backbone, options.weights, options.weights_sha256)
+        self.session: NetworkSession = get_session(
+            str(self.model.onnx_path), self.backbone.output_names, options.device, options.allow_tf32
+        )
+        found = self.session.output_dims()
+        expected = tuple(o.dim for o in self.backbone.outputs)
+        if found != expected:
+            raise WeightsError(
+                f"{display(self.model.checkpoint)}: its network gives outputs of size {found}; backbone "
+                f"{self.backbone.name!r} has {expected}"
+            )
         self.cache: FeatureCache | None = None
         if options.cache:
-            cache = FeatureCache(self.model.weights_sha256, options.mode, GRAPH_VERSION, options.pad_color)
+            cache = FeatureCache(self.backbone, self.model.weights_sha256, options.mode_label)
             self.cache = cache if cache.enabled else None
 
     @property
@@ -128,21 +163,21 @@ class FeatureExtractor:
         Each file is read once: its bytes are hashed for the cache and, on a miss, decoded from memory."""
         o = self.options
         if isinstance(source, ImageArray):
-            batch = _fidrs.preprocess_arrays(np.ascontiguousarray(source.images[start:stop]), o.mode, list(o.pad_color))
+            batch = _fidrs.preprocess_arrays(np.ascontiguousarray(source.images[start:stop]), self.preprocessing)
             return _Loaded(batch, list(range(stop - start)), [], {}, [], [])
         if isinstance(source, ImageFiles) and not self.cache:
             return _Loaded(
-                *_fidrs.load_images(source.paths[start:stop], o.mode, list(o.pad_color), o.max_pixels)[:3], {}, [], []
+                *_fidrs.load_images(source.paths[start:stop], self.preprocessing, o.max_pixels)[:3], {}, [], []
             )
         blobs = read_blobs(source, start, stop, o.max_pixels)
         failed = [(i, b) for i, b in enumerate(blobs) if isinstance(b, str)]
         keys: list[str | None] = [None] * len(blobs)
-        hits: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+        hits: dict[int, tuple[np.ndarray, ...]] = {}
         if self.cache:
             keys = [content_hash(b) if isinstance(b, bytes) else None for b in blobs]
             hits = self.cache.get_many(keys, o.max_pixels)
         todo = [i for i, b in enumerate(blobs) if isinstance(b, bytes) and i not in hits]
-        batch, ok, bad, pixels = _fidrs.load_encoded([blobs[i] for i in todo], o.mode, list(o.pad_color), o.max_pixels)
+        batch, ok, bad, pixels = _fidrs.load_encoded([blobs[i] for i in todo], self.preprocessing, o.max_pixels)
         failed = sorted(failed + [(todo[i], reason) for i, reason in bad])
         return _Loaded(batch, [todo[i] for i in ok], failed, hits, keys, list(pixels))
 
@@ -150,24 +185,37 @@ class FeatureExtractor:
         """Run the network on what was not cached, store it, and merge with the cached rows in input order."""
         rows = dict(loaded.hits)
         if loaded.ok:
-            pool3, logits = self.session.run(loaded.batch)
-            rows.update((i, (pool3[j], logits[j])) for j, i in enumerate(loaded.ok))
+            outputs = self.session.run(loaded.batch)
+            rows.update((i, tuple(out[j] for out in outputs)) for j, i in enumerate(loaded.ok))
             if self.cache and loaded.keys:
                 keyed = [(j, loaded.keys[i]) for j, i in enumerate(loaded.ok) if loaded.keys[i]]
                 if keyed:
                     picks = [j for j, _ in keyed]
                     pixels = [loaded.pixels[j] for j in picks]
-                    self.cache.put_many([k for _, k in keyed], pool3[picks], logits[picks], pixels)
+                    self.cache.put_many([k for _, k in keyed], [out[picks] for out in outputs], pixels)
         order = sorted(rows)
         report.n += len(order)
         report.cache_hits += len(loaded.hits)
-        return (np.asarray(order) + start, np.stack([rows[i][0] for i in order]), np.stack([rows[i][1] for i in order]))
+        columns = tuple(np.stack([rows[i][k] for i in order]) for k in range(len(self.backbone.outputs)))
+        return np.asarray(order) + start, columns
+
+    def collect(self, source: ImageFiles | ImageArray | ZipImages, label: str = "features") -> Collected:
+        """Every output of every usable image, in input order."""
+        report = PassReport()
+        n = len(source)
+        outputs = {o.name: np.empty((n, o.dim), np.float32) for o in self.backbone.outputs}
+        kept = np.zeros(n, dtype=bool)
+        for idx, columns in self.iter_batches(source, report, label):
+            for o, column in zip(self.backbone.outputs, columns):
+                outputs[o.name][idx] = column
+            kept[idx] = True
+        return Collected({k: v[kept] for k, v in outputs.items()}, np.flatnonzero(kept), report)
 
     def iter_batches(
         self, source: ImageFiles | ImageArray | ZipImages, report: PassReport, label: str = "features"
-    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Yield (input indices, pool3, logits) per batch, in input order. Bad files raise BadImagesError
-        after every file was tried, unless `skip_bad`, which records them in `report.skipped`."""
+    ) -> Iterator[tuple[np.ndarray, tuple[np.ndarray, ...]]]:
+        """Yield (input indices, the backbone's outputs) per batch, in input order. Bad files raise
+        BadImagesError after every file was tried, unless `skip_bad`, which records them in `report.skipped`."""
         o = self.options
         total = len(source)
         size = self.batch_size

@@ -8,8 +8,10 @@ from typing import Any
 import numpy as np
 
 from . import _fidrs
+from .errors import InvalidInputError
 
-METHODS = ("auto", "eigh", "newton-schulz", "scipy")
+# The Rust core's methods (defined there), plus "auto" and pytorch-fid's SciPy path as reference.
+METHODS = ("auto", *_fidrs.FRECHET_METHODS, "scipy")
 # Measured on 2 cores at d = 2048 (docs/BENCHMARKS.md): eigh (one symmetric eigenvalue problem of the rank's
 # size) is exact and the fastest; Newton–Schulz needs tens of r³ products, which pays off only on a GPU.
 AUTO_METHOD = "eigh"
@@ -57,7 +59,7 @@ def frechet_distance(
     Newton–Schulz relative error bound), clipped_mass (round-off dropped), stop_reason, seconds.
     """
     if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+        raise InvalidInputError(f"method must be one of {METHODS}, got {method!r}")
     arrays = [np.ascontiguousarray(a, dtype=np.float64) for a in (mu1, sigma1, mu2, sigma2)]
     if method == "scipy":
         start = time.perf_counter()

@@ -1,6 +1,7 @@
 """Companion metrics on one feature pass: KID, Inception Score, precision/recall (+ density/coverage),
-memorisation. Each works on a `FeatureSet`, so the network runs once per image set however many metrics
-are asked for."""
+memorisation, the FID bootstrap. Each works on a `FeatureSet` of any backbone (the Inception Score needs class
+logits, which only the Inception has), so the network runs once per image set however many metrics are asked
+for."""
 
 from __future__ import annotations
 
@@ -9,45 +10,55 @@ from typing import Any, Union
 
 import numpy as np
 
+from . import _fidrs
 from .errors import InvalidInputError
-from .extract import ExtractOptions, FeatureExtractor, PassReport
+from .feature_pass import FeaturePass, PassOptions
 from .inputs import InputLike, resolve_source
+from .stats import Stats
 
 
 @dataclass
 class FeatureSet:
-    """pool3 features (N×2048), fc logits without bias (N×1008) and the names of the images."""
+    """The backbone's features (N × d), its class logits where it has them (the Inception's fc layer without
+    bias, N × 1008; else None) and the names of the images."""
 
     features: np.ndarray
-    logits: np.ndarray
+    logits: np.ndarray | None
     paths: list[str]
     mode: str
     weights_sha256: str
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    backbone: str | None = None
 
     def __len__(self) -> int:
         return len(self.features)
+
+    def stats(self) -> Stats:
+        """μ and Σ through the same float64 moments as `fidrs.stats` (so the same FID as `fidrs.score`)."""
+        return Stats.from_moments(_moments(self.features), self.mode, self.weights_sha256, self.backbone)
+
+
+def _moments(rows: np.ndarray) -> _fidrs.Moments:
+    moments = _fidrs.Moments(rows.shape[1])
+    moments.update(np.ascontiguousarray(rows, np.float32))
+    return moments
 
 
 def feature_set(inputs: InputLike, **options: Any) -> FeatureSet:
     """Run the network once over `inputs` and keep what every metric needs."""
     source = resolve_source(inputs, allow_stats=False)
-    extractor = FeatureExtractor(ExtractOptions(**options))
-    report = PassReport()
-    n = len(source)
-    features = np.empty((n, 2048), np.float32)
-    logits = np.empty((n, 1008), np.float32)
-    kept = np.zeros(n, bool)
-    for idx, pool3, lg in extractor.iter_batches(source, report):
-        features[idx], logits[idx], kept[idx] = pool3, lg, True
-    names = getattr(source, "paths", None) or [f"array[{i}]" for i in range(n)]
+    network = FeaturePass(PassOptions(**options))
+    collected = network.collect(source)
+    backbone = network.backbone
+    names = getattr(source, "paths", None) or [f"array[{i}]" for i in range(len(source))]
     return FeatureSet(
-        features[kept],
-        logits[kept],
-        [p for p, k in zip(names, kept) if k],
-        extractor.options.mode_label,
-        extractor.model.weights_sha256,
-        report.skipped,
+        collected.outputs[backbone.feature_output],
+        collected.outputs[backbone.logits_output] if backbone.logits_output else None,
+        [names[i] for i in collected.kept],
+        network.options.mode_label,
+        network.model.weights_sha256,
+        collected.report.skipped,
+        backbone.name,
     )
 
 
@@ -125,7 +136,13 @@ def inception_score_from_logits(logits: np.ndarray, *, splits: int = 10, seed: i
 
 
 def inception_score(a: FeaturesLike, *, splits: int = 10, seed: int = 2020, **options: Any) -> tuple[float, float]:
-    return inception_score_from_logits(_as_feature_set(a, options).logits, splits=splits, seed=seed)
+    fs = _as_feature_set(a, options)
+    if fs.logits is None:
+        raise InvalidInputError(
+            f"the Inception Score needs class logits, which backbone {fs.backbone!r} does not have; "
+            "it is defined on the Inception (backbone='inception')"
+        )
+    return inception_score_from_logits(fs.logits, splits=splits, seed=seed)
 
 
 # --- nearest neighbours --------------------------------------------------------------------------------
@@ -235,9 +252,11 @@ def memorization(
 
 
 def _fid_of_rows(x: np.ndarray, y: np.ndarray) -> float:
+    """Through the float64 moments of `fidrs.stats`, so the full-sample value is exactly `fidrs.score`'s."""
     from .frechet import frechet_distance
 
-    return frechet_distance(x.mean(0), np.cov(x, rowvar=False), y.mean(0), np.cov(y, rowvar=False))
+    mx, my = _moments(x), _moments(y)
+    return frechet_distance(mx.mean(), mx.covariance(), my.mean(), my.covariance())
 
 
 def fid_confidence_from_features(
@@ -254,7 +273,7 @@ def fid_confidence_from_features(
     if rounds < 2:
         raise InvalidInputError("the bootstrap needs at least 2 rounds")
     rng = np.random.default_rng(seed)
-    x, y = np.asarray(f1, np.float64), np.asarray(f2, np.float64)
+    x, y = np.asarray(f1, np.float32), np.asarray(f2, np.float32)  # features are float32: kept exact
     values = np.array(
         [_fid_of_rows(x[rng.integers(0, len(x), len(x))], y[rng.integers(0, len(y), len(y))]) for _ in range(rounds)]
     )

@@ -48,6 +48,10 @@ def _moments_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return m.mean(), m.covariance()
 
 
+def _feature_label(backbone: str | None) -> str:
+    return {"inception": "pool3 features"}.get(backbone or "inception", f"{backbone} features")
+
+
 def build_report(
     sets: dict[str, FeatureSet],
     reference: str,
@@ -126,7 +130,7 @@ def build_report(
     ax.set_xlabel("principal components")
     ax.set_ylabel("cumulative explained variance")
     ax.legend()
-    ax.set_title("PCA of the pool3 features")
+    ax.set_title(f"PCA of the {_feature_label(sets[reference].backbone)}")
     fig.tight_layout()
     figures["pca_variance.png"] = fig
 
@@ -135,7 +139,7 @@ def build_report(
         pts = embedded[labels == i]
         ax.scatter(pts[:, 0], pts[:, 1], s=4, color=cmap(i % cmap.N), label=c)
     ax.legend(markerscale=3, fontsize=7)
-    ax.set_title("t-SNE of the pool3 features")
+    ax.set_title(f"t-SNE of the {_feature_label(sets[reference].backbone)}")
     fig.tight_layout()
     figures["tsne.png"] = fig
 
@@ -148,6 +152,7 @@ def build_report(
         "reference": reference,
         "classes": classes,
         "n": {c: len(s) for c, s in sets.items()},
+        "backbone": sets[reference].backbone,
         "mode": sets[reference].mode,
         "weights_sha256": sets[reference].weights_sha256,
         "fid_vs_reference": {c: float(matrix[ref_index, i]) for i, c in enumerate(classes)},
@@ -178,7 +183,8 @@ def _write_html(out: Path, report: dict[str, Any], images: list[str]) -> None:
 <style>body{{font-family:sans-serif;max-width:1000px;margin:2em auto}}td,th{{padding:2px 10px;text-align:right}}
 td:first-child{{text-align:left}}img{{max-width:100%}}</style></head><body>
 <h1>fidrs report: every class against {html.escape(report["reference"])}</h1>
-<p>mode {html.escape(report["mode"])}, weights sha256 {report["weights_sha256"][:16]}…;
+<p>backbone {html.escape(str(report["backbone"]))}, mode {html.escape(report["mode"])},
+weights sha256 {report["weights_sha256"][:16]}…;
 {report["pca"]["components_for_95_percent"]} principal components carry 95 % of the feature variance.</p>
 <table><tr><th>class</th><th>n</th><th>FID</th><th>KID</th></tr>{rows}</table>{figures}</body></html>"""
     atomic_write_bytes(out / "report.html", page.encode())

@@ -1,4 +1,4 @@
-"""ONNX Runtime sessions for the FID Inception: CUDA when available, CPU otherwise."""
+"""ONNX Runtime sessions for a backbone's graph: CUDA when available, CPU otherwise."""
 
 from __future__ import annotations
 
@@ -10,15 +10,14 @@ from functools import lru_cache
 import numpy as np
 
 from . import config
-from .errors import RuntimeUnavailableError
+from .errors import InvalidInputError, RuntimeUnavailableError
 
 try:
     import onnxruntime as ort
 except ImportError:  # statistics files and Fréchet distances still work without a runtime
     ort = None
 
-_DEVICES = ("auto", "cpu", "cuda")
-OUTPUTS = ("pool3", "logits_unbiased")
+DEVICES = ("auto", "cpu", "cuda")
 
 # Images per network call when the caller does not choose. Features do not depend on it (bit-identical, tested).
 # CPU, measured with bench/bench_session_options.py: the rate is flat from 8 to 50 images (15.7-15.9 images/s)
@@ -65,8 +64,9 @@ class BoundInput:
     memory, which is how the tests check it gives the plain path's numbers.
     """
 
-    def __init__(self, session, device_type: str, memory_info=None) -> None:
+    def __init__(self, session, outputs: tuple[str, ...], device_type: str, memory_info=None) -> None:
         self.session = session
+        self.outputs = outputs
         self.device_type = device_type
         self.memory_info = memory_info
         self.buffer = None
@@ -103,7 +103,7 @@ class BoundInput:
             raise RuntimeUnavailableError(f"ONNX Runtime IO binding on {self.device_type} read back other values")
         self.checked = True
 
-    def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def run(self, images: np.ndarray) -> tuple[np.ndarray, ...]:
         images = np.ascontiguousarray(images, dtype=np.float32)
         if self.checked:
             self._upload(images)
@@ -111,11 +111,10 @@ class BoundInput:
             self._upload_checked(images)
         binding = self.session.io_binding()
         binding.bind_ortvalue_input("images", self.buffer)
-        for name in OUTPUTS:
+        for name in self.outputs:
             binding.bind_output(name, "cpu")
         self.session.run_with_iobinding(binding)
-        pool3, logits = binding.copy_outputs_to_cpu()
-        return pool3, logits
+        return tuple(binding.copy_outputs_to_cpu())
 
 
 def _pinned_memory_info(provider: str):
@@ -132,27 +131,31 @@ def _pinned_memory_info(provider: str):
 
 
 @dataclass
-class InceptionSession:
+class NetworkSession:
     session: object  # onnxruntime.InferenceSession
     provider: str  # the execution provider that actually runs the graph
-    tf32: bool = field(default=False)
+    outputs: tuple[str, ...]  # what `run` returns, in this order
     bound: BoundInput | None = field(default=None)
 
     @property
     def default_batch_size(self) -> int:
         return DEFAULT_BATCH.get(self.provider, 16)
 
-    def run(self, images: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """pool3 (N×2048) and logits_unbiased (N×1008, the fc layer without bias)."""
+    def output_dims(self) -> tuple[int, ...]:
+        """The feature size of each output, as the graph declares it."""
+        shapes = {o.name: o.shape for o in self.session.get_outputs()}
+        return tuple(int(shapes[name][-1]) if name in shapes else -1 for name in self.outputs)
+
+    def run(self, images: np.ndarray) -> tuple[np.ndarray, ...]:
+        """The named outputs for a batch of network inputs, each N × dim float32."""
         if self.bound is not None:
             return self.bound.run(images)
-        pool3, logits = self.session.run(list(OUTPUTS), {"images": images})
-        return pool3, logits
+        return tuple(self.session.run(list(self.outputs), {"images": images}))
 
 
 def _providers(device: str, allow_tf32: bool) -> list:
-    if device not in _DEVICES:
-        raise ValueError(f"device must be one of {_DEVICES}, got {device!r}")
+    if device not in DEVICES:
+        raise InvalidInputError(f"device must be one of {DEVICES}, got {device!r}")
     available = ort.get_available_providers()
     if device == "cpu":
         return ["CPUExecutionProvider"]
@@ -168,7 +171,9 @@ def _providers(device: str, allow_tf32: bool) -> list:
 
 
 @lru_cache(maxsize=4)
-def get_session(onnx_path: str, device: str = "auto", allow_tf32: bool = False) -> InceptionSession:
+def get_session(
+    onnx_path: str, outputs: tuple[str, ...], device: str = "auto", allow_tf32: bool = False
+) -> NetworkSession:
     _require_runtime()
     providers = _providers(device, allow_tf32)
     if providers[0] != "CPUExecutionProvider" and hasattr(ort, "preload_dlls"):
@@ -188,7 +193,5 @@ def get_session(onnx_path: str, device: str = "auto", allow_tf32: bool = False) 
         raise RuntimeUnavailableError(f"CUDA was requested but ONNX Runtime fell back to {provider}")
     bound = None
     if provider == "CUDAExecutionProvider":
-        bound = BoundInput(session, "cuda", _pinned_memory_info(provider))
-    return InceptionSession(
-        session=session, provider=provider, tf32=allow_tf32 and provider.startswith("CUDA"), bound=bound
-    )
+        bound = BoundInput(session, outputs, "cuda", _pinned_memory_info(provider))
+    return NetworkSession(session=session, provider=provider, outputs=outputs, bound=bound)

@@ -1,5 +1,5 @@
-"""Feature statistics (μ, Σ, n) with the mode and weights they came from; `.npz` files compatible with
-pytorch-fid and clean-fid (`mu`, `sigma`)."""
+"""Feature statistics (μ, Σ, n) with the backbone, mode and weights they came from; `.npz` files compatible
+with pytorch-fid and clean-fid (`mu`, `sigma`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,8 @@ from . import _fidrs
 from .errors import IncompatibleStatsError, InvalidInputError
 from .files import atomic_output, display, read_npz
 
-FORMAT_VERSION = 1
+# 2: records the backbone. Version-1 files (fidrs before backbones) were all computed with the Inception.
+FORMAT_VERSION = 2
 
 # Tolerances of the checks on loaded statistics, relative to the matrix's scale. A covariance computed in
 # float64 from n samples has round-off of about n·u·‖Σ‖ (u = 1.1e-16) in its entries and eigenvalues, about
@@ -80,10 +81,13 @@ class Stats:
     mode: str | None = None
     weights_sha256: str | None = None
     moments: _fidrs.Moments | None = None
+    backbone: str | None = None  # None: unknown (pytorch-fid, clean-fid files)
 
     @classmethod
-    def from_moments(cls, moments: _fidrs.Moments, mode: str, weights_sha256: str) -> Stats:
-        return cls(moments.mean(), moments.covariance(), moments.n, mode, weights_sha256, moments)
+    def from_moments(
+        cls, moments: _fidrs.Moments, mode: str | None, weights_sha256: str | None, backbone: str | None
+    ) -> Stats:
+        return cls(moments.mean(), moments.covariance(), moments.n, mode, weights_sha256, moments, backbone)
 
     def save(self, path: str | os.PathLike) -> None:
         """Write a `.npz` with `mu` and `sigma` (readable by pytorch-fid) plus fidrs' metadata."""
@@ -92,7 +96,12 @@ class Stats:
             extra = {"sum": self.moments.sum, "sum_outer": self.moments.sum_outer}
         meta = {
             k: v
-            for k, v in (("n", self.n), ("mode", self.mode), ("weights_sha256", self.weights_sha256))
+            for k, v in (
+                ("n", self.n),
+                ("mode", self.mode),
+                ("weights_sha256", self.weights_sha256),
+                ("backbone", self.backbone),
+            )
             if v is not None
         }
         with atomic_output(path) as f:
@@ -103,7 +112,9 @@ class Stats:
         """Read `.npz` statistics (fidrs, pytorch-fid, clean-fid, ADM), refusing anything that is not a mean
         and a covariance, and fidrs files whose stored moments disagree with them."""
         path = os.fspath(path)
-        data = read_npz(path, keys=["mu", "sigma", "n", "mode", "weights_sha256", "sum", "sum_outer"])
+        data = read_npz(
+            path, keys=["mu", "sigma", "n", "mode", "weights_sha256", "backbone", "version", "sum", "sum_outer"]
+        )
         if "mu" not in data or "sigma" not in data:
             raise InvalidInputError(
                 f"{display(path)}: statistics file needs 'mu' and 'sigma', has {sorted(data['__files__'])}"
@@ -117,6 +128,9 @@ class Stats:
         n = _check_sample_count(path, data["n"][()]) if "n" in data else None
         mode = _text(path, data, "mode")
         sha = _text(path, data, "weights_sha256")
+        backbone = _text(path, data, "backbone")
+        if backbone is None and sha is not None and "version" in data and mu.size == 2048:
+            backbone = "inception"  # a fidrs file from before backbones: every one was the Inception's
         moments = None
         if "sum" in data or "sum_outer" in data:
             if n is None or "sum" not in data or "sum_outer" not in data:
@@ -130,11 +144,16 @@ class Stats:
             except (InvalidInputError, ValueError, TypeError) as e:
                 raise InvalidInputError(f"{display(path)}: unusable moments ({e})") from None
             _check_moments(path, mu, sigma, moments)
-        return cls(mu, sigma, n, mode, sha, moments)
+        return cls(mu, sigma, n, mode, sha, moments, backbone)
 
     def check_compatible(self, other: Stats) -> None:
-        """Refuse to compare statistics of different preprocessing modes or network weights."""
-        for field, label in (("mode", "mode"), ("weights_sha256", "weights")):
+        """Refuse to compare statistics of different backbones, feature sizes, preprocessing modes or weights."""
+        if self.mu.shape != other.mu.shape:
+            raise IncompatibleStatsError(
+                f"statistics have different feature sizes: {self.mu.size} ({self.backbone or 'unknown backbone'}) "
+                f"vs {other.mu.size} ({other.backbone or 'unknown backbone'})"
+            )
+        for field, label in (("backbone", "backbones"), ("mode", "mode"), ("weights_sha256", "weights")):
             mine, theirs = getattr(self, field), getattr(other, field)
             if mine is not None and theirs is not None and mine != theirs:
                 raise IncompatibleStatsError(f"statistics were computed with different {label}: {mine!r} vs {theirs!r}")
@@ -146,7 +165,12 @@ class Stats:
             raise InvalidInputError("merging needs statistics saved with their moments (sum, sum_outer)")
         merged = _fidrs.Moments.from_parts(self.moments.n, self.moments.sum, self.moments.sum_outer)
         merged.merge(other.moments)
-        return Stats.from_moments(merged, self.mode or other.mode, self.weights_sha256 or other.weights_sha256)
+        return Stats.from_moments(
+            merged,
+            self.mode or other.mode,
+            self.weights_sha256 or other.weights_sha256,
+            self.backbone or other.backbone,
+        )
 
 
 def _text(path: str, data: dict, key: str) -> str | None:

@@ -1,9 +1,15 @@
-"""Where the FID Inception weights come from, and the ONNX model cache.
+"""Where a backbone's weights come from, and the ONNX model cache.
 
-Resolution order: the `weights=` argument / `--weights`, then `$FIDRS_WEIGHTS`, then the cached
-checkpoint, then a download from pytorch-fid's release (`$FIDRS_WEIGHTS_URL` overrides the URL) to a
-`.part` file that is hash-checked and then renamed into place. The ONNX graph built from a checkpoint is
-cached under the checkpoint's sha256.
+Resolution order: the `weights=` argument / `--weights`, then the backbone's environment variable
+(`config.weights_path`), then the cached checkpoint, then a download from the official URL (`config.weights_url`
+overrides it) to a `.part` file of this process's own that is verified and then renamed into place.
+
+Verification: a backbone whose publisher gives a hash (Inception: the torch.hub name's prefix) is checked
+against it. One without (DINOv2) is checked for its size and its structure (every key, shape and dtype of the
+official file), and the sha256 of the first verified file is recorded beside it: a later cached file that
+differs is refused. Any file can be pinned to a sha256 (`weights_sha256=`, `--weights-sha256`,
+`config.pinned_sha256`). The ONNX graph built from a checkpoint is cached under backbone, graph version and the
+checkpoint's sha256.
 """
 
 from __future__ import annotations
@@ -18,19 +24,15 @@ import urllib.request
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from . import config
-from .errors import WeightsError, WeightsHashMismatchError, WeightsUnavailableError
+from .errors import InvalidInputError, WeightsError, WeightsHashMismatchError, WeightsUnavailableError
 from .files import atomic_write_bytes, display, open_regular
 
-WEIGHTS_URL = (
-    "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth"
-)
-WEIGHTS_FILENAME = "pt_inception-2015-12-05-6726825d.pth"
-# torch.hub's check: the file name carries the first hex digits of the file's sha256.
-WEIGHTS_SHA256_PREFIX = "6726825d"
-# The real file is 95,628,359 bytes; a download that grows past this cap is not it.
-WEIGHTS_MAX_BYTES = 128 << 20
+if TYPE_CHECKING:
+    from .backbones import Backbone
+
 # A download that has not finished in this many seconds is abandoned, however steadily bytes trickle in.
 DOWNLOAD_DEADLINE_S = 600.0
 # Seconds one read may wait for the next bytes.
@@ -49,27 +51,42 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
-def _unavailable(url: str, reason: str) -> WeightsUnavailableError:
+def _unavailable(backbone: Backbone, url: str, reason: str) -> WeightsUnavailableError:
     return WeightsUnavailableError(
-        f"could not download the FID Inception weights from {url} ({reason}).\n"
-        f"Without network access, download {WEIGHTS_FILENAME} elsewhere and pass it with "
-        f"--weights PATH (or weights=PATH, or FIDRS_WEIGHTS=PATH), or put it in {cache_dir()}."
+        f"could not download the {backbone.title} weights from {url} ({reason}).\n"
+        f"Without network access, download {backbone.weights.filename} elsewhere and pass it with "
+        f"--weights PATH (or weights=PATH, or {config.weights_variable(backbone.name)}=PATH), or put it in "
+        f"{cache_dir()}."
     )
 
 
+def recorded_sha256_path(checkpoint: Path) -> Path:
+    """Where the sha256 of the first verified copy of a publisher-unhashed checkpoint is recorded."""
+    return checkpoint.with_name(checkpoint.name + ".sha256")
+
+
+def _verify_structure(backbone: Backbone, path: Path, origin: str) -> None:
+    """The official file's structure (keys, shapes, dtypes): for files nobody published a hash of."""
+    try:
+        backbone.check_official(backbone.load_state(path))
+    except WeightsError as e:
+        raise WeightsError(f"{origin} is not the official {backbone.title} checkpoint: {e}") from None
+
+
 def download_weights(
+    backbone: Backbone,
     url: str,
     destination: Path,
-    sha256_prefix: str = WEIGHTS_SHA256_PREFIX,
     *,
-    max_bytes: int = WEIGHTS_MAX_BYTES,
     deadline_s: float = DOWNLOAD_DEADLINE_S,
 ) -> Path:
-    """Download to a `.part` file of this process's own, bounded in size and in total time; check the sha256
-    prefix of what was written and fsynced, then atomically rename it into place. Two processes downloading
-    at once each write their own part and each rename a complete, verified file."""
+    """Download to a `.part` file of this process's own, bounded in size and in total time; verify what was
+    written and fsynced (the published sha256 prefix, else size and structure, whose sha256 is then recorded),
+    then atomically rename it into place. Two processes downloading at once each write their own part and each
+    rename a complete, verified file."""
+    sha256_prefix, max_bytes = backbone.weights.sha256, backbone.weights.max_bytes
     destination.parent.mkdir(parents=True, exist_ok=True)
-    print(f"fidrs: downloading FID Inception weights from {url}", file=sys.stderr)
+    print(f"fidrs: downloading {backbone.title} weights from {url}", file=sys.stderr)
     start = time.monotonic()
     digest = hashlib.sha256()
     received = 0
@@ -77,30 +94,33 @@ def download_weights(
         with urllib.request.urlopen(url, timeout=READ_TIMEOUT_S) as response:
             declared = response.headers.get("Content-Length")
             if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-                raise _unavailable(url, f"the server announces {declared} bytes, over the cap of {max_bytes}")
+                raise _unavailable(backbone, url, f"the server announces {declared} bytes, over the cap of {max_bytes}")
             with _part_file(destination) as (out, part):
                 while True:
                     if time.monotonic() - start > deadline_s:
-                        raise _unavailable(url, f"not finished after {deadline_s:.0f} s")
+                        raise _unavailable(backbone, url, f"not finished after {deadline_s:.0f} s")
                     chunk = response.read1(1 << 16)  # returns what one read delivers: the deadline stays live
                     if not chunk:
                         break
                     received += len(chunk)
                     if received > max_bytes:
-                        raise _unavailable(url, f"more than {max_bytes} bytes: not the FID Inception checkpoint")
+                        raise _unavailable(backbone, url, f"more than {max_bytes} bytes: not the {backbone.title} file")
                     digest.update(chunk)
                     out.write(chunk)
                 actual = digest.hexdigest()
-                if not actual.startswith(sha256_prefix):
+                if sha256_prefix is not None and not actual.startswith(sha256_prefix):
                     raise WeightsHashMismatchError(
                         f"downloaded weights from {url} have sha256 {actual}, expected a hash starting with "
-                        f"{sha256_prefix}: the file is corrupt or not the FID Inception; it was deleted"
+                        f"{sha256_prefix}: the file is corrupt or not the {backbone.title}; it was deleted"
                     )
                 out.flush()
                 os.fsync(out.fileno())
+                if sha256_prefix is None:
+                    _verify_structure(backbone, part, f"the file downloaded from {url} (deleted)")
+                    atomic_write_bytes(recorded_sha256_path(destination), actual.encode())
                 os.replace(part, destination)
     except (urllib.error.URLError, OSError) as e:
-        raise _unavailable(url, str(getattr(e, "reason", e))) from None
+        raise _unavailable(backbone, url, str(getattr(e, "reason", e))) from None
     return destination
 
 
@@ -125,27 +145,77 @@ class _part_file:
         _fidrs.track_pending_output(str(self.part), False)
 
 
-def resolve_checkpoint(weights: str | os.PathLike | None = None) -> Path:
-    """The checkpoint file to use, downloading the real one if nothing else is available."""
-    explicit = weights if weights is not None else config.weights_path()
+def official_path(backbone: Backbone) -> Path:
+    """Where the official checkpoint lives in the cache."""
+    return cache_dir() / backbone.weights.filename
+
+
+def resolve_checkpoint(backbone: Backbone, weights: str | os.PathLike | None = None) -> Path:
+    """The checkpoint file to use, downloading the official one if nothing else is available."""
+    explicit = weights if weights is not None else config.weights_path(backbone.name)
     if explicit:
         path = Path(explicit)
         if not path.is_file():
-            source = "weights argument" if weights is not None else "FIDRS_WEIGHTS"
+            source = "weights argument" if weights is not None else config.weights_variable(backbone.name)
             what = "not a regular file" if path.exists() else "weights file not found"
             raise WeightsUnavailableError(f"{display(path)}: {what} (from the {source})")
         return path
-    cached = cache_dir() / WEIGHTS_FILENAME
+    cached = official_path(backbone)
     if cached.exists():
         return cached
-    return download_weights(config.weights_url() or WEIGHTS_URL, cached)
+    return download_weights(backbone, config.weights_url(backbone.name) or backbone.weights.url, cached)
 
 
 @dataclass(frozen=True)
 class ResolvedModel:
+    backbone: Backbone
     checkpoint: Path
     weights_sha256: str
     onnx_path: Path
+
+
+def _check_official_copy(backbone: Backbone, checkpoint: Path, sha: str) -> None:
+    """The cached official file must be what was verified: the published hash prefix, or the sha256 recorded
+    when it was first verified (a file put there by hand is verified and recorded now)."""
+    published = backbone.weights.sha256
+    if published is not None:
+        if not sha.startswith(published):
+            raise WeightsHashMismatchError(
+                f"{display(checkpoint)}: the cached checkpoint has sha256 {sha}, expected a hash starting with "
+                f"{published}; delete it (or run `fidrs cache clear`) to download it again"
+            )
+        return
+    record = recorded_sha256_path(checkpoint)
+    try:
+        with open_regular(record) as f:
+            recorded = f.read(128).decode("ascii", "replace").strip()
+    except FileNotFoundError:
+        _verify_structure(backbone, checkpoint, display(checkpoint))
+        atomic_write_bytes(record, sha.encode())
+        return
+    except (OSError, WeightsError) as e:
+        raise WeightsError(f"{display(record)}: cannot read the recorded sha256 ({e})") from None
+    if recorded != sha:
+        raise WeightsHashMismatchError(
+            f"{display(checkpoint)}: sha256 {sha} differs from {recorded}, recorded when this file was first "
+            f"verified; delete both files (or run `fidrs cache clear`) to download it again"
+        )
+
+
+# protobuf cannot serialise a message of 2 GiB or more: above this, initialisers go to `<graph>.data` (ONNX
+# external data, which ONNX Runtime reads beside the graph). DINOv2 ViT-g/14 has 4.5 GB of weights.
+EXTERNAL_DATA_BYTES = 1 << 30
+
+
+def _data_path(onnx_path: Path) -> Path:
+    return onnx_path.with_name(onnx_path.name + ".data")
+
+
+def _graph_digest(onnx_path: Path) -> str:
+    """sha256 of the graph, and of its external data file where it has one."""
+    digest = sha256_file(onnx_path)
+    data = _data_path(onnx_path)
+    return digest + ":" + sha256_file(data) if data.exists() else digest
 
 
 def _graph_is_intact(onnx_path: Path) -> bool:
@@ -153,56 +223,102 @@ def _graph_is_intact(onnx_path: Path) -> bool:
     record = onnx_path.with_name(onnx_path.name + ".sha256")
     try:
         with open_regular(record) as f:
-            expected = f.read(128).decode("ascii", "replace").strip()
-        return sha256_file(onnx_path) == expected
+            expected = f.read(256).decode("ascii", "replace").strip()
+        return _graph_digest(onnx_path) == expected
     except (OSError, WeightsError, ValueError):
         return False
 
 
-def resolve_model(weights: str | os.PathLike | None = None) -> ResolvedModel:
-    """The ONNX model for the resolved checkpoint, built once and cached by the checkpoint's sha256. A cached
-    graph that is truncated, foreign or unrecorded is rebuilt from the checkpoint."""
-    from .checkpoint import load_state_dict
-    from .model import GRAPH_VERSION, build_fid_inception
+def serialise_graph(model, data_name: str) -> tuple[bytes, bytes | None]:
+    """The graph's bytes, and its external data when the initialisers are too large for one protobuf message
+    (each initialiser's raw bytes moved into one blob, referenced by offset and length)."""
+    total = sum(len(t.raw_data) for t in model.graph.initializer)
+    if total < EXTERNAL_DATA_BYTES:
+        return model.SerializeToString(), None
+    from onnx import TensorProto
 
-    checkpoint = resolve_checkpoint(weights)
+    blob = bytearray()
+    for tensor in model.graph.initializer:
+        if not tensor.raw_data:
+            continue
+        offset = len(blob)
+        blob += tensor.raw_data
+        tensor.ClearField("raw_data")
+        tensor.data_location = TensorProto.EXTERNAL
+        del tensor.external_data[:]
+        for key, value in (("location", data_name), ("offset", str(offset)), ("length", str(len(blob) - offset))):
+            entry = tensor.external_data.add()
+            entry.key, entry.value = key, value
+    return model.SerializeToString(), bytes(blob)
+
+
+def _check_pin(checkpoint: Path, sha: str, pinned: str | None, source: str) -> None:
+    if pinned is None:
+        return
+    expected = pinned.strip().lower()
+    if len(expected) != 64 or any(c not in "0123456789abcdef" for c in expected):
+        raise InvalidInputError(f"{source} must be 64 hex digits (a sha256), got {pinned!r}")
+    if sha != expected:
+        raise WeightsHashMismatchError(f"{display(checkpoint)}: sha256 {sha}, but {source} pins {expected}")
+
+
+def resolve_model(
+    backbone: Backbone | str | None = None,
+    weights: str | os.PathLike | None = None,
+    weights_sha256: str | None = None,
+) -> ResolvedModel:
+    """The ONNX model for the backbone's resolved checkpoint, built once and cached by backbone, graph version and
+    the checkpoint's sha256. A cached graph that is truncated, foreign or unrecorded is rebuilt."""
+    from . import backbones
+
+    backbone = backbones.get(backbone)
+    checkpoint = resolve_checkpoint(backbone, weights)
     try:
         sha = sha256_file(checkpoint)
     except OSError as e:
         raise WeightsError(f"{display(checkpoint)}: cannot read the checkpoint ({e.strerror or e})") from None
-    if checkpoint == cache_dir() / WEIGHTS_FILENAME and not sha.startswith(WEIGHTS_SHA256_PREFIX):
-        raise WeightsHashMismatchError(
-            f"{display(checkpoint)}: the cached checkpoint has sha256 {sha}, expected a hash starting with "
-            f"{WEIGHTS_SHA256_PREFIX}; delete it (or run `fidrs cache clear`) to download it again"
-        )
-    onnx_path = cache_dir() / f"fid_inception-v{GRAPH_VERSION}-{sha}.onnx"
+    if weights_sha256 is not None:
+        _check_pin(checkpoint, sha, weights_sha256, "weights_sha256")
+    else:
+        _check_pin(checkpoint, sha, config.pinned_sha256(backbone.name), config.pin_variable(backbone.name))
+    official = checkpoint == official_path(backbone)
+    if official:
+        _check_official_copy(backbone, checkpoint, sha)
+    onnx_path = cache_dir() / f"{backbone.name}-g{backbone.graph_version}-{sha}.onnx"
     if not _graph_is_intact(onnx_path):
-        state = load_state_dict(checkpoint)
         try:
-            data = build_fid_inception(state).SerializeToString()
+            state = backbone.load_state(checkpoint)
+            (backbone.check_official if official else backbone.check_state)(state)
+            graph, data = serialise_graph(backbone.build_graph(state), _data_path(onnx_path).name)
         except WeightsError as e:
             raise WeightsError(f"{display(checkpoint)}: {e}") from None
         try:
-            _write_graph(onnx_path, data)
+            _write_graph(onnx_path, graph, data)
         except OSError as e:  # a read-only or full cache costs the rebuild next time, never this run
             warnings.warn(
                 f"cannot cache the ONNX graph in {display(onnx_path.parent)} ({e}); using a temporary copy",
                 stacklevel=2,
             )
             onnx_path = Path(tempfile.mkdtemp(prefix="fidrs-")) / onnx_path.name
-            _write_graph(onnx_path, data)
-    return ResolvedModel(checkpoint=checkpoint, weights_sha256=sha, onnx_path=onnx_path)
+            _write_graph(onnx_path, graph, data)
+    return ResolvedModel(backbone=backbone, checkpoint=checkpoint, weights_sha256=sha, onnx_path=onnx_path)
 
 
-def _write_graph(onnx_path: Path, data: bytes) -> None:
-    """The graph, then the record of its hash: a graph without a matching record is never trusted."""
+def _write_graph(onnx_path: Path, graph: bytes, data: bytes | None) -> None:
+    """The external data, the graph, then the record of their hashes: a graph without a matching record is never
+    trusted."""
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(onnx_path, data)
-    atomic_write_bytes(onnx_path.with_name(onnx_path.name + ".sha256"), hashlib.sha256(data).hexdigest().encode())
+    digest = hashlib.sha256(graph).hexdigest()
+    if data is not None:
+        atomic_write_bytes(_data_path(onnx_path), data)
+        digest += ":" + hashlib.sha256(data).hexdigest()
+    else:
+        _data_path(onnx_path).unlink(missing_ok=True)
+    atomic_write_bytes(onnx_path, graph)
+    atomic_write_bytes(onnx_path.with_name(onnx_path.name + ".sha256"), digest.encode())
 
 
 __all__ = [
-    "WEIGHTS_URL",
     "WeightsError",
     "cache_dir",
     "download_weights",

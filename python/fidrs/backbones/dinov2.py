@@ -1,0 +1,190 @@
+"""DINOv2 ViT-S/B/L/g 14 (Oquab et al. 2023): FD_DINOv2 as dgm-eval defines it (Stein et al., NeurIPS 2023).
+
+Weights: the official hub files `dinov2_vit{s,b,l,g}14_pretrain.pth` (torch zip, a flat fp32 state dict), or
+the Hugging Face `facebook/dinov2-{small,base,large,giant}` `model.safetensors` (renamed to the official keys
+here; no pickle at all). The publisher gives no hashes, so a downloaded file is checked for its size and its
+structure (every key, shape and dtype) and its sha256 is recorded on first use (`weights.py`).
+
+Preprocessing `dgm-eval` (dgm_eval/models/dinov2.py `transform`): `Image.resize((224, 224), BICUBIC)` on the
+uint8 RGB image (Pillow's 8-bit resampler, aspect not kept, no crop), ToTensor, ImageNet mean/std. The
+feature is the CLS token after the final norm (`vit_graph.build_dinov2`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .. import _fidrs
+from ..checkpoint import load_state_dict
+from ..errors import WeightsError
+from ..files import display, open_regular
+from .base import Backbone, Mode, Output, StateDict, WeightsSource
+from .vit_graph import Architecture, architecture_of, build_dinov2, expected_shapes
+
+SIZE = 224
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+_URL = "https://dl.fbaipublicfiles.com/dinov2/{arch}/{arch}_pretrain.pth"
+# The hub models' 518-px training grid: 37 × 37 patches.
+_HUB_GRID = 37
+
+MODES = {
+    "dgm-eval": Mode(
+        "dgm-eval",
+        "dgm-eval / EDM2 resize_mode='pil': Pillow 8-bit bicubic to 224×224, /255, ImageNet mean and std",
+        lambda _pad: _fidrs.Preprocessing(
+            size=SIZE, resize="pil-bicubic-u8", unit="after-resize", mean=IMAGENET_MEAN, std=IMAGENET_STD
+        ),
+    )
+}
+
+# Hugging Face `Dinov2Model` names → official names, per block and outside the blocks.
+_HF_BLOCK = {
+    "norm1": "norm1",
+    "norm2": "norm2",
+    "attention.output.dense": "attn.proj",
+    "mlp.fc1": "mlp.fc1",
+    "mlp.fc2": "mlp.fc2",
+    "mlp.weights_in": "mlp.w12",
+    "mlp.weights_out": "mlp.w3",
+}
+_HF_TOP = {
+    "embeddings.cls_token": "cls_token",
+    "embeddings.mask_token": "mask_token",
+    "embeddings.position_embeddings": "pos_embed",
+    "embeddings.patch_embeddings.projection.weight": "patch_embed.proj.weight",
+    "embeddings.patch_embeddings.projection.bias": "patch_embed.proj.bias",
+    "layernorm.weight": "norm.weight",
+    "layernorm.bias": "norm.bias",
+}
+
+
+def official_from_hf(tensors: StateDict) -> dict[str, np.ndarray]:
+    """Rename a Hugging Face DINOv2 state dict to the official layout; q, k, v are stacked into `qkv`."""
+    hf = {k.removeprefix("dinov2."): v for k, v in tensors.items()}
+    out: dict[str, np.ndarray] = {}
+    qkv: dict[tuple[str, str], dict[str, np.ndarray]] = {}
+    for key, value in hf.items():
+        if key in _HF_TOP:
+            out[_HF_TOP[key]] = value
+            continue
+        parts = key.split(".")
+        if len(parts) < 5 or parts[:2] != ["encoder", "layer"] or not parts[2].isdigit():
+            raise WeightsError(f"not a Hugging Face DINOv2 tensor name: {key!r}")
+        block, rest = f"blocks.{int(parts[2])}", ".".join(parts[3:])
+        name, _, kind = rest.rpartition(".")
+        if name.startswith("attention.attention.") and name.split(".")[-1] in ("query", "key", "value"):
+            qkv.setdefault((block, kind), {})[name.split(".")[-1]] = value
+        elif name in ("layer_scale1", "layer_scale2") and kind == "lambda1":
+            out[f"{block}.ls{name[-1]}.gamma"] = value
+        elif name in _HF_BLOCK:
+            out[f"{block}.{_HF_BLOCK[name]}.{kind}"] = value
+        else:
+            raise WeightsError(f"not a Hugging Face DINOv2 tensor name: {key!r}")
+    for (block, kind), parts in qkv.items():
+        if set(parts) != {"query", "key", "value"}:
+            raise WeightsError(f"{block}: attention {kind} needs query, key and value, has {sorted(parts)}")
+        out[f"{block}.attn.qkv.{kind}"] = np.concatenate([parts["query"], parts["key"], parts["value"]], axis=0)
+    return out
+
+
+def _load_safetensors(path: Path) -> dict[str, np.ndarray]:
+    from safetensors import SafetensorError
+    from safetensors.numpy import load
+
+    with open_regular(path) as f:  # a FIFO or device is refused before any read
+        data = f.read()
+    try:
+        tensors = load(data)
+    except (SafetensorError, ValueError, OverflowError) as e:
+        raise WeightsError(f"{display(path)}: not a readable safetensors file ({e})") from None
+    return official_from_hf(tensors)
+
+
+def load_checkpoint(path: Path) -> StateDict:
+    """An official `.pth` (torch zip, read without torch or code execution) or a Hugging Face `.safetensors`."""
+    if Path(path).suffix.lower() == ".safetensors":
+        return _load_safetensors(Path(path))
+    return load_state_dict(path)
+
+
+_NAME_BY_WIDTH = {384: "dinov2-vits14", 768: "dinov2-vitb14", 1024: "dinov2-vitl14", 1536: "dinov2-vitg14"}
+
+
+def _width_checker(arch: Architecture):
+    """A user's file: any consistent DINOv2 of this backbone's width (the width is the feature size; the depth
+    is read from the file, and the weights' sha256 tells files apart in every statistic)."""
+
+    def check(state: StateDict) -> None:
+        found = architecture_of(state)
+        if found.width != arch.width:
+            hint = _NAME_BY_WIDTH.get(found.width)
+            raise WeightsError(
+                f"this checkpoint is a DINOv2 of width {found.width} (depth {found.depth}), this backbone has "
+                f"width {arch.width}" + (f": use backbone {hint!r}" if hint else "")
+            )
+
+    return check
+
+
+def _official_checker(arch: Architecture):
+    """The downloaded or cached official file: exactly the published architecture."""
+
+    def check(state: StateDict) -> None:
+        found = architecture_of(state)
+        if found != arch:
+            raise WeightsError(
+                f"this checkpoint is a DINOv2 of width {found.width}, depth {found.depth} ({found.ffn}); the "
+                f"official file has width {arch.width}, depth {arch.depth} ({arch.ffn})"
+            )
+
+    return check
+
+
+def checkpoint_bytes(arch: Architecture) -> int:
+    """The float32 payload of the official file: its size is this plus the zip's directory (tens of KiB)."""
+    return 4 * sum(int(np.prod(shape)) for shape in expected_shapes(arch).values())
+
+
+def _backbone(size: str, letter: str, width: int, depth: int, ffn: str) -> Backbone:
+    arch = Architecture(width, depth, ffn, _HUB_GRID)
+    hub = f"dinov2_vit{letter}14"
+    return Backbone(
+        name=f"dinov2-vit{letter}14",
+        title=f"DINOv2 ViT-{letter.upper()}/14 ({size}), CLS token after the final norm",
+        weights=WeightsSource(
+            url=_URL.format(arch=hub),
+            filename=f"{hub}_pretrain.pth",
+            sha256=None,
+            max_bytes=checkpoint_bytes(arch) + (1 << 20),
+            licence="Apache-2.0 (facebookresearch/dinov2)",
+            citation="Oquab et al., DINOv2: Learning Robust Visual Features without Supervision, TMLR 2024; "
+            "FD_DINOv2: Stein et al., Exposing flaws of generative model evaluation metrics, NeurIPS 2023",
+        ),
+        input_size=SIZE,
+        modes=MODES,
+        default_mode="dgm-eval",
+        outputs=(Output("cls", width, f"the {width}-d CLS token after the final LayerNorm (FD_DINOv2)"),),
+        feature_output="cls",
+        logits_output=None,
+        graph_version=1,
+        load_state=load_checkpoint,
+        check_state=_width_checker(arch),
+        check_official=_official_checker(arch),
+        build_graph=lambda state: build_dinov2(state, SIZE),
+        comparable_with=f"FD_DINOv2 of dgm-eval and EDM2 (resize_mode='pil') with {hub}",
+        aliases=("dinov2",) if letter == "l" else (),
+    )
+
+
+DINOV2 = tuple(
+    _backbone(*spec)
+    for spec in (
+        ("small", "s", 384, 12, "mlp"),
+        ("base", "b", 768, 12, "mlp"),
+        ("large", "l", 1024, 24, "mlp"),
+        ("giant", "g", 1536, 40, "swiglu"),
+    )
+)
