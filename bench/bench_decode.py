@@ -10,6 +10,7 @@ import time
 import numpy as np
 from common import DATA, machine
 from fidrs import _fidrs
+from fidrs.backbones import preprocessing
 from PIL import Image
 
 
@@ -34,7 +35,7 @@ def main() -> None:
             np.asarray(im.convert("RGB"))
     pillow = time.perf_counter() - start
     start = time.perf_counter()
-    _fidrs.load_images(files)  # decode + pytorch-fid preprocessing to 299², in parallel
+    _fidrs.load_images(files, preprocessing())  # decode + pytorch-fid preprocessing to 299², in parallel
     ours = time.perf_counter() - start
     print(f"Pillow decode only (1 thread): {len(files) / pillow:,.0f} images/s")
     threads = _fidrs.num_threads()

@@ -13,6 +13,7 @@ import fidrs
 import numpy as np
 from common import DATA, WEIGHTS, machine, peak_rss_mib
 from fidrs import _fidrs
+from fidrs.backbones import preprocessing
 from fidrs.runtime import get_session
 from fidrs.weights import resolve_model
 
@@ -21,11 +22,11 @@ def main() -> None:
     classes = sys.argv[1:] or ["apple_red_1", "apple_golden_1"]
     files = sorted(str(p) for c in classes for p in (DATA / "training" / c).glob("*.jpg"))
     print(f"machine: {machine()}; {len(files)} images ({', '.join(classes)}), batch 50")
-    model = resolve_model(str(WEIGHTS))
-    session = get_session(str(model.onnx_path))
+    model = resolve_model("inception", str(WEIGHTS))
+    session = get_session(str(model.onnx_path), model.backbone.output_names)
     print(f"provider: {session.provider}")
 
-    batch, _, _, _ = _fidrs.load_images(files[:50])
+    batch, _, _, _ = _fidrs.load_images(files[:50], preprocessing())
     session.run(batch)  # warm-up
     start = time.perf_counter()
     repeats = 4

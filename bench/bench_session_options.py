@@ -39,7 +39,7 @@ def child(arena: bool, pattern: bool, batch: int, seconds: float) -> None:
     options.enable_cpu_mem_arena = arena
     options.enable_mem_pattern = pattern
     session = ort.InferenceSession(
-        str(resolve_model(str(WEIGHTS)).onnx_path), options, providers=["CPUExecutionProvider"]
+        str(resolve_model("inception", str(WEIGHTS)).onnx_path), options, providers=["CPUExecutionProvider"]
     )
     x = np.random.default_rng(0).random((batch, 3, 299, 299), dtype=np.float32)
     session.run(["pool3"], {"images": x})  # warm-up

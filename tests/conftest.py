@@ -70,7 +70,7 @@ def class_stats(class_features):
         moments = fidrs.Moments(2048)
         for start in range(0, len(fs.features), 50):
             moments.update(fs.features[start : start + 50])
-        stats[c] = fidrs.Stats.from_moments(moments, fs.mode, fs.weights_sha256)
+        stats[c] = fidrs.Stats.from_moments(moments, fs.mode, fs.weights_sha256, fs.backbone)
     return stats
 
 
@@ -99,3 +99,13 @@ def write_images(folder: Path, count: int, seed: int = 0, size=(40, 30), ext: st
     for i in range(count):
         Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(folder / f"{i:02d}.{ext}")
     return folder
+
+
+def inception_with(**fields):
+    """The Inception backbone with other weights-source fields (a stand-in checkpoint's hash, a small cap)."""
+    import dataclasses
+
+    from fidrs.backbones import get
+
+    inception = get("inception")
+    return dataclasses.replace(inception, weights=dataclasses.replace(inception.weights, **fields))

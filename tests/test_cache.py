@@ -11,7 +11,7 @@ import fidrs
 import numpy as np
 import pytest
 from fidrs.cache import features_dir
-from fidrs.extract import ExtractOptions, FeatureExtractor, PassReport
+from fidrs.feature_pass import FeaturePass, PassOptions, PassReport
 from fidrs.inputs import resolve_source
 from PIL import Image
 
@@ -31,9 +31,9 @@ def _folder(root, count, seed=0):
 
 
 def _pass(inputs, weights, **options):
-    extractor = FeatureExtractor(ExtractOptions(weights=weights, batch_size=4, **options))
+    extractor = FeaturePass(PassOptions(weights=weights, batch_size=4, **options))
     report = PassReport()
-    rows = [(idx, f) for idx, f, _ in extractor.iter_batches(resolve_source(inputs), report)]
+    rows = [(idx, columns[0]) for idx, columns in extractor.iter_batches(resolve_source(inputs), report)]
     features = np.concatenate([f for _, f in rows])
     return features, report
 
@@ -67,7 +67,7 @@ def test_corrupt_entries_are_detected_and_recomputed(tmp_path, private_cache, we
     first, _ = _pass(str(folder), weights)
     (database,) = features_dir().glob("*.sqlite")
     with sqlite3.connect(database) as db:
-        db.execute("UPDATE features SET pool3 = zeroblob(8192) WHERE rowid = (SELECT MIN(rowid) FROM features)")
+        db.execute("UPDATE features SET outputs = zeroblob(8192) WHERE rowid = (SELECT MIN(rowid) FROM features)")
     again, report = _pass(str(folder), weights)
     assert report.cache_hits == 3
     np.testing.assert_array_equal(first, again)

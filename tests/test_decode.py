@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from conftest import DATA, require_shared
 from fidrs import _fidrs
+from fidrs.backbones import preprocessing
 from PIL import Image
 
 
@@ -139,7 +140,7 @@ def test_batch_loader_reports_failures_by_index_and_keeps_order(tmp_path, photo)
     good = _save(tmp_path, Image.fromarray(photo), "good.png")
     bad = tmp_path / "bad.png"
     bad.write_bytes(b"\x89PNG\r\n\x1a\nbroken")
-    batch, ok, failures, _pixels = _fidrs.load_images([good, str(bad), good])
+    batch, ok, failures, _pixels = _fidrs.load_images([good, str(bad), good], preprocessing())
     assert batch.shape == (2, 3, 299, 299) and ok == [0, 2]
     assert len(failures) == 1 and failures[0][0] == 1
     np.testing.assert_array_equal(batch[0], batch[1])
@@ -156,6 +157,6 @@ def test_gif_frame_larger_than_its_screen_cannot_exhaust_memory():
     import resource
 
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    _batch, ok, failures, _pixels = _fidrs.load_encoded([FUZZ_GIF_OOM], max_pixels=1 << 20)
+    _batch, ok, failures, _pixels = _fidrs.load_encoded([FUZZ_GIF_OOM], preprocessing(), max_pixels=1 << 20)
     assert ok == [] and len(failures) == 1
     assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) < 512 * 1024  # KiB: < 512 MiB

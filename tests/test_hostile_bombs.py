@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 from conftest import run_cli
 from fidrs import _fidrs
+from fidrs.backbones import preprocessing
 from PIL import Image
 
 
@@ -27,12 +28,12 @@ def _gif(screen: tuple[int, int], frame: tuple[int, int]) -> bytes:
 
 
 def test_gif_frame_far_larger_than_its_screen_is_refused_before_allocation():
-    _batch, ok, failures, _ = _fidrs.load_encoded([_gif((10, 10), (16000, 16000))])
+    _batch, ok, failures, _ = _fidrs.load_encoded([_gif((10, 10), (16000, 16000))], preprocessing())
     assert ok == [] and "too large: 16000x16000" in failures[0][1]
 
 
 def test_gif_frame_leaving_its_screen_is_refused_not_cropped():
-    _batch, ok, failures, _ = _fidrs.load_encoded([_gif((10, 10), (100, 100))])
+    _batch, ok, failures, _ = _fidrs.load_encoded([_gif((10, 10), (100, 100))], preprocessing())
     assert ok == [] and "extends beyond the 10x10 logical screen" in failures[0][1]
 
 
@@ -62,6 +63,7 @@ def test_oversized_file_is_refused_before_it_is_read(tmp_path):
 _MEASURE = r"""
 import glob, sys
 from fidrs import _fidrs
+from fidrs.backbones import preprocessing
 blobs = [open(p, "rb").read() for p in sorted(glob.glob(sys.argv[1] + "/*.png"))]
 def status_kib(field):
     with open("/proc/self/status") as f:
@@ -70,7 +72,7 @@ def status_kib(field):
 # inherited at fork.
 open("/proc/self/clear_refs", "w").write("5")
 before = status_kib("VmRSS")
-_batch, ok, failures, _ = _fidrs.load_encoded(blobs, max_pixels=int(sys.argv[2]))
+_batch, ok, failures, _ = _fidrs.load_encoded(blobs, preprocessing(), max_pixels=int(sys.argv[2]))
 assert len(ok) == len(blobs), failures
 print(status_kib("VmHWM") - before)
 """

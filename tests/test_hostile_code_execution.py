@@ -78,10 +78,10 @@ def test_cli_refuses_a_crafted_checkpoint_from_every_source(tmp_path, how):
     elif how == "FIDRS_WEIGHTS":
         env["FIDRS_WEIGHTS"] = str(evil)
     else:
-        from fidrs.weights import WEIGHTS_FILENAME
+        from fidrs.backbones import get
 
         (tmp_path / "cache").mkdir()
-        planted = tmp_path / "cache" / WEIGHTS_FILENAME
+        planted = tmp_path / "cache" / get("inception").weights.filename
         shutil.copy(evil, planted)
         evil = planted
     out = run_cli(*args, env=env)

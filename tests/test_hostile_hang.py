@@ -15,7 +15,7 @@ from pathlib import Path
 
 import fidrs
 import pytest
-from conftest import run_cli, write_images
+from conftest import inception_with, run_cli, write_images
 from fidrs import weights as w
 from fidrs.errors import WeightsUnavailableError
 from fidrs.inputs import resolve_source
@@ -127,7 +127,9 @@ def test_download_has_an_overall_deadline(tmp_path):
     try:
         start = time.monotonic()
         with pytest.raises(WeightsUnavailableError, match="not finished after 2 s"):
-            w.download_weights(f"http://127.0.0.1:{server.server_port}/w.pth", tmp_path / "w.pth", deadline_s=2.0)
+            w.download_weights(
+                inception_with(), f"http://127.0.0.1:{server.server_port}/w.pth", tmp_path / "w.pth", deadline_s=2.0
+            )
         assert time.monotonic() - start < 6.0
     finally:
         server.shutdown()
@@ -138,7 +140,9 @@ def test_download_has_a_size_cap(tmp_path):
     server = _serve(_Huge)
     try:
         with pytest.raises(WeightsUnavailableError, match="more than 1048576 bytes"):
-            w.download_weights(f"http://127.0.0.1:{server.server_port}/w.pth", tmp_path / "w.pth", max_bytes=1 << 20)
+            w.download_weights(
+                inception_with(max_bytes=1 << 20), f"http://127.0.0.1:{server.server_port}/w.pth", tmp_path / "w.pth"
+            )
     finally:
         server.shutdown()
     assert list(tmp_path.iterdir()) == []

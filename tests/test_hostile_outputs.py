@@ -11,15 +11,18 @@ import threading
 import fidrs
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import inception_with, run_cli
 from fidrs import weights as w
+from fidrs.backbones import get as _backbone
+
+INCEPTION_FILENAME = _backbone("inception").weights.filename
 
 
 def _stats_file(path, d: int, seed: int) -> str:
     rng = np.random.default_rng(seed)
     moments = fidrs.Moments(d)
     moments.update(rng.standard_normal((3 * d, d)).astype(np.float32))
-    fidrs.Stats.from_moments(moments, "pytorch-fid", "0" * 64).save(path)
+    fidrs.Stats.from_moments(moments, "pytorch-fid", "0" * 64, "inception").save(path)
     return str(path)
 
 
@@ -63,12 +66,14 @@ def test_concurrent_downloads_each_rename_a_verified_file(tmp_path, weights):
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    destination = tmp_path / w.WEIGHTS_FILENAME
+    destination = tmp_path / INCEPTION_FILENAME
     errors = []
 
     def download():
         try:
-            w.download_weights(f"http://127.0.0.1:{server.server_port}/w.pth", destination, digest[:8])
+            w.download_weights(
+                inception_with(sha256=digest[:8]), f"http://127.0.0.1:{server.server_port}/w.pth", destination
+            )
         except Exception as e:  # noqa: BLE001 - collected and asserted below
             errors.append(e)
 
@@ -82,4 +87,4 @@ def test_concurrent_downloads_each_rename_a_verified_file(tmp_path, weights):
         server.shutdown()
     assert errors == []
     assert hashlib.sha256(destination.read_bytes()).hexdigest() == digest
-    assert [p.name for p in tmp_path.iterdir()] == [w.WEIGHTS_FILENAME]  # no .part left
+    assert [p.name for p in tmp_path.iterdir()] == [INCEPTION_FILENAME]  # no .part left

@@ -123,7 +123,7 @@ def good_stats(tmp_path):
     x = rng.standard_normal((50, 6))
     moments = fidrs.Moments(6)
     moments.update(x.astype(np.float32))
-    s = fidrs.Stats.from_moments(moments, "pytorch-fid", "0" * 64)
+    s = fidrs.Stats.from_moments(moments, "pytorch-fid", "0" * 64, "inception")
     s.save(tmp_path / "good.npz")
     return tmp_path / "good.npz"
 
@@ -171,11 +171,11 @@ def test_truncated_or_foreign_cached_graph_is_rebuilt(tmp_path, monkeypatch, wei
     from fidrs.weights import resolve_model
 
     monkeypatch.setenv("FIDRS_CACHE", str(tmp_path / "cache"))
-    model = resolve_model(weights)
+    model = resolve_model("inception", weights)
     original = model.onnx_path.read_bytes()
     for damage in (original[: len(original) // 2], b"not an onnx graph", original[:-1] + b"\0"):
         model.onnx_path.write_bytes(damage)
-        again = resolve_model(weights)
+        again = resolve_model("inception", weights)
         assert again.onnx_path.read_bytes() == original
 
 

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 from conftest import CONFORMANCE, DATA, require_shared
 from fidrs import _fidrs
+from fidrs.backbones import preprocessing
 from PIL import Image
 
 
@@ -38,7 +39,7 @@ def _torch_bilinear(plane: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("shape", [(100, 100), (451, 350), (299, 299), (37, 512)])
 def test_pytorch_fid_mode_is_torch_bilinear(shape):
     img = _image(*shape)
-    ours = _fidrs.preprocess_arrays(img, "pytorch-fid")[0]
+    ours = _fidrs.preprocess_arrays(img, preprocessing("inception", "pytorch-fid"))[0]
     for c in range(3):
         expected = 2 * _torch_bilinear(img[0, :, :, c].astype(np.float64) / 255) - 1
         # f32 arithmetic vs f64 reference: a few ulps of values in [-1, 1].
@@ -48,7 +49,7 @@ def test_pytorch_fid_mode_is_torch_bilinear(shape):
 @pytest.mark.parametrize("shape", [(100, 100), (64, 200), (451, 350), (1000, 700), (299, 299)])
 def test_clean_mode_is_pillow_float_bicubic(shape):
     img = _image(*shape, seed=1)
-    ours = _fidrs.preprocess_arrays(img, "clean")[0]
+    ours = _fidrs.preprocess_arrays(img, preprocessing("inception", "clean"))[0]
     for c in range(3):
         resized = Image.fromarray(img[0, :, :, c].astype(np.float32), mode="F").resize((299, 299), Image.BICUBIC)
         expected = np.clip(np.asarray(resized), 0, 255)
@@ -66,22 +67,26 @@ def test_tf1_mode_matches_torch_fidelity_features(weights):
 
 def test_pad_mode_keeps_small_images_unscaled_and_shrinks_large_ones():
     small = _image(10, 20)
-    out = _fidrs.preprocess_arrays(small, "pad", [255, 0, 0])[0]
+    out = _fidrs.preprocess_arrays(small, preprocessing("inception", "pad", (255, 0, 0)))[0]
     top, left = (299 - 10) // 2, (299 - 20) // 2
     np.testing.assert_allclose(
         out[:, top : top + 10, left : left + 20], small[0].transpose(2, 0, 1) / 127.5 - 1, atol=1e-6
     )
     assert out[0, 0, 0] == 1.0 and out[1, 0, 0] == -1.0  # red fill
     large = np.full((1, 600, 300, 3), 7, dtype=np.uint8)
-    out = _fidrs.preprocess_arrays(large, "pad")[0]
+    out = _fidrs.preprocess_arrays(large, preprocessing("inception", "pad"))[0]
     content = np.isclose(out[0], 7 / 127.5 - 1, atol=1e-5)
     rows, cols = np.where(content)
     assert rows.max() - rows.min() + 1 == 299 and cols.max() - cols.min() + 1 == 150
 
 
-def test_unknown_mode_is_refused():
-    with pytest.raises(fidrs.InvalidInputError, match="unknown mode"):
-        _fidrs.preprocess_arrays(_image(4, 4), "bicubic-please")
+def test_unknown_mode_and_kernel_are_refused_as_value_errors():
+    with pytest.raises(fidrs.InvalidInputError, match="no preprocessing mode 'bicubic-please'"):
+        preprocessing("inception", "bicubic-please")
+    with pytest.raises(ValueError, match="unknown resize"):  # InvalidInputError is a ValueError
+        _fidrs.Preprocessing(size=224, resize="bicubic-please")
+    with pytest.raises(fidrs.InvalidInputError, match="finite non-zero stds"):
+        _fidrs.Preprocessing(size=224, resize="pil-bicubic-u8", std=(1.0, 0.0, 1.0))
 
 
 def test_mixed_sizes_in_one_batch_equal_each_image_alone(tmp_path, weights):
@@ -102,3 +107,50 @@ def test_arrays_and_files_give_the_same_features(tmp_path, weights):
     path = tmp_path / "x.png"
     Image.fromarray(img[0]).save(path)
     np.testing.assert_array_equal(fidrs.features(img, weights=weights), fidrs.features([str(path)], weights=weights))
+
+
+@pytest.mark.parametrize(("size", "shape"), [(224, (100, 100)), (224, (37, 401)), (64, (500, 333)), (224, (224, 224))])
+def test_pil_u8_bicubic_equals_pillow_resize_exactly(size, shape):
+    """torchvision's Resize on a PIL image is `Image.resize((s, s), BICUBIC)` on uint8: fixed-point taps,
+    rounded and clipped after each pass. Unit 'never', mean 0, std 1 exposes the resampled uint8 values."""
+    from PIL import Image
+
+    rng = np.random.default_rng(size + shape[0])
+    img = rng.integers(0, 256, size=(1, *shape, 3), dtype=np.uint8)
+    img[0, : shape[0] // 2] = 255  # a sharp edge: where clipping between the passes matters
+    raw = _fidrs.Preprocessing(size=size, resize="pil-bicubic-u8")
+    ours = _fidrs.preprocess_arrays(img, raw)[0].transpose(1, 2, 0)
+    pillow = np.asarray(Image.fromarray(img[0]).resize((size, size), Image.BICUBIC), dtype=np.float32)
+    np.testing.assert_array_equal(ours, pillow)
+
+
+@pytest.mark.parametrize("shape", [(300, 400), (401, 227), (224, 260), (225, 500)])
+def test_center_crop_is_torchvisions_resize_then_center_crop(shape):
+    """Resize(224) (shorter side to 224, longer int(224·long/short)) then CenterCrop(224) with Python's round."""
+    from PIL import Image
+
+    img = np.random.default_rng(shape[0]).integers(0, 256, size=(1, *shape, 3), dtype=np.uint8)
+    crop = _fidrs.Preprocessing(size=224, resize="pil-bicubic-u8", fit="center-crop")
+    ours = _fidrs.preprocess_arrays(img, crop)[0].transpose(1, 2, 0)
+    h, w = shape
+    new = (224, int(224 * h / w)) if w <= h else (int(224 * w / h), 224)
+    resized = np.asarray(Image.fromarray(img[0]).resize(new, Image.BICUBIC), dtype=np.float32)
+    top, left = int(round((new[1] - 224) / 2.0)), int(round((new[0] - 224) / 2.0))
+    np.testing.assert_array_equal(ours, resized[top : top + 224, left : left + 224])
+
+
+def test_stub_literals_are_the_native_choices():
+    """The type stubs spell out the choices the Rust core defines; they must not drift apart."""
+    import ast
+    import pathlib
+
+    stub = ast.parse((pathlib.Path(fidrs.__file__).parent / "_fidrs.pyi").read_text())
+    literals = {
+        node.targets[0].id: [e.value for e in node.value.slice.elts]
+        for node in stub.body
+        if isinstance(node, ast.Assign) and isinstance(node.value, ast.Subscript)
+    }
+    assert literals["ResizeKernel"] == _fidrs.RESIZE_KERNELS
+    assert literals["Fit"] == _fidrs.FITS
+    assert literals["Unit"] == _fidrs.UNITS
+    assert literals["FrechetMethod"] == _fidrs.FRECHET_METHODS

@@ -11,19 +11,23 @@ import numpy as np
 import pytest
 from conftest import DATA
 from fidrs import _fidrs
-from fidrs.runtime import OUTPUTS, BoundInput, conflicting_runtimes, get_session
+from fidrs.backbones import get as backbone
+from fidrs.backbones import preprocessing
+from fidrs.runtime import BoundInput, conflicting_runtimes, get_session
 from fidrs.weights import resolve_model
+
+OUTPUTS = backbone("inception").output_names
 
 
 @pytest.fixture(scope="module")
 def cpu_session(weights):
-    return get_session(str(resolve_model(weights).onnx_path), "cpu")
+    return get_session(str(resolve_model("inception", weights).onnx_path), OUTPUTS, "cpu")
 
 
 @pytest.fixture(scope="module")
 def batches():
     files = sorted(str(p) for p in (DATA / "training" / "apple_red_1").glob("*.jpg"))[:21]
-    images, ok, failed, _pixels = _fidrs.load_images(files)
+    images, ok, failed, _pixels = _fidrs.load_images(files, preprocessing())
     assert not failed and len(ok) == 21
     return [images[:8], images[8:13], images[13:21]]  # same shape, short, same shape again
 
@@ -33,7 +37,7 @@ def _plain(session, images):
 
 
 def test_io_binding_gives_the_plain_paths_numbers(cpu_session, batches):
-    bound = BoundInput(cpu_session.session, "cpu")
+    bound = BoundInput(cpu_session.session, OUTPUTS, "cpu")
     buffers = []
     for images in batches:
         pool3, logits = bound.run(images)
@@ -49,7 +53,7 @@ def test_io_binding_gives_the_plain_paths_numbers(cpu_session, batches):
 
 
 def test_io_binding_reuses_its_buffer_for_equal_shapes(cpu_session, batches):
-    bound = BoundInput(cpu_session.session, "cpu")
+    bound = BoundInput(cpu_session.session, OUTPUTS, "cpu")
     bound.run(batches[0])
     first = bound.buffer
     pool3, _ = bound.run(batches[2])  # same shape, other pixels: the buffer is refilled, not reallocated
@@ -58,7 +62,8 @@ def test_io_binding_reuses_its_buffer_for_equal_shapes(cpu_session, batches):
 
 
 def test_unusable_pinned_memory_falls_back_to_a_device_buffer(cpu_session, batches):
-    bound = BoundInput(cpu_session.session, "cpu", memory_info=object())  # not an OrtMemoryInfo: allocation fails
+    # not an OrtMemoryInfo: allocation fails
+    bound = BoundInput(cpu_session.session, OUTPUTS, "cpu", memory_info=object())
     pool3, _ = bound.run(batches[0])
     assert bound.host_memory == "pageable"
     assert np.array_equal(pool3, _plain(cpu_session, batches[0])[0])

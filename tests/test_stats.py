@@ -37,7 +37,7 @@ def test_moments_refuse_bad_input():
 def _stats(mode="pytorch-fid", sha="abc", seed=0) -> fidrs.Stats:
     m = fidrs.Moments(5)
     m.update(np.random.default_rng(seed).random((20, 5), dtype=np.float32))
-    return fidrs.Stats.from_moments(m, mode, sha)
+    return fidrs.Stats.from_moments(m, mode, sha, "inception")
 
 
 def test_save_load_round_trip_and_merge(tmp_path):
@@ -68,10 +68,10 @@ def test_different_modes_or_weights_are_incompatible():
 
 
 def test_pad_statistics_record_a_non_default_fill_colour():
-    from fidrs.extract import ExtractOptions
+    from fidrs.feature_pass import PassOptions
 
-    assert ExtractOptions(mode="pad").mode_label == "pad"
-    assert ExtractOptions(mode="pad", pad_color=(0, 0, 0)).mode_label == "pad(0,0,0)"
-    assert ExtractOptions(mode="clean", pad_color=(0, 0, 0)).mode_label == "clean"
+    assert PassOptions(mode="pad").mode_label == "pad"
+    assert PassOptions(mode="pad", pad_color=(0, 0, 0)).mode_label == "pad(0,0,0)"
+    assert PassOptions(mode="clean", pad_color=(0, 0, 0)).mode_label == "clean"
     with pytest.raises(fidrs.IncompatibleStatsError):
         _stats("pad").check_compatible(_stats("pad(0,0,0)"))

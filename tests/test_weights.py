@@ -10,7 +10,12 @@ import threading
 
 import fidrs
 import pytest
+from conftest import inception_with
 from fidrs import weights as w
+from fidrs.backbones import get as backbone
+
+INCEPTION = backbone("inception")
+FILENAME = INCEPTION.weights.filename
 
 STAND_IN_SHA256 = "87a87f62b9d53fb224d46515116332cfe512152dcdbeaf600133e6c204e5d687"
 
@@ -20,8 +25,8 @@ def server(tmp_path, weights):
     """Serves the shared checkpoint as the real file name, plus a corrupted copy, on 127.0.0.1."""
     root = tmp_path / "www"
     root.mkdir()
-    shutil.copy(weights, root / w.WEIGHTS_FILENAME)
-    corrupt = bytearray((root / w.WEIGHTS_FILENAME).read_bytes())
+    shutil.copy(weights, root / FILENAME)
+    corrupt = bytearray((root / FILENAME).read_bytes())
     corrupt[len(corrupt) // 2] ^= 0xFF
     (root / "corrupt.pth").write_bytes(bytes(corrupt))
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
@@ -43,17 +48,17 @@ def empty_cache(tmp_path, monkeypatch):
 
 
 def test_download_verifies_hash_and_renames_into_place(server, empty_cache):
-    dest = empty_cache / w.WEIGHTS_FILENAME
-    got = w.download_weights(f"{server}/{w.WEIGHTS_FILENAME}", dest, sha256_prefix=STAND_IN_SHA256[:8])
+    dest = empty_cache / FILENAME
+    got = w.download_weights(inception_with(sha256=STAND_IN_SHA256[:8]), f"{server}/{FILENAME}", dest)
     assert got == dest and dest.is_file()
     assert w.sha256_file(dest) == STAND_IN_SHA256
     assert not dest.with_name(dest.name + ".part").exists()
 
 
 def test_corrupted_download_is_rejected_and_removed(server, empty_cache):
-    dest = empty_cache / w.WEIGHTS_FILENAME
+    dest = empty_cache / FILENAME
     with pytest.raises(fidrs.WeightsHashMismatchError, match="sha256"):
-        w.download_weights(f"{server}/corrupt.pth", dest, sha256_prefix=STAND_IN_SHA256[:8])
+        w.download_weights(inception_with(sha256=STAND_IN_SHA256[:8]), f"{server}/corrupt.pth", dest)
     assert not dest.exists()
     assert not dest.with_name(dest.name + ".part").exists()
 
@@ -61,17 +66,17 @@ def test_corrupted_download_is_rejected_and_removed(server, empty_cache):
 def test_resolution_downloads_from_the_url_override_and_checks_the_real_hash(server, empty_cache, monkeypatch):
     # The full default path: no argument, no env, empty cache -> download from FIDRS_WEIGHTS_URL.
     # The stand-in is not the real file, so the real file's hash prefix (6726825d) must reject it.
-    monkeypatch.setenv("FIDRS_WEIGHTS_URL", f"{server}/{w.WEIGHTS_FILENAME}")
+    monkeypatch.setenv("FIDRS_WEIGHTS_URL", f"{server}/{FILENAME}")
     with pytest.raises(fidrs.WeightsHashMismatchError, match="6726825d"):
-        w.resolve_checkpoint(None)
-    assert not (empty_cache / w.WEIGHTS_FILENAME).exists()
+        w.resolve_checkpoint(INCEPTION, None)
+    assert not (empty_cache / FILENAME).exists()
 
 
 def test_cached_checkpoint_is_used_without_network(weights, empty_cache, monkeypatch):
     empty_cache.mkdir(parents=True)
-    shutil.copy(weights, empty_cache / w.WEIGHTS_FILENAME)
+    shutil.copy(weights, empty_cache / FILENAME)
     monkeypatch.setenv("FIDRS_WEIGHTS_URL", "http://127.0.0.1:9/unreachable")
-    assert w.resolve_checkpoint(None) == empty_cache / w.WEIGHTS_FILENAME
+    assert w.resolve_checkpoint(INCEPTION, None) == empty_cache / FILENAME
 
 
 def _closed_port() -> int:
@@ -81,26 +86,26 @@ def _closed_port() -> int:
 
 
 def test_offline_without_weights_explains_how_to_supply_them(empty_cache, monkeypatch):
-    monkeypatch.setenv("FIDRS_WEIGHTS_URL", f"http://127.0.0.1:{_closed_port()}/{w.WEIGHTS_FILENAME}")
+    monkeypatch.setenv("FIDRS_WEIGHTS_URL", f"http://127.0.0.1:{_closed_port()}/{FILENAME}")
     with pytest.raises(fidrs.WeightsUnavailableError) as info:
-        w.resolve_checkpoint(None)
+        w.resolve_checkpoint(INCEPTION, None)
     message = str(info.value)
-    assert "--weights" in message and "FIDRS_WEIGHTS" in message and w.WEIGHTS_FILENAME in message
+    assert "--weights" in message and "FIDRS_WEIGHTS" in message and FILENAME in message
 
 
 def test_explicit_weights_take_precedence_over_env(weights, empty_cache, monkeypatch, tmp_path):
     monkeypatch.setenv("FIDRS_WEIGHTS", str(tmp_path / "missing.pth"))
-    assert str(w.resolve_checkpoint(weights)) == weights
+    assert str(w.resolve_checkpoint(INCEPTION, weights)) == weights
     with pytest.raises(fidrs.WeightsUnavailableError, match="missing.pth"):
-        w.resolve_checkpoint(None)
+        w.resolve_checkpoint(INCEPTION, None)
 
 
 def test_onnx_model_is_cached_by_checkpoint_hash(weights, empty_cache):
-    first = w.resolve_model(weights)
+    first = w.resolve_model(INCEPTION, weights)
     assert first.weights_sha256 == STAND_IN_SHA256
-    assert first.onnx_path == empty_cache / f"fid_inception-v2-{STAND_IN_SHA256}.onnx"
+    assert first.onnx_path == empty_cache / f"inception-g2-{STAND_IN_SHA256}.onnx"
     mtime = first.onnx_path.stat().st_mtime_ns
-    second = w.resolve_model(weights)
+    second = w.resolve_model(INCEPTION, weights)
     assert second.onnx_path.stat().st_mtime_ns == mtime  # reused, not rebuilt
 
 
