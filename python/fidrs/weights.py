@@ -239,7 +239,7 @@ def serialise_graph(model, data_name: str) -> tuple[bytes, bytes | None]:
 
     blob = bytearray()
     for tensor in model.graph.initializer:
-        if not tensor.raw_data:
+        if len(tensor.raw_data) < 1024:  # shapes and indices stay inline: shape inference reads them
             continue
         offset = len(blob)
         blob += tensor.raw_data

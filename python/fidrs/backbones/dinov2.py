@@ -148,12 +148,12 @@ def checkpoint_bytes(arch: Architecture) -> int:
     return 4 * sum(int(np.prod(shape)) for shape in expected_shapes(arch).values())
 
 
-def _backbone(size: str, letter: str, width: int, depth: int, ffn: str) -> Backbone:
+def _backbone(letter: str, width: int, depth: int, ffn: str) -> Backbone:
     arch = Architecture(width, depth, ffn, _HUB_GRID)
     hub = f"dinov2_vit{letter}14"
     return Backbone(
         name=f"dinov2-vit{letter}14",
-        title=f"DINOv2 ViT-{letter.upper()}/14 ({size}), CLS token after the final norm",
+        title=f"DINOv2 ViT-{letter.upper()}/14",
         weights=WeightsSource(
             url=_URL.format(arch=hub),
             filename=f"{hub}_pretrain.pth",
@@ -182,9 +182,9 @@ def _backbone(size: str, letter: str, width: int, depth: int, ffn: str) -> Backb
 DINOV2 = tuple(
     _backbone(*spec)
     for spec in (
-        ("small", "s", 384, 12, "mlp"),
-        ("base", "b", 768, 12, "mlp"),
-        ("large", "l", 1024, 24, "mlp"),
-        ("giant", "g", 1536, 40, "swiglu"),
+        ("s", 384, 12, "mlp"),
+        ("b", 768, 12, "mlp"),
+        ("l", 1024, 24, "mlp"),
+        ("g", 1536, 40, "swiglu"),
     )
 )
