@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -109,3 +110,21 @@ def inception_with(**fields):
 
     inception = get("inception")
     return dataclasses.replace(inception, weights=dataclasses.replace(inception.weights, **fields))
+
+
+@contextlib.contextmanager
+def serve_folder(root: Path):
+    """Serve `root` over HTTP on 127.0.0.1 (downloads are tested against it); yields the base URL."""
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    handler.log_message = lambda *a, **k: None
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    finally:
+        httpd.shutdown()
+        httpd.server_close()

@@ -5,17 +5,14 @@ independent numpy forward pass, the Hugging Face safetensors layout, structure c
 from __future__ import annotations
 
 import dataclasses
-import functools
-import http.server
 import shutil
-import threading
 from math import erf
 
 import fidrs
 import numpy as np
 import onnxruntime as ort
 import pytest
-from conftest import SHARED
+from conftest import SHARED, serve_folder
 from fidrs import weights as w
 from fidrs.backbones import get as backbone
 from fidrs.backbones.vit_graph import Architecture, build_dinov2, expected_shapes, position_embedding
@@ -182,13 +179,8 @@ def served(tmp_path):
     root.mkdir()
     shutil.copy(CHECKPOINT, root / "dinov2_vits14_pretrain.pth")
     (root / "foreign.pth").write_bytes(CHECKPOINT.read_bytes()[: 10 << 20])
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *a, **k: None
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serve_folder(root) as url:
+        yield url
 
 
 @pytest.fixture()

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import functools
-import http.server
 import shutil
 import socket
-import threading
 
 import fidrs
 import pytest
-from conftest import inception_with
+from conftest import inception_with, serve_folder
 from fidrs import weights as w
 from fidrs.backbones import get as backbone
 
@@ -29,14 +26,8 @@ def server(tmp_path, weights):
     corrupt = bytearray((root / FILENAME).read_bytes())
     corrupt[len(corrupt) // 2] ^= 0xFF
     (root / "corrupt.pth").write_bytes(bytes(corrupt))
-    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
-    handler.log_message = lambda *a, **k: None
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-    httpd.server_close()
+    with serve_folder(root) as url:
+        yield url
 
 
 @pytest.fixture()
