@@ -5,6 +5,7 @@ independent numpy forward pass, the Hugging Face safetensors layout, structure c
 from __future__ import annotations
 
 import dataclasses
+import os
 import shutil
 from math import erf
 
@@ -12,7 +13,7 @@ import fidrs
 import numpy as np
 import onnxruntime as ort
 import pytest
-from conftest import SHARED, serve_folder
+from conftest import SHARED, run_cli, serve_folder, write_images
 from fidrs import weights as w
 from fidrs.backbones import get as backbone
 from fidrs.backbones.vit_graph import Architecture, build_dinov2, expected_shapes, position_embedding
@@ -269,3 +270,35 @@ def test_a_graph_too_large_for_one_protobuf_goes_to_external_data(tmp_path, monk
         f.seek(100)
         f.write(bytes([byte[0] ^ 0xFF]))
     assert not w._graph_is_intact(model.onnx_path)
+
+
+def _crafted_safetensors(path):
+    """A header promising a 400 GB tensor that the file does not hold."""
+    import json
+    import struct
+
+    header = json.dumps(
+        {"embeddings.cls_token": {"dtype": "F32", "shape": [1, 1, 10**11], "data_offsets": [0, 4 * 10**11]}}
+    ).encode()
+    path.write_bytes(struct.pack("<Q", len(header)) + header)
+
+
+@pytest.mark.parametrize(
+    ("name", "make", "reason"),
+    [
+        ("empty.safetensors", lambda p: p.write_bytes(b""), "not a readable safetensors file"),
+        ("crafted.safetensors", _crafted_safetensors, "not a readable safetensors file"),
+        ("huge-header.safetensors", lambda p: p.write_bytes((1 << 62).to_bytes(8, "little") + b"{}"), "not a readable"),
+        ("cut.pth", lambda p: p.write_bytes(CHECKPOINT.read_bytes()[: 40 << 20]), "not a readable PyTorch checkpoint"),
+        ("fifo.safetensors", lambda p: os.mkfifo(p), "not a regular file"),
+        ("loop.safetensors", lambda p: p.symlink_to(p), "weights file not found"),
+    ],
+)
+def test_hostile_dinov2_checkpoints_are_exit_2_naming_the_file_once(tmp_path, name, make, reason):
+    images = write_images(tmp_path / "imgs", 3)
+    path = tmp_path / name
+    make(path)
+    out = run_cli("score", str(images), str(images), "--backbone", "dinov2-vits14", "--weights", str(path), timeout=60)
+    assert out.returncode == 2, out.stderr
+    assert reason in out.stderr and out.stderr.count(str(path)) == 1, out.stderr
+    assert "Traceback" not in out.stderr

@@ -9,12 +9,13 @@ import os
 import struct
 import subprocess
 import sys
+import time
 import zipfile
 
 import fidrs
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import run_cli, write_images
 from fidrs import _fidrs
 from fidrs.backbones import preprocessing
 from PIL import Image
@@ -97,3 +98,17 @@ def test_decoder_memory_is_one_budget_for_all_threads(tmp_path):
     assert out.returncode == 0, out.stderr
     peak_kib = int(out.stdout)
     assert peak_kib <= budget_kib, f"peak {peak_kib} KiB over the budget {budget_kib} KiB"
+
+
+@pytest.mark.parametrize(("backbone", "name"), [("inception", "big.pth"), ("dinov2-vits14", "big.safetensors")])
+def test_a_huge_checkpoint_is_refused_by_its_size_before_it_is_read(tmp_path, backbone, name):
+    """A 100 GB sparse file: refused from its size (the backbone's cap) within seconds, never hashed or read."""
+    images = write_images(tmp_path / "imgs", 3)
+    big = tmp_path / name
+    with open(big, "wb") as f:
+        f.truncate(100 << 30)
+    start = time.monotonic()
+    out = run_cli("score", str(images), str(images), "--backbone", backbone, "--weights", str(big), timeout=60)
+    assert out.returncode == 2, out.stderr
+    assert f"{big}: 107374182400 bytes, more than" in out.stderr
+    assert time.monotonic() - start < 30  # hashing 100 GB would take minutes

@@ -274,6 +274,13 @@ def resolve_model(
     backbone = backbones.get(backbone)
     checkpoint = resolve_checkpoint(backbone, weights)
     try:
+        size = os.stat(checkpoint).st_size
+        # Before hashing: a huge (or sparse) file would otherwise be read whole first.
+        if size > backbone.weights.max_bytes:
+            raise WeightsError(
+                f"{display(checkpoint)}: {size} bytes, more than the {backbone.weights.max_bytes} bytes "
+                f"a {backbone.title} checkpoint can have"
+            )
         sha = sha256_file(checkpoint)
     except OSError as e:
         raise WeightsError(f"{display(checkpoint)}: cannot read the checkpoint ({e.strerror or e})") from None
@@ -286,8 +293,8 @@ def resolve_model(
         _check_official_copy(backbone, checkpoint, sha)
     onnx_path = cache_dir() / f"{backbone.name}-g{backbone.graph_version}-{sha}.onnx"
     if not _graph_is_intact(onnx_path):
+        state = backbone.load_state(checkpoint)  # its errors name the file already
         try:
-            state = backbone.load_state(checkpoint)
             (backbone.check_official if official else backbone.check_state)(state)
             graph, data = serialise_graph(backbone.build_graph(state), _data_path(onnx_path).name)
         except WeightsError as e:
