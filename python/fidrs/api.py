@@ -140,8 +140,7 @@ def score_details(a: InputLike, b: InputLike, *, method: str = "auto", **options
         raise NumericalError(f"the Fréchet distance came out {info['value']}")
     return {
         "fid": info["value"],
-        # The backbone both sides are known to share (a statistics file without one is Inception's if it is
-        # 2048-d and carries no fidrs metadata: pytorch-fid and clean-fid files).
+        # The backbone as recorded (a pytorch-fid or clean-fid file records none) or, failing that, this run's.
         "backbone": stats_a.backbone or stats_b.backbone or (network.backbone.name if network else None),
         "n_a": stats_a.n,
         "n_b": stats_b.n,

@@ -46,9 +46,10 @@ class PassOptions:
         if self.batch_size is not None and (isinstance(self.batch_size, bool) or self.batch_size < 1):
             raise InvalidInputError(f"batch_size must be at least 1, got {self.batch_size}")
         color = tuple(self.pad_color)
-        if len(color) != 3 or not all(isinstance(c, int) and 0 <= c <= 255 for c in color):
+        integers = all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in color)
+        if len(color) != 3 or not integers or not all(0 <= c <= 255 for c in color):
             raise InvalidInputError(f"pad_color must be three integers in 0..255, got {self.pad_color!r}")
-        self.pad_color = color  # type: ignore[assignment]
+        self.pad_color = tuple(int(c) for c in color)  # type: ignore[assignment]
         if isinstance(self.max_pixels, bool) or not isinstance(self.max_pixels, int) or self.max_pixels < 1:
             raise InvalidInputError(f"max_pixels must be a positive integer, got {self.max_pixels!r}")
 

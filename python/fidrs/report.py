@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _fidrs, strictjson
+from . import strictjson
 from .errors import EmptyInputError, InvalidInputError
 from .files import atomic_output, atomic_write_bytes
 from .frechet import frechet_distance
@@ -42,12 +42,6 @@ def class_feature_sets(root: str | Path, **options: Any) -> dict[str, FeatureSet
     return {c: feature_set(str(root / c), **options) for c in classes}
 
 
-def _moments_stats(features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    m = _fidrs.Moments(features.shape[1])
-    m.update(np.ascontiguousarray(features))
-    return m.mean(), m.covariance()
-
-
 def _feature_label(backbone: str | None) -> str:
     return {"inception": "pool3 features"}.get(backbone or "inception", f"{backbone} features")
 
@@ -69,14 +63,14 @@ def build_report(
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     classes = list(sets)
-    stats = {c: _moments_stats(s.features) for c, s in sets.items()}
+    stats = {c: s.stats() for c, s in sets.items()}
 
     matrix = np.zeros((len(classes), len(classes)))
     for i, a in enumerate(classes):
         for j in range(i + 1, len(classes)):
             b = classes[j]
-            matrix[i, j] = matrix[j, i] = frechet_distance(*stats[a], *stats[b])
-        matrix[i, i] = frechet_distance(*stats[a], *stats[a])
+            matrix[i, j] = matrix[j, i] = frechet_distance(stats[a].mu, stats[a].sigma, stats[b].mu, stats[b].sigma)
+        matrix[i, i] = frechet_distance(stats[a].mu, stats[a].sigma, stats[a].mu, stats[a].sigma)
     ref_index = classes.index(reference)
     subset = min(kid_subset_size, *(len(s) for s in sets.values()))
     kids = {

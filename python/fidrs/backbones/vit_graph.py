@@ -180,6 +180,7 @@ class _Graph:
         self.nodes: list = []
         self.initializers: list = []
         self._count = 0
+        self._scalars: dict[tuple[str, float], str] = {}
 
     def name(self, hint: str) -> str:
         self._count += 1
@@ -189,6 +190,13 @@ class _Graph:
         name = self.name(hint)
         self.initializers.append(numpy_helper.from_array(np.array(array, order="C"), name))  # keeps 0-d
         return name
+
+    def scalar(self, hint: str, value: float) -> str:
+        """A float32 scalar constant, one initialiser however many blocks use it."""
+        key = (hint, value)
+        if key not in self._scalars:
+            self._scalars[key] = self.const(hint, np.array(value, np.float32))
+        return self._scalars[key]
 
     def op(self, kind: str, inputs: list[str], hint: str | None = None, **attrs) -> str:
         out = self.name(hint or kind.lower())
@@ -207,9 +215,7 @@ class _Graph:
 
     def gelu(self, x: str) -> str:
         """Exact GELU, 0.5·x·(1 + erf(x/√2)), in the form ONNX Runtime fuses into one kernel."""
-        root2 = self.const("sqrt2", np.array(np.sqrt(2.0), np.float32))
-        one = self.const("one", np.array(1.0, np.float32))
-        half = self.const("half", np.array(0.5, np.float32))
+        root2, one, half = self.scalar("sqrt2", np.sqrt(2.0)), self.scalar("one", 1.0), self.scalar("half", 0.5)
         erf = self.op("Erf", [self.op("Div", [x, root2])])
         return self.op("Mul", [self.op("Mul", [x, self.op("Add", [erf, one])]), half], "gelu")
 
@@ -246,7 +252,7 @@ def build_dinov2(state: StateDict, image_size: int = 224) -> onnx.ModelProto:
 
     qkv_shape = g.const("qkv_shape", np.array([0, tokens, 3, heads, HEAD_DIM], np.int64))
     merge_shape = g.const("merge_shape", np.array([0, tokens, d], np.int64))
-    scale = g.const("scale", np.array(HEAD_DIM**-0.5, np.float32))
+    scale = g.scalar("scale", HEAD_DIM**-0.5)
     for i in range(arch.depth):
         p = f"blocks.{i}"
         h = g.layer_norm(x, state[f"{p}.norm1.weight"], state[f"{p}.norm1.bias"], f"{p}.norm1")
