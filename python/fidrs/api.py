@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 import warnings
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -13,7 +14,7 @@ from .errors import BadImagesError, EmptyInputError, FidrsError, InvalidInputErr
 from .feature_pass import FeaturePass, PassOptions, PassReport, decode_failures
 from .files import display
 from .frechet import frechet_distance
-from .inputs import ImageArray, ImageFiles, InputLike, StatsFile, ZipImages, resolve_source
+from .inputs import ImageArray, ImageFiles, InputLike, RemoteFiles, StatsFile, ZipImages, resolve_source
 from .stats import Stats
 
 
@@ -75,7 +76,7 @@ def _side_stats(inputs: InputLike, label: str, options: dict[str, Any], state: d
     source = resolve_source(inputs)
     if isinstance(source, StatsFile):
         return Stats.load(source.path), PassReport(provider="")
-    assert isinstance(source, (ImageFiles, ImageArray, ZipImages))
+    assert isinstance(source, (ImageFiles, ImageArray, ZipImages, RemoteFiles))
     if "network" not in state:
         state["network"] = _feature_pass(options)
     return _stats_from_source(source, state["network"], label)
@@ -87,7 +88,7 @@ def _decode_failures(inputs: InputLike, options: dict[str, Any]) -> list[tuple[s
         source = resolve_source(inputs)
     except FidrsError:
         return []  # reported on its own once the first side is fixed
-    if not isinstance(source, (ImageFiles, ZipImages)):
+    if not isinstance(source, (ImageFiles, ZipImages, RemoteFiles)):
         return []
     o = PassOptions(**options)
     failures = []
@@ -112,28 +113,66 @@ def score_details(a: InputLike, b: InputLike, *, method: str = "auto", **options
         # Report every bad file of both sides in one run: scan B's files (decode only, no network).
         raise BadImagesError(bad_a.failures + _decode_failures(b, options)) from None
     stats_b, report_b = _side_stats(b, label_b, options, state)
-    stats_a.check_compatible(stats_b)
     network: FeaturePass | None = state.get("network")
-    if network is not None:
+    run = RunInfo.of(network) if network is not None else None
+    return score_from_stats(
+        (label_a, stats_a, report_a), (label_b, stats_b, report_b), run, method=method, started=start
+    )
+
+
+@dataclass(frozen=True)
+class RunInfo:
+    """What the feature pass of a score was run with (to check statistics files against it)."""
+
+    mode_label: str
+    weights_sha256: str
+    backbone: str
+    default_mode: str
+    provider: str
+
+    @classmethod
+    def of(cls, network: FeaturePass) -> RunInfo:
+        backbone = network.backbone
+        return cls(
+            network.options.mode_label,
+            network.model.weights_sha256,
+            backbone.name,
+            backbone.default_mode,
+            network.provider,
+        )
+
+
+def score_from_stats(
+    side_a: tuple[str, Stats, PassReport],
+    side_b: tuple[str, Stats, PassReport],
+    run: RunInfo | None,
+    *,
+    method: str,
+    started: float,
+) -> dict[str, Any]:
+    """The result of `score_details` from both sides' statistics (computed here, on a cluster, or loaded)."""
+    (label_a, stats_a, report_a), (label_b, stats_b, report_b) = side_a, side_b
+    stats_a.check_compatible(stats_b)
+    if run is not None:
         # A stats file computed elsewhere must match what this run would compute.
         this_run = Stats(
             stats_a.mu,
             stats_a.sigma,
-            mode=network.options.mode_label,
-            weights_sha256=network.model.weights_sha256,
-            backbone=network.backbone.name,
+            mode=run.mode_label,
+            weights_sha256=run.weights_sha256,
+            backbone=run.backbone,
         )
         for s in (stats_a, stats_b):
             this_run.check_compatible(s)
-    run_mode = network.options.mode_label if network is not None else None
-    default_mode = network.backbone.default_mode if network is not None else None
+    run_mode = run.mode_label if run is not None else None
+    default_mode = run.default_mode if run is not None else None
     for label, s in ((label_a, stats_a), (label_b, stats_b)):
         if s.mode is None and run_mode is not None and run_mode != default_mode:
             warnings.warn(
                 f"{display(label)}: the statistics file records no preprocessing mode (pytorch-fid and clean-fid "
                 f"files do not), so it is unknown; it is compared with images preprocessed in mode {run_mode!r}",
                 UnknownModeWarning,
-                stacklevel=2,
+                stacklevel=3,
             )
     info = frechet_distance(stats_a.mu, stats_a.sigma, stats_b.mu, stats_b.sigma, method, return_info=True)
     if not np.isfinite(info["value"]):
@@ -141,7 +180,7 @@ def score_details(a: InputLike, b: InputLike, *, method: str = "auto", **options
     return {
         "fid": info["value"],
         # The backbone as recorded (a pytorch-fid or clean-fid file records none) or, failing that, this run's.
-        "backbone": stats_a.backbone or stats_b.backbone or (network.backbone.name if network else None),
+        "backbone": stats_a.backbone or stats_b.backbone or (run.backbone if run else None),
         "n_a": stats_a.n,
         "n_b": stats_b.n,
         # A statistics file without a recorded mode (pytorch-fid, clean-fid) has an unknown mode: null, never
@@ -150,11 +189,11 @@ def score_details(a: InputLike, b: InputLike, *, method: str = "auto", **options
         "mode_a": stats_a.mode,
         "mode_b": stats_b.mode,
         "weights_sha256": stats_a.weights_sha256 or stats_b.weights_sha256,
-        "provider": network.provider if network else None,
+        "provider": run.provider if run else None,
         "method": info["method"],
         "skipped": [{"path": p, "reason": r} for p, r in report_a.skipped + report_b.skipped],
         "cache_hits": report_a.cache_hits + report_b.cache_hits,
-        "seconds": time.perf_counter() - start,
+        "seconds": time.perf_counter() - started,
     }
 
 

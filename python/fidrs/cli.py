@@ -104,6 +104,20 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the feature cache")
 
 
+def _add_ray(p: argparse.ArgumentParser) -> None:
+    group = p.add_argument_group("cluster (pip install 'fidrs[ray]')")
+    group.add_argument(
+        "--ray",
+        nargs="?",
+        const="",
+        metavar="ADDRESS",
+        help="run the feature pass on Ray: a cluster address (host:6379, ray://host:10001, auto), or none for a "
+        "local Ray instance",
+    )
+    group.add_argument("--workers", type=_positive_int, help="workers (default: one per GPU, else one per CPU)")
+    group.add_argument("--shard-size", type=_positive_int, help="images per shard (default: from the job size)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="fidrs", description="Fast, exact Fréchet distances (FID, FD_DINOv2) and companion metrics."
@@ -128,6 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     stats = sub.add_parser("stats", help="save μ/Σ statistics of an image set to .npz")
     stats.add_argument("a", help="directory, image file or glob")
     stats.add_argument("-o", "--output", required=True, help="output .npz path")
+    for p in (score, stats):
+        _add_ray(p)
     _add_common(stats)
 
     kid = sub.add_parser("kid", help="Kernel Inception Distance (mean, std over subsets)")
@@ -187,8 +203,25 @@ def _options(args: argparse.Namespace) -> dict:
     }
 
 
+def _on_ray(args: argparse.Namespace) -> dict | None:
+    """The options of a cluster run, or None for a local one."""
+    from .errors import InvalidInputError
+
+    if getattr(args, "ray", None) is None:
+        if getattr(args, "workers", None) or getattr(args, "shard_size", None):
+            raise InvalidInputError("--workers and --shard-size need --ray")
+        return None
+    options = _options(args)
+    options.update(cache=False, address=args.ray or None, workers=args.workers, shard_size=args.shard_size)
+    return options
+
+
 def _run(args: argparse.Namespace) -> int:
     import fidrs
+
+    cluster = _on_ray(args)
+    if cluster is not None and getattr(args, "bootstrap", None):
+        raise fidrs.InvalidInputError("--bootstrap needs every feature, which a cluster run does not bring back")
 
     if args.command == "score":
         if args.bootstrap:
@@ -205,6 +238,10 @@ def _run(args: argparse.Namespace) -> int:
                 "skipped": [{"path": p, "reason": r} for p, r in a.skipped + b.skipped],
                 "bootstrap": confidence,
             }
+        elif cluster is not None:
+            from . import distributed
+
+            result = distributed.score_details(args.a, args.b, method=args.method, **cluster)
         else:
             result = fidrs.score_details(args.a, args.b, method=args.method, **_options(args))
         passed = args.max_fid is None or result["fid"] <= args.max_fid
@@ -229,7 +266,12 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.command == "stats":
         start = time.perf_counter()
-        s = fidrs.stats(args.a, **_options(args))
+        if cluster is not None:
+            from . import distributed
+
+            s = distributed.stats(args.a, **cluster)
+        else:
+            s = fidrs.stats(args.a, **_options(args))
         s.save(args.output)
         print(
             f"fidrs: saved statistics of {s.n} images to {args.output} ({time.perf_counter() - start:.1f} s)",

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Union
 
 import numpy as np
 
@@ -15,9 +16,12 @@ from .backbones import Backbone
 from .cache import FeatureCache, content_hash
 from .errors import BadImagesError, InvalidInputError, WeightsError
 from .files import display
-from .inputs import ImageArray, ImageFiles, ZipImages
+from .inputs import ImageArray, ImageFiles, RemoteFiles, ZipImages
 from .runtime import NetworkSession, get_session
 from .weights import ResolvedModel, resolve_model
+
+FileSource = Union[ImageFiles, ZipImages, RemoteFiles]
+AnySource = Union[ImageFiles, ImageArray, ZipImages, RemoteFiles]
 
 DEFAULT_MAX_PIXELS: int = _fidrs.DEFAULT_MAX_PIXELS
 DEFAULT_PAD_COLOR = (255, 255, 255)
@@ -103,15 +107,15 @@ class _Progress:
             print(file=sys.stderr, flush=True)
 
 
-def read_blobs(source: ImageFiles | ZipImages, start: int, stop: int, max_pixels: int) -> list[bytes | str]:
+def read_blobs(source: FileSource, start: int, stop: int, max_pixels: int) -> list[bytes | str]:
     """The encoded bytes of images `start:stop`, or the reason each cannot be read, under the size cap that
     `max_pixels` implies."""
-    if isinstance(source, ZipImages):
+    if isinstance(source, (ZipImages, RemoteFiles)):
         return source.read(start, stop, _fidrs.max_file_bytes(max_pixels))
     return _fidrs.read_files(source.paths[start:stop], max_pixels)
 
 
-def decode_failures(source: ImageFiles | ZipImages, start: int, stop: int, options: PassOptions):
+def decode_failures(source: FileSource, start: int, stop: int, options: PassOptions):
     """(index, reason) of the images `start:stop` that cannot be read or decoded; nothing else is computed."""
     blobs = read_blobs(source, start, stop, options.max_pixels)
     readable = [i for i, b in enumerate(blobs) if isinstance(b, bytes)]
@@ -131,11 +135,13 @@ class Collected:
 class FeaturePass:
     """A backbone's network, loaded once, run over any number of inputs."""
 
-    def __init__(self, options: PassOptions) -> None:
+    def __init__(self, options: PassOptions, model: ResolvedModel | None = None) -> None:
+        """`model`: an already resolved network (a cluster worker gets the driver's graph); None resolves the
+        options' weights."""
         self.options = options
         self.backbone: Backbone = options.backbone  # type: ignore[assignment]
         self.preprocessing = options.preprocessing
-        self.model: ResolvedModel = resolve_model(self.backbone, options.weights, options.weights_sha256)
+        self.model: ResolvedModel = model or resolve_model(self.backbone, options.weights, options.weights_sha256)
         self.session: NetworkSession = get_session(
             str(self.model.onnx_path), self.backbone.output_names, options.device, options.allow_tf32
         )
@@ -159,7 +165,7 @@ class FeaturePass:
     def batch_size(self) -> int:
         return self.options.batch_size or self.session.default_batch_size
 
-    def _load(self, source: ImageFiles | ImageArray | ZipImages, start: int, stop: int) -> _Loaded:
+    def _load(self, source: AnySource, start: int, stop: int) -> _Loaded:
         """Runs in the decode thread: read the bytes, look them up in the cache, decode + preprocess the misses.
         Each file is read once: its bytes are hashed for the cache and, on a miss, decoded from memory."""
         o = self.options
@@ -200,7 +206,7 @@ class FeaturePass:
         columns = tuple(np.stack([rows[i][k] for i in order]) for k in range(len(self.backbone.outputs)))
         return np.asarray(order) + start, columns
 
-    def collect(self, source: ImageFiles | ImageArray | ZipImages, label: str = "features") -> Collected:
+    def collect(self, source: AnySource, label: str = "features") -> Collected:
         """Every output of every usable image, in input order."""
         report = PassReport()
         n = len(source)
@@ -213,10 +219,12 @@ class FeaturePass:
         return Collected({k: v[kept] for k, v in outputs.items()}, np.flatnonzero(kept), report)
 
     def iter_batches(
-        self, source: ImageFiles | ImageArray | ZipImages, report: PassReport, label: str = "features"
+        self, source: AnySource, report: PassReport, label: str = "features", collect_bad: bool = False
     ) -> Iterator[tuple[np.ndarray, tuple[np.ndarray, ...]]]:
         """Yield (input indices, the backbone's outputs) per batch, in input order. Bad files raise
-        BadImagesError after every file was tried, unless `skip_bad`, which records them in `report.skipped`."""
+        BadImagesError after every file was tried, unless `skip_bad`, which records them in `report.skipped`
+        and lists them on stderr. `collect_bad` (a shard of a larger job): every usable image is computed and
+        bad files are only recorded in `report.skipped`, for the caller to report."""
         o = self.options
         total = len(source)
         size = self.batch_size
@@ -232,16 +240,18 @@ class FeaturePass:
                 if k + 1 < len(bounds):
                     pending = pool.submit(self._load, source, *bounds[k + 1])
                 failures.extend((source.paths[start + i], reason) for i, reason in failed)
-                if failures and not o.skip_bad:
+                if failures and not (o.skip_bad or collect_bad):
                     progress.advance(len(ok) + len(failed) + len(loaded.hits))
                     continue  # keep decoding to report every bad file, but stop computing
                 if len(ok) or loaded.hits:
                     yield self._combine(loaded, start, report)
                 progress.advance(len(ok) + len(failed) + len(loaded.hits))
         progress.close()
+        report.skipped = failures
+        if collect_bad:
+            return
         if failures and not o.skip_bad:
             raise BadImagesError(failures)
-        report.skipped = failures
         if failures:
             print(f"fidrs: skipped {len(failures)} bad file(s):", file=sys.stderr)
             for path, reason in failures:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+import re
 import stat
 import warnings
 import zipfile
@@ -85,11 +86,27 @@ class ZipImages:
 
 
 @dataclass(frozen=True)
+class RemoteFiles:
+    """Image files named by URL (`s3://…`, `gs://…`, `https://…`, any filesystem fsspec knows), read by fsspec
+    and decoded from memory by the same decoder as local files."""
+
+    paths: list[str]
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def read(self, start: int, stop: int, max_bytes: int) -> list[bytes | str]:
+        from .remote import read_urls
+
+        return read_urls(self.paths[start:stop], max_bytes)
+
+
+@dataclass(frozen=True)
 class StatsFile:
     path: str
 
 
-Source = Union[ImageFiles, ImageArray, ZipImages, StatsFile]
+Source = Union[ImageFiles, ImageArray, ZipImages, RemoteFiles, StatsFile]
 
 
 def _is_image(path: str) -> bool:
@@ -144,8 +161,28 @@ def _once_each(paths: list[str]) -> list[str]:
     return kept
 
 
+def _once_each_url(urls: list[str]) -> list[str]:
+    """Keep the first of repeated URLs (one object, counted once), saying so."""
+    kept = list(dict.fromkeys(urls))
+    if len(kept) < len(urls):
+        warnings.warn(
+            f"{len(urls) - len(kept)} URL(s) were listed more than once, counted once",
+            DuplicateFilesWarning,
+            stacklevel=3,
+        )
+    return kept
+
+
 class DuplicateFilesWarning(UserWarning):
     """Several paths of one input named the same file; it was counted once."""
+
+
+_URL = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
+
+
+def is_url(text: str) -> bool:
+    """`scheme://…` (a Windows drive letter `C:\\` is not one)."""
+    return bool(_URL.match(text))
 
 
 def _is_glob(text: str) -> bool:
@@ -207,6 +244,12 @@ def resolve_source(inputs: InputLike, *, allow_stats: bool = True) -> Source:
         return ImageArray(inputs)
     if isinstance(inputs, (str, os.PathLike)):
         text = os.fspath(inputs)
+        if is_url(text):
+            from .remote import list_urls, local_path
+
+            if local_path(text) is None:
+                return RemoteFiles(_once_each_url(list_urls(text)))
+            text = local_path(text)  # file://: the hardened local reader
         suffix = Path(text).suffix.lower()
         if suffix in STATS_EXTENSIONS:
             return _npz_source(text, allow_stats)
@@ -221,6 +264,14 @@ def resolve_source(inputs: InputLike, *, allow_stats: bool = True) -> Source:
     items = [os.fspath(p) for p in inputs]
     if not items:
         raise EmptyInputError("the list of image paths is empty")
+    from .remote import list_urls, local_path
+
+    items = [(local_path(p) or p) if is_url(p) else p for p in items]  # file:// URLs are local paths
+    remote = [is_url(p) for p in items]
+    if any(remote):
+        if not all(remote):
+            raise InvalidInputError("a list of inputs mixes URLs and local paths; pass one kind")
+        return RemoteFiles(_once_each_url([url for item in items for url in list_urls(item)]))
     paths: list[str] = []
     for item in items:
         paths.extend(_expand_one(item))

@@ -1,0 +1,231 @@
+"""The driver side of a cluster job: connect to Ray, start one `ShardWorker` per worker slot, hand out shards
+with Ray's `ActorPool`, fold each shard's moments into the result exactly once, and keep the user informed.
+
+Failures are Ray's to handle: a worker process that dies is restarted by Ray (`max_restarts`) and the shard it
+was running is sent to it again (`max_task_retries`). A shard's result is one Ray object, received once, so a
+retried shard is counted once; the `JobState` record of shard starts only lets the log say which shard ran again."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import uuid
+from dataclasses import dataclass, field
+
+from .. import _fidrs
+from ..errors import FidrsError, InvalidInputError
+from ..feature_pass import PassOptions
+from ..files import display
+from ..inputs import ImageFiles, RemoteFiles
+from ..weights import resolve_model
+from .plan import SampleRows, default_shard_size, plan_shards, sampling_keys
+from .worker import JobState, ShardResult, ShardWorker, ShippedGraph
+
+# Ray restarts a dead worker process and re-runs its shard at most this many times before the job fails with
+# the reason: a shard that kills every worker that touches it (a decoder crash) must end the job, not loop.
+MAX_RETRIES = 3
+# CPUs each worker asks Ray for on a node without GPUs (ONNX Runtime, decoding and the moments use that many
+# threads); on GPU nodes a worker asks for one GPU.
+CPUS_PER_WORKER = 1
+
+_INSTALL_HINT = "pip install 'fidrs[ray]'"
+
+
+def _ray():
+    try:
+        import ray
+    except ImportError:
+        raise InvalidInputError(f"running on Ray needs Ray: {_INSTALL_HINT}") from None
+    return ray
+
+
+@dataclass
+class SideResult:
+    """One input's share of a job: merged moments, bad files (input order), the sample if one was asked for."""
+
+    moments: _fidrs.Moments | None = None
+    failures: list[tuple[int, str, str]] = field(default_factory=list)
+    sample: SampleRows | None = None
+
+    def add(self, result: ShardResult, sample_size: int | None) -> None:
+        if result.n:
+            assert result.sum is not None and result.sum_outer is not None
+            part = _fidrs.Moments.from_parts(result.n, result.sum, result.sum_outer)
+            if self.moments is None:
+                self.moments = part
+            else:
+                self.moments.merge(part)
+        self.failures.extend(result.failures)
+        if result.sample is not None and sample_size is not None:
+            if self.sample is None:
+                self.sample = result.sample
+            else:
+                s = result.sample
+                self.sample.add(s.indices, s.keys, s.outputs, sample_size)
+
+
+@dataclass
+class JobResult:
+    sides: list[SideResult]
+    provider: str
+    weights_sha256: str
+    workers: int
+    shards: int
+    nodes: set[str]  # Ray node ids that ran shards
+    retried: list[str]  # one message per shard that ran again
+
+    def summary(self) -> dict:
+        return {"workers": self.workers, "shards": self.shards, "nodes": len(self.nodes), "retried": self.retried}
+
+
+class Cluster:
+    """A connection to Ray for the length of one call: an existing cluster (`address`), the one this process
+    is already connected to, or a local instance started for the call and shut down after it."""
+
+    def __init__(self, address: str | None) -> None:
+        self.address = address
+        self.started_here = False
+
+    def __enter__(self):
+        ray = _ray()
+        if not ray.is_initialized():
+            os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+            kwargs = {"logging_level": logging.ERROR, "log_to_driver": False}
+            if self.address:
+                ray.init(address=self.address, **kwargs)
+            else:
+                ray.init(include_dashboard=False, **kwargs)
+            self.started_here = True
+        return ray
+
+    def __exit__(self, *exc) -> None:
+        if self.started_here:
+            _ray().shutdown()
+
+
+def _worker_slots(ray, workers: int | None) -> tuple[int, dict]:
+    """How many workers, and what each asks Ray for: a GPU each where the cluster has GPUs, else one CPU."""
+    resources = ray.cluster_resources()
+    gpus = int(resources.get("GPU", 0))
+    if gpus:
+        return workers or gpus, {"num_gpus": 1, "num_cpus": CPUS_PER_WORKER}
+    cpus = int(resources.get("CPU", 1))
+    return workers or max(1, cpus // CPUS_PER_WORKER), {"num_cpus": CPUS_PER_WORKER}
+
+
+def run_job(
+    sides: list[tuple[str, ImageFiles | RemoteFiles]],
+    options: PassOptions,
+    *,
+    address: str | None = None,
+    workers: int | None = None,
+    shard_size: int | None = None,
+    sample_size: int | None = None,
+    seed: int = 0,
+) -> JobResult:
+    """Moments (and, with `sample_size`, a seeded sample of rows) of every side, computed on Ray."""
+    if workers is not None and (isinstance(workers, bool) or workers < 1):
+        raise InvalidInputError(f"workers must be at least 1, got {workers}")
+    if shard_size is not None and (isinstance(shard_size, bool) or shard_size < 1):
+        raise InvalidInputError(f"shard_size must be at least 1, got {shard_size}")
+    if sample_size is not None and (isinstance(sample_size, bool) or sample_size < 1):
+        raise InvalidInputError(f"sample_size must be at least 1, got {sample_size}")
+    backbone = options.backbone
+    model = resolve_model(backbone, options.weights, options.weights_sha256)  # type: ignore[arg-type]
+    shipped = ShippedGraph.of(model)
+    worker_options = {
+        "backbone": backbone.name,  # type: ignore[union-attr]
+        "mode": options.mode,
+        "batch_size": options.batch_size,
+        "device": options.device,
+        "pad_color": options.pad_color,
+        "max_pixels": options.max_pixels,
+        "allow_tf32": options.allow_tf32,
+    }
+    with Cluster(address) as ray:
+        from ray.util import ActorPool
+
+        count, resources = _worker_slots(ray, workers)
+        total = sum(len(source) for _, source in sides)
+        size = shard_size or default_shard_size(total, count)
+        keys = [sampling_keys(len(source), seed) if sample_size else None for _, source in sides]
+        shards = plan_shards([source for _, source in sides], size, keys)
+        count = min(count, len(shards))
+        job_name = f"fidrs-job-{uuid.uuid4().hex}"
+        job = ray.remote(num_cpus=0)(JobState).options(name=job_name).remote(shipped)
+        del shipped  # the job actor holds it now
+        actor_class = ray.remote(ShardWorker).options(
+            max_restarts=MAX_RETRIES * count,
+            max_task_retries=MAX_RETRIES,
+            runtime_env={"env_vars": {"FIDRS_NUM_THREADS": str(resources["num_cpus"])}},
+            **resources,
+        )
+        actors = [actor_class.remote(job_name, worker_options) for _ in range(count)]
+        results = [SideResult() for _ in sides]
+        retried: list[str] = []
+        nodes: set[str] = set()
+        provider = ""
+        bars = _progress_bars(sides, options.progress)
+        try:
+            pool = ActorPool(actors)
+            run = lambda actor, shard: actor.run.remote(shard, sample_size)  # noqa: E731
+            for result in _results(ray, pool, run, shards):
+                shard = shards[result.shard_id]
+                label = sides[shard.side][0]
+                if result.earlier_attempts:
+                    note = (
+                        f"fidrs: {shard.describe(display(label))} ran again on {result.worker}: its earlier "
+                        f"worker(s) ({', '.join(result.earlier_attempts)}) died; its images are counted once"
+                    )
+                    retried.append(note)
+                    print(note, file=sys.stderr, flush=True)
+                results[shard.side].add(result, sample_size)
+                provider = result.provider
+                nodes.add(result.node)
+                if bars:
+                    bars[shard.side].update(len(shard.paths))
+        finally:
+            for bar in bars:
+                bar.close()
+            for actor in actors:
+                ray.kill(actor)
+            ray.kill(job)
+    for side in results:
+        side.failures.sort()
+    return JobResult(results, provider, model.weights_sha256, count, len(shards), nodes, retried)
+
+
+def _results(ray, pool, run, shards):
+    """Each shard's result once, as shards finish; a shard that failed after every retry ends the job with
+    the reason."""
+    seen: set[int] = set()
+    results = pool.map_unordered(run, shards)
+    while True:
+        try:
+            result = next(results)
+        except StopIteration:
+            break
+        except ray.exceptions.RayActorError as e:
+            raise FidrsError(
+                f"a worker died {MAX_RETRIES + 1} times running one shard, or could not start; the job stopped "
+                f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
+            ) from None
+        if result.shard_id in seen:  # cannot happen: one object per shard; a double count must never pass
+            raise FidrsError(f"shard {result.shard_id} came back twice")
+        seen.add(result.shard_id)
+        yield result
+    missing = set(range(len(shards))) - seen
+    if missing:
+        raise FidrsError(f"shards {sorted(missing)} never came back")
+
+
+def _progress_bars(sides, enabled: bool) -> list:
+    if not enabled:
+        return []
+    from tqdm import tqdm
+
+    return [
+        tqdm(total=len(source), desc=f"fidrs {display(label)}", unit="img", position=i, file=sys.stderr, leave=True)
+        for i, (label, source) in enumerate(sides)
+    ]
