@@ -27,8 +27,10 @@ from .metrics import (
     precision_recall,
 )
 from .stats import Stats
+from .streaming import Accumulator
 
 __all__ = [
+    "Accumulator",
     "BadImagesError",
     "DecodeError",
     "EmptyInputError",

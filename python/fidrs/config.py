@@ -74,6 +74,11 @@ def cache_root() -> str:
     return os.path.join(base, "fidrs")
 
 
+def github_step_summary() -> str | None:
+    """`GITHUB_STEP_SUMMARY`: the Markdown file GitHub Actions shows on a job's summary page (set by Actions)."""
+    return os.environ.get("GITHUB_STEP_SUMMARY") or None
+
+
 def validate() -> None:
     """Check every variable up front (the CLI calls this before any work)."""
     num_threads()

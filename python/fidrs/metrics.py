@@ -48,7 +48,7 @@ def feature_set(inputs: InputLike, **options: Any) -> FeatureSet:
     """Run the network once over `inputs` and keep what every metric needs."""
     source = resolve_source(inputs, allow_stats=False)
     network = FeaturePass(PassOptions(**options))
-    collected = network.collect(source)
+    collected = network.collect(source, label=str(inputs) if isinstance(inputs, str) else "features")
     backbone = network.backbone
     names = getattr(source, "paths", None) or [f"array[{i}]" for i in range(len(source))]
     return FeatureSet(
