@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from . import strictjson
 from .frechet import METHODS
+from .run_records import record_run
 
 EXIT_OK, EXIT_ABOVE_THRESHOLD, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of our output went away (`fidrs ... | head`)
@@ -78,6 +79,7 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         "($FIDRS_WEIGHTS for the Inception), the cache, then a download",
     )
     p.add_argument("--weights-sha256", metavar="HEX", help="refuse a checkpoint whose sha256 differs")
+    p.add_argument("--model", metavar="X.onnx", help="a graph written by `fidrs models export` (instead of --weights)")
     p.add_argument(
         "--mode",
         default=None,
@@ -100,7 +102,9 @@ def _add_common(p: argparse.ArgumentParser) -> None:
         help="refuse larger images (decompression bombs)",
     )
     p.add_argument("--allow-tf32", action="store_true", help="let CUDA use TF32 (faster, changes FID slightly)")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    shown = p.add_mutually_exclusive_group()
+    shown.add_argument("--progress", action="store_true", help="progress bars on stderr even when it is no terminal")
+    shown.add_argument("--no-progress", action="store_true", help="no progress bars (default: on when stderr is a tty)")
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the feature cache")
 
 
@@ -119,6 +123,8 @@ def _add_ray(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from . import backbones
+
     parser = argparse.ArgumentParser(
         prog="fidrs", description="Fast, exact Fréchet distances (FID, FD_DINOv2) and companion metrics."
     )
@@ -130,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("b", help="directory, image file, glob or .npz statistics")
     score.add_argument("--json", action="store_true", help="print one JSON object")
     score.add_argument("--max-fid", type=_non_negative_float, help="CI gate: exit 1 when FID is above this value")
+    score.add_argument(
+        "--jsonl", metavar="FILE", help="append this run's JSON as one line to FILE (a time series of FIDs)"
+    )
     score.add_argument("--method", default="auto", choices=list(METHODS))
     score.add_argument(
         "--bootstrap",
@@ -177,6 +186,18 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--kid-subsets", type=_positive_int, default=100)
     _add_common(report)
 
+    models = sub.add_parser("models", help="backbones: list with cache status, fetch ahead of time, export ONNX")
+    models_sub = models.add_subparsers(dest="models_action")
+    listing = models_sub.add_parser("list", help="every backbone, its licence and what the cache holds (default)")
+    listing.add_argument("--json", action="store_true", help="print one JSON object")
+    fetch = models_sub.add_parser("fetch", help="download, verify and build a backbone's graph now")
+    export = models_sub.add_parser("export", help="write a backbone's ONNX graph (with fidrs metadata) to a file")
+    for p in (fetch, export):
+        p.add_argument("name", choices=backbones.names(), metavar="NAME", help="backbone (see `fidrs models`)")
+        p.add_argument("--weights", help="a checkpoint to use instead of the official one")
+        p.add_argument("--weights-sha256", metavar="HEX", help="refuse a checkpoint whose sha256 differs")
+    export.add_argument("-o", "--output", required=True, help="output .onnx path")
+
     cache = sub.add_parser("cache", help="feature cache: size, or clear it")
     cache.add_argument("action", choices=["info", "clear"])
 
@@ -191,6 +212,7 @@ def _options(args: argparse.Namespace) -> dict:
         "backbone": args.backbone,
         "weights": args.weights,
         "weights_sha256": args.weights_sha256,
+        "model": args.model,
         "mode": args.mode,
         "batch_size": args.batch_size,
         "device": args.device,
@@ -198,7 +220,7 @@ def _options(args: argparse.Namespace) -> dict:
         "pad_color": args.pad_color,
         "max_pixels": args.max_pixels,
         "allow_tf32": args.allow_tf32,
-        "progress": not args.no_progress and sys.stderr.isatty(),
+        "progress": args.progress or (not args.no_progress and sys.stderr.isatty()),
         "cache": not args.no_cache,
     }
 
@@ -248,6 +270,7 @@ def _run(args: argparse.Namespace) -> int:
         if args.max_fid is not None:
             result["max_fid"] = args.max_fid
             result["passed"] = passed
+        record_run(result, args.a, args.b, jsonl=args.jsonl)
         if args.json:
             print(strictjson.dumps(result))
         else:
@@ -302,6 +325,9 @@ def _run(args: argparse.Namespace) -> int:
         )
         return EXIT_OK
 
+    if args.command == "models":
+        return _models(args)
+
     if args.command == "cache":
         from .cache import cache_info, clear_cache
 
@@ -321,6 +347,30 @@ def _run(args: argparse.Namespace) -> int:
         )
         return EXIT_OK
     raise AssertionError(args.command)
+
+
+def _models(args: argparse.Namespace) -> int:
+    from . import catalogue
+    from .weights import resolve_model
+
+    if args.models_action in (None, "list"):
+        if getattr(args, "json", False):
+            from . import backbones
+
+            print(strictjson.dumps({"models": [catalogue.status(n) for n in backbones.names(aliases=False)]}))
+        else:
+            print(catalogue.table())
+        return EXIT_OK
+    model = resolve_model(args.name, args.weights, args.weights_sha256)
+    if args.models_action == "fetch":
+        print(f"fidrs: {model.backbone.name}: checkpoint {model.checkpoint} (sha256 {model.weights_sha256})")
+        print(f"fidrs: {model.backbone.name}: ONNX graph {model.onnx_path}")
+        return EXIT_OK
+    from .exported import export_model
+
+    for path in export_model(model, args.output):
+        print(f"fidrs: wrote {path}", file=sys.stderr)
+    return EXIT_OK
 
 
 def _metric(fidrs, args: argparse.Namespace) -> int:
@@ -397,7 +447,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.version:
         import fidrs
 
-        print(f"fidrs {fidrs.__version__}")
+        from . import _fidrs
+
+        print(f"fidrs {fidrs.__version__} (JPEG SIMD: {_fidrs.JPEG_SIMD})")
         return EXIT_OK
     if args.command is None:
         parser.print_usage(sys.stderr)

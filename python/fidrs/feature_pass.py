@@ -3,6 +3,7 @@ preprocess in Rust (GIL released) while ONNX Runtime runs the previous batch, th
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -17,6 +18,7 @@ from .cache import FeatureCache, content_hash
 from .errors import BadImagesError, InvalidInputError, WeightsError
 from .files import display
 from .inputs import ImageArray, ImageFiles, RemoteFiles, ZipImages
+from .progress import progress_bar
 from .runtime import NetworkSession, get_session
 from .weights import ResolvedModel, resolve_model
 
@@ -34,6 +36,7 @@ class PassOptions:
     backbone: str | Backbone | None = None  # None: backbones.DEFAULT
     weights: str | None = None
     weights_sha256: str | None = None  # pin the checkpoint's sha256
+    model: str | None = None  # a graph written by `fidrs models export` instead of a checkpoint
     mode: str | None = None  # None: the backbone's default mode
     batch_size: int | None = None  # None: the session's default (runtime.DEFAULT_BATCH)
     device: str = "auto"
@@ -45,6 +48,14 @@ class PassOptions:
     cache: bool = True
 
     def __post_init__(self) -> None:
+        if self.model is not None:
+            if self.weights is not None:
+                raise InvalidInputError("give either weights (a checkpoint) or model (an exported graph), not both")
+            self.model = os.fspath(self.model)
+            if self.backbone is None:
+                from .exported import exported_backbone
+
+                self.backbone = exported_backbone(self.model)
         self.backbone = backbones.get(self.backbone)
         self.mode = self.backbone.mode(self.mode).name
         if self.batch_size is not None and (isinstance(self.batch_size, bool) or self.batch_size < 1):
@@ -69,6 +80,15 @@ class PassOptions:
         return self.backbone.mode(self.mode).build(self.pad_color)
 
 
+def resolve_pass_model(options: PassOptions) -> ResolvedModel:
+    """The network of a pass: an exported graph (`model`), else the backbone's checkpoint turned into a graph."""
+    if options.model is not None:
+        from .exported import load_exported
+
+        return load_exported(options.model, options.backbone, options.weights_sha256)
+    return resolve_model(options.backbone, options.weights, options.weights_sha256)
+
+
 @dataclass
 class PassReport:
     """What a feature pass did: how many images, which were skipped, which provider ran."""
@@ -91,20 +111,6 @@ class _Loaded:
     hits: dict[int, tuple[np.ndarray, ...]]
     keys: list[str | None]
     pixels: list[int]
-
-
-class _Progress:
-    def __init__(self, total: int, enabled: bool, label: str) -> None:
-        self.total, self.enabled, self.label, self.done = total, enabled, label, 0
-
-    def advance(self, count: int) -> None:
-        self.done += count
-        if self.enabled:
-            print(f"\rfidrs: {self.label} {self.done}/{self.total} images", end="", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.enabled:
-            print(file=sys.stderr, flush=True)
 
 
 def read_blobs(source: FileSource, start: int, stop: int, max_pixels: int) -> list[bytes | str]:
@@ -141,7 +147,7 @@ class FeaturePass:
         self.options = options
         self.backbone: Backbone = options.backbone  # type: ignore[assignment]
         self.preprocessing = options.preprocessing
-        self.model: ResolvedModel = model or resolve_model(self.backbone, options.weights, options.weights_sha256)
+        self.model: ResolvedModel = model or resolve_pass_model(options)
         self.session: NetworkSession = get_session(
             str(self.model.onnx_path), self.backbone.output_names, options.device, options.allow_tf32
         )
@@ -230,7 +236,7 @@ class FeaturePass:
         size = self.batch_size
         bounds = [(i, min(i + size, total)) for i in range(0, total, size)]
         failures: list[tuple[str, str]] = []
-        progress = _Progress(total, o.progress, label)
+        progress = progress_bar(total, label, o.progress)
         report.provider = self.provider
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fidrs-decode") as pool:
             pending = pool.submit(self._load, source, *bounds[0]) if bounds else None
@@ -241,11 +247,11 @@ class FeaturePass:
                     pending = pool.submit(self._load, source, *bounds[k + 1])
                 failures.extend((source.paths[start + i], reason) for i, reason in failed)
                 if failures and not (o.skip_bad or collect_bad):
-                    progress.advance(len(ok) + len(failed) + len(loaded.hits))
+                    progress.update(len(ok) + len(failed) + len(loaded.hits))
                     continue  # keep decoding to report every bad file, but stop computing
                 if len(ok) or loaded.hits:
                     yield self._combine(loaded, start, report)
-                progress.advance(len(ok) + len(failed) + len(loaded.hits))
+                progress.update(len(ok) + len(failed) + len(loaded.hits))
         progress.close()
         report.skipped = failures
         if collect_bad:

@@ -16,29 +16,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import _fidrs
 from ..checkpoint import load_state_dict
 from ..errors import WeightsError
 from ..files import display, open_regular
-from .base import Backbone, Mode, Output, StateDict, WeightsSource
+from . import manifest
+from .base import Backbone, StateDict
 from .vit_graph import Architecture, architecture_of, build_dinov2, expected_shapes
 
-SIZE = 224
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-_URL = "https://dl.fbaipublicfiles.com/dinov2/{arch}/{arch}_pretrain.pth"
-# The hub models' 518-px training grid: 37 × 37 patches.
-_HUB_GRID = 37
-
-MODES = {
-    "dgm-eval": Mode(
-        "dgm-eval",
-        "dgm-eval / EDM2 resize_mode='pil': Pillow 8-bit bicubic to 224×224, /255, ImageNet mean and std",
-        lambda _pad: _fidrs.Preprocessing(
-            size=SIZE, resize="pil-bicubic-u8", unit="after-resize", mean=IMAGENET_MEAN, std=IMAGENET_STD
-        ),
-    )
-}
+NAMES = ("dinov2-vits14", "dinov2-vitb14", "dinov2-vitl14", "dinov2-vitg14")  # models/<name>.toml each
+SIZE = int(manifest.manifest(NAMES[0])["input_size"])
 
 # Hugging Face `Dinov2Model` names → official names, per block and outside the blocks.
 _HF_BLOCK = {
@@ -148,43 +134,30 @@ def checkpoint_bytes(arch: Architecture) -> int:
     return 4 * sum(int(np.prod(shape)) for shape in expected_shapes(arch).values())
 
 
-def _backbone(letter: str, width: int, depth: int, ffn: str) -> Backbone:
-    arch = Architecture(width, depth, ffn, _HUB_GRID)
-    hub = f"dinov2_vit{letter}14"
+def _backbone(name: str) -> Backbone:
+    """A DINOv2 backbone from its manifest (weights, architecture, modes, outputs) and this module's code."""
+    m = manifest.manifest(name)
+    a = m["architecture"]
+    arch = Architecture(int(a["width"]), int(a["depth"]), a["ffn"], int(a["grid"]))
+    size = int(m["input_size"])
     return Backbone(
-        name=f"dinov2-vit{letter}14",
-        title=f"DINOv2 ViT-{letter.upper()}/14",
-        weights=WeightsSource(
-            url=_URL.format(arch=hub),
-            filename=f"{hub}_pretrain.pth",
-            sha256=None,
-            max_bytes=checkpoint_bytes(arch) + (1 << 20),
-            licence="Apache-2.0 (facebookresearch/dinov2)",
-            citation="Oquab et al., DINOv2: Learning Robust Visual Features without Supervision, TMLR 2024; "
-            "FD_DINOv2: Stein et al., Exposing flaws of generative model evaluation metrics, NeurIPS 2023",
-        ),
-        input_size=SIZE,
-        modes=MODES,
-        default_mode="dgm-eval",
-        outputs=(Output("cls", width, f"the {width}-d CLS token after the final LayerNorm (FD_DINOv2)"),),
-        feature_output="cls",
-        logits_output=None,
+        name=m["name"],
+        title=m["title"],
+        weights=manifest.weights_source(m),
+        input_size=size,
+        modes=manifest.modes(m),
+        default_mode=m["default_mode"],
+        outputs=manifest.outputs(m),
+        feature_output=m["feature_output"],
+        logits_output=m.get("logits_output"),
         graph_version=1,
         load_state=load_checkpoint,
         check_state=_width_checker(arch),
         check_official=_official_checker(arch),
-        build_graph=lambda state: build_dinov2(state, SIZE),
-        comparable_with=f"FD_DINOv2 of dgm-eval and EDM2 (resize_mode='pil') with {hub}",
-        aliases=("dinov2",) if letter == "l" else (),
+        build_graph=lambda state: build_dinov2(state, size),
+        comparable_with=m["comparable_with"],
+        aliases=tuple(m["aliases"]),
     )
 
 
-DINOV2 = tuple(
-    _backbone(*spec)
-    for spec in (
-        ("s", 384, 12, "mlp"),
-        ("b", 768, 12, "mlp"),
-        ("l", 1024, 24, "mlp"),
-        ("g", 1536, 40, "swiglu"),
-    )
-)
+DINOV2 = tuple(_backbone(name) for name in NAMES)

@@ -3,66 +3,19 @@
 Weights: pytorch-fid's release `pt_inception-2015-12-05-6726825d.pth` (torch.hub names carry the first hex
 digits of the file's sha256). Graph: `fidrs.model.build_fid_inception`. Outputs: `pool3` (2048, FID, KID,
 precision/recall) and `logits_unbiased` (1008, the fc layer without its bias, torch-fidelity's Inception Score).
+Everything that is data (weights source, input size, preprocessing modes, outputs) is in `models/inception.toml`.
 """
 
 from __future__ import annotations
 
-from .. import _fidrs
 from ..checkpoint import load_state_dict
 from ..errors import WeightsError
-from .base import Backbone, Mode, Output, StateDict, WeightsSource
+from . import manifest
+from .base import Backbone, StateDict
 
-SIZE = 299
-
-
-def _preset(**fields) -> Mode:
-    name, description = fields.pop("name"), fields.pop("description")
-    uses_pad = fields.get("fit") == "pad"
-    return Mode(
-        name,
-        description,
-        lambda pad_color: _fidrs.Preprocessing(size=SIZE, fill=tuple(pad_color), **fields),
-        uses_pad_color=uses_pad,
-    )
-
-
-MODES = {
-    m.name: m
-    for m in (
-        _preset(
-            name="pytorch-fid",
-            description="pytorch-fid: u8/255, torch bilinear (no antialias) to 299, then 2x − 1",
-            resize="torch-bilinear",
-            unit="before-resize",
-            mean=(0.5, 0.5, 0.5),
-            std=(0.5, 0.5, 0.5),
-        ),
-        _preset(
-            name="clean",
-            description="clean-fid: Pillow bicubic per channel on floats, clipped to 0..255, then (x − 128)/128",
-            resize="pil-bicubic-float",
-            clamp=True,
-            mean=(128.0,) * 3,
-            std=(128.0,) * 3,
-        ),
-        _preset(
-            name="tf1",
-            description="TTUR / torch-fidelity: TF1 bilinear on 0..255, then (x − 128)/128",
-            resize="tf1-bilinear",
-            mean=(128.0,) * 3,
-            std=(128.0,) * 3,
-        ),
-        _preset(
-            name="pad",
-            description="centred on a 299×299 canvas of --pad-color (larger images shrunk to fit), x/127.5 − 1",
-            resize="pil-bicubic-float",
-            fit="pad",
-            clamp=True,
-            mean=(127.5,) * 3,
-            std=(127.5,) * 3,
-        ),
-    )
-}
+_MANIFEST = manifest.manifest("inception")
+SIZE = int(_MANIFEST["input_size"])
+MODES = manifest.modes(_MANIFEST)
 
 
 def _check_state(state: StateDict) -> None:
@@ -80,30 +33,20 @@ def _build_graph(state: StateDict):
 
 
 INCEPTION = Backbone(
-    name="inception",
-    title="FID Inception V3 (pytorch-fid port of the TF 2015-12-05 weights)",
-    weights=WeightsSource(
-        url="https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth",
-        filename="pt_inception-2015-12-05-6726825d.pth",
-        sha256="6726825d",
-        max_bytes=128 << 20,  # the real file is 95,628,359 bytes
-        licence="Apache-2.0 (TensorFlow models; pytorch-fid)",
-        citation="Heusel et al., GANs Trained by a Two Time-Scale Update Rule Converge to a Local Nash "
-        "Equilibrium, NeurIPS 2017",
-    ),
+    name=_MANIFEST["name"],
+    title=_MANIFEST["title"],
+    weights=manifest.weights_source(_MANIFEST),
     input_size=SIZE,
     modes=MODES,
-    default_mode="pytorch-fid",
-    outputs=(
-        Output("pool3", 2048, "the 2048-d pool3 features (FID)"),
-        Output("logits_unbiased", 1008, "fc logits without the bias (torch-fidelity's Inception Score)"),
-    ),
-    feature_output="pool3",
-    logits_output="logits_unbiased",
+    default_mode=_MANIFEST["default_mode"],
+    outputs=manifest.outputs(_MANIFEST),
+    feature_output=_MANIFEST["feature_output"],
+    logits_output=_MANIFEST.get("logits_output"),
     graph_version=2,
     load_state=load_state_dict,
     check_state=_check_state,
     check_official=_check_state,
     build_graph=_build_graph,
-    comparable_with="FID of pytorch-fid (mode pytorch-fid), clean-fid (clean), TTUR/torch-fidelity (tf1)",
+    comparable_with=_MANIFEST["comparable_with"],
+    aliases=tuple(_MANIFEST["aliases"]),
 )

@@ -15,10 +15,10 @@ from dataclasses import dataclass, field
 
 from .. import _fidrs
 from ..errors import FidrsError, InvalidInputError
-from ..feature_pass import PassOptions
+from ..feature_pass import PassOptions, resolve_pass_model
 from ..files import display
 from ..inputs import ImageFiles, RemoteFiles
-from ..weights import resolve_model
+from ..progress import progress_bar
 from .plan import SampleRows, default_shard_size, plan_shards, sampling_keys
 from .worker import JobState, ShardResult, ShardWorker, ShippedGraph
 
@@ -132,7 +132,7 @@ def run_job(
     if sample_size is not None and (isinstance(sample_size, bool) or sample_size < 1):
         raise InvalidInputError(f"sample_size must be at least 1, got {sample_size}")
     backbone = options.backbone
-    model = resolve_model(backbone, options.weights, options.weights_sha256)  # type: ignore[arg-type]
+    model = resolve_pass_model(options)
     shipped = ShippedGraph.of(model)
     worker_options = {
         "backbone": backbone.name,  # type: ignore[union-attr]
@@ -183,8 +183,7 @@ def run_job(
                 results[shard.side].add(result, sample_size)
                 provider = result.provider
                 nodes.add(result.node)
-                if bars:
-                    bars[shard.side].update(len(shard.paths))
+                bars[shard.side].update(len(shard.paths))
         finally:
             for bar in bars:
                 bar.close()
@@ -221,11 +220,4 @@ def _results(ray, pool, run, shards):
 
 
 def _progress_bars(sides, enabled: bool) -> list:
-    if not enabled:
-        return []
-    from tqdm import tqdm
-
-    return [
-        tqdm(total=len(source), desc=f"fidrs {display(label)}", unit="img", position=i, file=sys.stderr, leave=True)
-        for i, (label, source) in enumerate(sides)
-    ]
+    return [progress_bar(len(source), label, enabled, position=i) for i, (label, source) in enumerate(sides)]

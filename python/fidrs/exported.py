@@ -1,0 +1,113 @@
+"""ONNX graphs exported for use elsewhere (`fidrs models export NAME -o x.onnx`) and used back (`--model x.onnx`,
+`model=`): a fidrs graph carries its backbone, the sha256 of the checkpoint it was built from and its graph
+version as ONNX metadata, so statistics computed from it record the same weights hash as from the checkpoint,
+and a graph of another backbone or other weights is refused. A graph file is read through the hardened reader
+(a FIFO is refused, the size is capped) and parsed as data: ONNX Runtime runs no code from it."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from .errors import InvalidInputError, WeightsError
+from .files import atomic_write_bytes, display, read_regular
+from .weights import ResolvedModel
+
+KEY_BACKBONE = "fidrs.backbone"
+KEY_WEIGHTS = "fidrs.weights_sha256"
+KEY_GRAPH_VERSION = "fidrs.graph_version"
+
+
+def _max_graph_bytes() -> int:
+    """No graph is larger than the largest checkpoint's tensors inline (above 1 GiB they go to a data file)."""
+    from . import backbones
+
+    return max(backbones.get(name).weights.max_bytes for name in backbones.names(aliases=False)) + (64 << 20)
+
+
+def export_model(model: ResolvedModel, output: str | os.PathLike) -> list[Path]:
+    """Write `model`'s graph to `output` with fidrs' metadata (and its external data, if any, to
+    `output.data`), atomically. Returns the files written."""
+    import onnx
+
+    output = Path(output)
+    proto = onnx.load(str(model.onnx_path), load_external_data=False)
+    kept = [p for p in proto.metadata_props if not p.key.startswith("fidrs.")]
+    del proto.metadata_props[:]
+    proto.metadata_props.extend(kept)
+    for key, value in (
+        (KEY_BACKBONE, model.backbone.name),
+        (KEY_WEIGHTS, model.weights_sha256),
+        (KEY_GRAPH_VERSION, str(model.backbone.graph_version)),
+    ):
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    written = []
+    source_data = model.onnx_path.with_name(model.onnx_path.name + ".data")
+    if source_data.exists():
+        data_path = output.with_name(output.name + ".data")
+        for tensor in proto.graph.initializer:
+            for entry in tensor.external_data:
+                if entry.key == "location":
+                    entry.value = data_path.name
+        atomic_write_bytes(data_path, source_data.read_bytes())
+        written.append(data_path)
+    atomic_write_bytes(output, proto.SerializeToString())
+    written.insert(0, output)
+    return written
+
+
+def exported_backbone(path: str | os.PathLike) -> str:
+    """The backbone an exported graph was built for."""
+    return _metadata(*_identity(path))[KEY_BACKBONE]
+
+
+def load_exported(path: str | os.PathLike, backbone, weights_sha256: str | None = None) -> ResolvedModel:
+    """The exported graph at `path` as a resolved model of `backbone` (refused if it is another backbone's,
+    another graph version, or not the pinned weights)."""
+    meta = _metadata(*_identity(path))
+    where = display(path)
+    if meta[KEY_BACKBONE] != backbone.name:
+        raise WeightsError(f"{where}: a graph of backbone {meta[KEY_BACKBONE]!r}, not {backbone.name!r}")
+    if meta[KEY_GRAPH_VERSION] != str(backbone.graph_version):
+        raise WeightsError(
+            f"{where}: graph version {meta[KEY_GRAPH_VERSION]}, this fidrs builds version {backbone.graph_version} "
+            f"of {backbone.name!r}: export it again"
+        )
+    sha = meta[KEY_WEIGHTS]
+    if weights_sha256 is not None and sha != weights_sha256.strip().lower():
+        raise WeightsError(f"{where}: built from weights with sha256 {sha}, but weights_sha256 pins {weights_sha256}")
+    return ResolvedModel(backbone=backbone, checkpoint=Path(path), weights_sha256=sha, onnx_path=Path(path))
+
+
+def _identity(path: str | os.PathLike) -> tuple[str, int, int]:
+    try:
+        st = os.stat(path)
+    except OSError as e:
+        raise WeightsError(f"{display(path)}: cannot read the ONNX graph ({e.strerror or e})") from None
+    return os.fspath(path), st.st_size, st.st_mtime_ns
+
+
+@lru_cache(maxsize=8)
+def _metadata(path: str, _size: int, _mtime: int) -> dict[str, str]:
+    import onnx
+
+    try:
+        data = read_regular(path, _max_graph_bytes())
+    except InvalidInputError:
+        raise  # a FIFO, a directory, over the size cap: already says so, naming the file
+    except OSError as e:
+        raise WeightsError(f"{display(path)}: cannot read the ONNX graph ({e.strerror or e})") from None
+    try:
+        proto = onnx.load_model_from_string(data)
+    except Exception as e:  # noqa: BLE001 - protobuf's DecodeError and friends: not an ONNX graph
+        raise WeightsError(f"{display(path)}: not a readable ONNX graph ({type(e).__name__}: {e})") from None
+    meta = {p.key: p.value for p in proto.metadata_props}
+    missing = [k for k in (KEY_BACKBONE, KEY_WEIGHTS, KEY_GRAPH_VERSION) if k not in meta]
+    if missing:
+        raise WeightsError(
+            f"{display(path)}: an ONNX graph without fidrs' metadata ({', '.join(missing)}); only graphs written "
+            "by `fidrs models export` can be used, since fidrs must know the weights they hold"
+        )
+    return meta
