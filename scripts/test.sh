@@ -5,6 +5,8 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 echo "== cargo test"
 cargo test --release --lib
+echo "== wheel (built, installed without Rust on PATH, smoke-tested)"
+bash scripts/wheel_smoke.sh
 echo "== pytest"
 set +e
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"

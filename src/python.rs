@@ -501,5 +501,7 @@ fn _fidrs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("FRECHET_METHODS", crate::frechet::Method::NAMES.to_vec())?;
     m.add("DEFAULT_MAX_PIXELS", crate::decode::DEFAULT_MAX_PIXELS)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    // How libjpeg-turbo's SIMD code was built: "nasm (NASM version …)", or "none" (scalar; see build.rs).
+    m.add("JPEG_SIMD", env!("FIDRS_JPEG_SIMD"))?;
     Ok(())
 }

@@ -8,6 +8,7 @@ import numpy as np
 import numpy.typing as npt
 
 __version__: str
+JPEG_SIMD: str  # "nasm (NASM version …)" or "none": how libjpeg-turbo's SIMD decoder was built
 
 class FidrsError(Exception): ...
 class DecodeError(FidrsError): ...
