@@ -15,8 +15,9 @@ case "$WHEEL" in *manylinux*) ;; *) echo "not a manylinux wheel: $WHEEL" >&2; ex
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 python3 -m venv "$WORK/venv"
-# Only the new venv on PATH: no cargo, no rustc, no maturin, nothing from the source checkout.
-export PATH="$WORK/venv/bin"
+# The new venv and the system's basic tools on PATH: no cargo, no rustc (checked), no maturin, nothing from the
+# source checkout.
+export PATH="$WORK/venv/bin:/usr/bin:/bin"
 if command -v cargo >/dev/null || command -v rustc >/dev/null; then
   echo "a Rust toolchain is still on PATH" >&2; exit 1
 fi
@@ -28,6 +29,7 @@ A="$SHARED/data/fruits360-apples/validation/apple_red_3"
 B="$SHARED/data/fruits360-apples/validation/apple_golden_3"
 WEIGHTS="$SHARED/conformance/random_fid_inception.pth"
 export FIDRS_CACHE="$WORK/cache"
+fidrs models  # the manifests (models/*.toml) are in the wheel
 fidrs --version | tee "$WORK/version.txt"
 grep -q "JPEG SIMD: nasm" "$WORK/version.txt" || { echo "the wheel's JPEG decoder has no SIMD" >&2; exit 1; }
 fidrs score "$A/4*_100.jpg" "$B/4*_100.jpg" --weights "$WEIGHTS" --json --no-progress > "$WORK/score.json"

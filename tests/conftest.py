@@ -15,6 +15,27 @@ DATA = SHARED / "data" / "fruits360-apples"
 WEIGHTS = CONFORMANCE / "random_fid_inception.pth"
 
 
+# Fixtures that run a network over a whole shared dataset (the conformance suites) or start a Ray cluster: a test
+# that uses one is `slow`, left out of the development lane `pytest -m "not slow"` (CI runs everything).
+SLOW_FIXTURES = frozenset(
+    {
+        "class_features",
+        "class_stats",
+        "reference_features",
+        "dinov2_reference",
+        "dinov2_class_stats",
+        "cluster",
+        "local_stats",
+    }
+)
+
+
+def pytest_collection_modifyitems(config, items):
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
 def require_shared() -> None:
     if not WEIGHTS.is_file():
         pytest.skip(f"shared conformance data not found at {SHARED} (set FIDRS_SHARED)")
