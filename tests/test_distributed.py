@@ -178,39 +178,15 @@ def test_bad_files_on_workers_are_named_as_locally(cluster, weights, tmp_path):
     folder = write_images(tmp_path / "imgs", 6)
     (folder / "zz_broken.png").write_bytes(b"not an image")
     (folder / "aa_cut.png").write_bytes((folder / "00.png").read_bytes()[:60])
+    on_ray = ("--ray", cluster, "--weights", weights, "--shard-size", "3")
     local = run_cli("stats", str(folder), "-o", str(tmp_path / "l.npz"), "--weights", weights, "--no-cache")
-    on_ray = run_cli(
-        "stats",
-        str(folder),
-        "-o",
-        str(tmp_path / "r.npz"),
-        "--ray",
-        cluster,
-        "--weights",
-        weights,
-        "--shard-size",
-        "3",
-        timeout=600,
-    )
-    assert local.returncode == on_ray.returncode == 2
+    failed = run_cli("stats", str(folder), "-o", str(tmp_path / "r.npz"), *on_ray, timeout=600)
+    assert local.returncode == failed.returncode == 2
     bad_lines = [line for line in local.stderr.splitlines() if line.startswith("  ")]
     assert len(bad_lines) == 2
-    assert [line for line in on_ray.stderr.splitlines() if line.startswith("  ")] == bad_lines
+    assert [line for line in failed.stderr.splitlines() if line.startswith("  ")] == bad_lines
     assert not (tmp_path / "r.npz").exists()
-    skipped = run_cli(
-        "stats",
-        str(folder),
-        "-o",
-        str(tmp_path / "s.npz"),
-        "--ray",
-        cluster,
-        "--weights",
-        weights,
-        "--shard-size",
-        "3",
-        "--skip-bad",
-        timeout=600,
-    )
+    skipped = run_cli("stats", str(folder), "-o", str(tmp_path / "s.npz"), *on_ray, "--skip-bad", timeout=600)
     assert skipped.returncode == 0, skipped.stderr
     assert fidrs.Stats.load(tmp_path / "s.npz").n == 6
 

@@ -254,11 +254,16 @@ class FeaturePass:
                 progress.update(len(ok) + len(failed) + len(loaded.hits))
         progress.close()
         report.skipped = failures
-        if collect_bad:
-            return
-        if failures and not o.skip_bad:
-            raise BadImagesError(failures)
-        if failures:
-            print(f"fidrs: skipped {len(failures)} bad file(s):", file=sys.stderr)
-            for path, reason in failures:
-                print(f"  {display(path)}: {reason}", file=sys.stderr)
+        if not collect_bad:
+            report_bad_files(failures, o.skip_bad)
+
+
+def report_bad_files(failures: list[tuple[str, str]], skip_bad: bool) -> None:
+    """Every bad file of a pass: an error naming each (BadImagesError), or, with `skip_bad`, the same list on
+    stderr."""
+    if failures and not skip_bad:
+        raise BadImagesError(failures)
+    if failures:
+        print(f"fidrs: skipped {len(failures)} bad file(s):", file=sys.stderr)
+        for path, reason in failures:
+            print(f"  {display(path)}: {reason}", file=sys.stderr)

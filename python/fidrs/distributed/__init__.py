@@ -13,8 +13,8 @@ import time
 from typing import Any
 
 from ..api import RunInfo, check_sample_count, score_from_stats
-from ..errors import BadImagesError, InvalidInputError
-from ..feature_pass import PassOptions, PassReport
+from ..errors import InvalidInputError
+from ..feature_pass import PassOptions, PassReport, report_bad_files
 from ..inputs import ImageFiles, InputLike, RemoteFiles, StatsFile, resolve_source
 from ..metrics import FeatureSet
 from ..stats import Stats
@@ -56,17 +56,7 @@ def _stats_of(side: SideResult, options: PassOptions, job: JobResult, label: str
 
 
 def _raise_or_list_bad(job: JobResult, options: PassOptions) -> None:
-    failures = [(p, r) for side in job.sides for _, p, r in side.failures]
-    if failures and not options.skip_bad:
-        raise BadImagesError(failures)
-    if failures:
-        import sys
-
-        from ..files import display
-
-        print(f"fidrs: skipped {len(failures)} bad file(s):", file=sys.stderr)
-        for path, reason in failures:
-            print(f"  {display(path)}: {reason}", file=sys.stderr)
+    report_bad_files([(p, r) for side in job.sides for _, p, r in side.failures], options.skip_bad)
 
 
 def stats(inputs: InputLike, *, address: str | None = None, **options: Any) -> Stats:
