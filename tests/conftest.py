@@ -26,6 +26,7 @@ SLOW_FIXTURES = frozenset(
         "dinov2_class_stats",
         "cluster",
         "local_stats",
+        "tf1_sets",
     }
 )
 

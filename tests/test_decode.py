@@ -19,6 +19,7 @@ def pillow_rgb(path) -> np.ndarray:
         return np.asarray(im.convert("RGB"))
 
 
+@pytest.mark.slow  # every shared JPEG (6,400) through both decoders
 def test_every_shared_jpeg_is_pixel_identical_to_pillow():
     require_shared()
     files = sorted(DATA.rglob("*.jpg"))

@@ -97,6 +97,7 @@ def test_every_rank_agrees_with_40_digit_ground_truth(d, n):
         assert abs(info["value"] - truth) <= 1e-9 * max(1.0, truth), (method, info["value"], truth)
 
 
+@pytest.mark.slow  # SciPy sqrtm at d = 2048
 @pytest.mark.parametrize("d,n", [(2048, 300), (512, 2000)])
 def test_newton_schulz_eigh_and_scipy_agree_at_scale(d, n):
     """d up to 2,048: rank deficient (n < d) and full rank. Newton–Schulz is within its reported bound of the

@@ -57,6 +57,7 @@ def test_clean_mode_is_pillow_float_bicubic(shape):
         assert np.abs(ours[c] * 128 + 128 - expected).max() <= 1e-3
 
 
+@pytest.mark.slow  # the network over torch-fidelity's reference images
 def test_tf1_mode_matches_torch_fidelity_features(weights):
     require_shared()
     ref = np.load(CONFORMANCE / "torch_fidelity_tf1_features.npz")

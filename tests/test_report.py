@@ -56,6 +56,7 @@ def test_report_numbers_equal_the_api(report, class_stats):
     assert "data:image/png;base64," in (out / "report.html").read_text()
 
 
+@pytest.mark.slow  # the network over several classes
 def test_report_command_end_to_end(tmp_path, weights):
     rng = np.random.default_rng(0)
     for c, shift in (("cats", 0), ("dogs", 60), ("birds", 120)):

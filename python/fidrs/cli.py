@@ -376,6 +376,10 @@ def _models(args: argparse.Namespace) -> int:
 def _metric(fidrs, args: argparse.Namespace) -> int:
     start = time.perf_counter()
     options = _options(args)
+    if args.command == "is":
+        from .metrics import require_class_logits
+
+        require_class_logits(**options)
     a = fidrs.feature_set(args.a, **options)
     b = fidrs.feature_set(args.b, **options) if args.command != "is" else None
     result: dict = {"backbone": a.backbone, "mode": a.mode, "weights_sha256": a.weights_sha256, "n_a": len(a)}

@@ -135,13 +135,26 @@ def inception_score_from_logits(logits: np.ndarray, *, splits: int = 10, seed: i
     return float(np.mean(scores)), float(np.std(scores))
 
 
+def _no_logits(backbone: str | None) -> InvalidInputError:
+    return InvalidInputError(
+        f"the Inception Score needs class logits, which backbone {backbone!r} does not have; "
+        "it is defined on the Inception (backbone='inception')"
+    )
+
+
+def require_class_logits(**options: Any) -> None:
+    """Refuse, before any image is read, a backbone without class logits (the Inception Score needs them)."""
+    backbone = PassOptions(**options).backbone
+    if backbone.logits_output is None:  # type: ignore[union-attr]
+        raise _no_logits(backbone.name)  # type: ignore[union-attr]
+
+
 def inception_score(a: FeaturesLike, *, splits: int = 10, seed: int = 2020, **options: Any) -> tuple[float, float]:
+    if not isinstance(a, FeatureSet):
+        require_class_logits(**options)
     fs = _as_feature_set(a, options)
     if fs.logits is None:
-        raise InvalidInputError(
-            f"the Inception Score needs class logits, which backbone {fs.backbone!r} does not have; "
-            "it is defined on the Inception (backbone='inception')"
-        )
+        raise _no_logits(fs.backbone)
     return inception_score_from_logits(fs.logits, splits=splits, seed=seed)
 
 
