@@ -50,7 +50,7 @@ def measure(files: list[str], which: str) -> dict:
         from fidrs import _fidrs
 
         decode = _fidrs.decode_image
-        simd = _fidrs.JPEG_SIMD if hasattr(_fidrs, "JPEG_SIMD") else "none (built without NASM)"
+        simd = _fidrs.JPEG_SIMD if hasattr(_fidrs, "JPEG_SIMD") else "no (built before JPEG_SIMD existed)"
         mismatches = sum(int(np.any(decode(f) != np.asarray(Image.open(f).convert("RGB")))) for f in files)
     for f in files[:20]:
         decode(f)  # warm

@@ -31,7 +31,7 @@ WEIGHTS="$SHARED/conformance/random_fid_inception.pth"
 export FIDRS_CACHE="$WORK/cache"
 fidrs models  # the manifests (models/*.toml) are in the wheel
 fidrs --version | tee "$WORK/version.txt"
-grep -q "JPEG SIMD: nasm" "$WORK/version.txt" || { echo "the wheel's JPEG decoder has no SIMD" >&2; exit 1; }
+grep -q "JPEG SIMD: yes" "$WORK/version.txt" || { echo "the wheel's JPEG decoder has no SIMD" >&2; exit 1; }
 fidrs score "$A/4*_100.jpg" "$B/4*_100.jpg" --weights "$WEIGHTS" --json --no-progress > "$WORK/score.json"
 python - "$WORK/score.json" "$A" "$B" "$WEIGHTS" <<'PY'
 import json, math, sys, warnings

@@ -501,7 +501,8 @@ fn _fidrs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("FRECHET_METHODS", crate::frechet::Method::NAMES.to_vec())?;
     m.add("DEFAULT_MAX_PIXELS", crate::decode::DEFAULT_MAX_PIXELS)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
-    // How libjpeg-turbo's SIMD code was built: "nasm (NASM version …)", or "none" (scalar; see build.rs).
+    // Whether libjpeg-turbo's SIMD code is in this build, as mozjpeg-sys configured it: "yes (how)" or "no"
+    // (build.rs refuses "no" unless FIDRS_ALLOW_SCALAR_JPEG=1).
     m.add("JPEG_SIMD", env!("FIDRS_JPEG_SIMD"))?;
     Ok(())
 }

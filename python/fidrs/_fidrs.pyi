@@ -8,7 +8,7 @@ import numpy as np
 import numpy.typing as npt
 
 __version__: str
-JPEG_SIMD: str  # "nasm (NASM version …)" or "none": how libjpeg-turbo's SIMD decoder was built
+JPEG_SIMD: str  # "yes (NASM version …)" or "no": whether libjpeg-turbo's SIMD decoder is in this build
 
 class FidrsError(Exception): ...
 class DecodeError(FidrsError): ...
