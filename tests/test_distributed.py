@@ -49,13 +49,32 @@ def _alive_nodes(address: str) -> int:
     return int(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 and out.stdout.strip() else 0
 
 
+# This cluster listens on this machine only and lives for one test module: Ray's token authentication (on by
+# default for `ray start` in recent Ray, with the token in ~/.ray) is switched off for it, and for every client
+# the tests start, so the tests do not depend on a token file in the user's home.
+TEST_CLUSTER_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+
+
 def _ray_env() -> dict:
-    return {**os.environ, "RAY_USAGE_STATS_ENABLED": "0"}
+    return {**os.environ, **TEST_CLUSTER_ENV}
 
 
 @pytest.fixture(scope="module")
 def cluster():
     """Head node plus a second node, each `ray start --block` (so that ending the process ends its node)."""
+    saved = {k: os.environ.get(k) for k in TEST_CLUSTER_ENV}
+    os.environ.update(TEST_CLUSTER_ENV)  # the CLI runs and in-process clients of these tests
+    try:
+        yield from _two_nodes()
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def _two_nodes():
     port = _free_port()
     address = f"127.0.0.1:{port}"
     # A short folder: Ray's socket paths live below it and a Unix socket path must stay under 108 bytes.
