@@ -114,7 +114,7 @@ def score_details(a: InputLike, b: InputLike, *, method: str = "auto", **options
         raise BadImagesError(bad_a.failures + _decode_failures(b, options)) from None
     stats_b, report_b = _side_stats(b, label_b, options, state)
     network: FeaturePass | None = state.get("network")
-    run = RunInfo.of(network) if network is not None else None
+    run = RunInfo.of(network.options, network.model.weights_sha256, network.provider) if network else None
     return score_from_stats(
         (label_a, stats_a, report_a), (label_b, stats_b, report_b), run, method=method, started=start
     )
@@ -131,15 +131,9 @@ class RunInfo:
     provider: str
 
     @classmethod
-    def of(cls, network: FeaturePass) -> RunInfo:
-        backbone = network.backbone
-        return cls(
-            network.options.mode_label,
-            network.model.weights_sha256,
-            backbone.name,
-            backbone.default_mode,
-            network.provider,
-        )
+    def of(cls, options: PassOptions, weights_sha256: str, provider: str) -> RunInfo:
+        backbone = options.backbone
+        return cls(options.mode_label, weights_sha256, backbone.name, backbone.default_mode, provider)  # type: ignore[union-attr]
 
 
 def score_from_stats(

@@ -15,7 +15,7 @@ from typing import Any
 from ..api import RunInfo, check_sample_count, score_from_stats
 from ..errors import InvalidInputError
 from ..feature_pass import PassOptions, PassReport, report_bad_files
-from ..inputs import ImageFiles, InputLike, RemoteFiles, StatsFile, resolve_source
+from ..inputs import ImageFiles, InputLike, RemoteFiles, Source, StatsFile, resolve_source
 from ..metrics import FeatureSet
 from ..stats import Stats
 from .driver import JobResult, SideResult, run_job
@@ -34,8 +34,9 @@ def _split(options: dict[str, Any]) -> tuple[PassOptions, dict[str, Any]]:
     return PassOptions(**options), ray_options
 
 
-def _files(inputs: InputLike, label: str) -> ImageFiles | RemoteFiles:
-    source = resolve_source(inputs, allow_stats=False)
+def _files(inputs: InputLike, label: str, source: Source | None = None) -> ImageFiles | RemoteFiles:
+    """The image files of `inputs` (`source`: already resolved; a folder or bucket is listed once)."""
+    source = source if source is not None else resolve_source(inputs, allow_stats=False)
     if not isinstance(source, (ImageFiles, RemoteFiles)):
         raise InvalidInputError(f"{label}: a cluster run reads image files and URLs (folders, lists, globs)")
     return source
@@ -79,7 +80,7 @@ def score_details(
     labels = (_label(a, "a"), _label(b, "b"))
     sources = [resolve_source(x) for x in (a, b)]
     to_compute = [
-        (label, _files(x, label)) for label, x, s in zip(labels, (a, b), sources) if not isinstance(s, StatsFile)
+        (label, _files(x, label, s)) for label, x, s in zip(labels, (a, b), sources) if not isinstance(s, StatsFile)
     ]
     job = run_job(to_compute, pass_options, **ray_options) if to_compute else None
     if job is not None:
@@ -92,10 +93,7 @@ def score_details(
         else:
             assert job is not None
             sides.append((label, *_stats_of(next(computed), pass_options, job, label)))
-    run = None
-    if job is not None:
-        backbone = pass_options.backbone
-        run = RunInfo(pass_options.mode_label, job.weights_sha256, backbone.name, backbone.default_mode, job.provider)  # type: ignore[union-attr]
+    run = RunInfo.of(pass_options, job.weights_sha256, job.provider) if job is not None else None
     result = score_from_stats(sides[0], sides[1], run, method=method, started=started)
     if job is not None:
         result["ray"] = job.summary()

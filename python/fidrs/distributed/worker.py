@@ -38,13 +38,15 @@ class ShippedGraph:
         graph = model.onnx_path.read_bytes()
         data_path = model.onnx_path.with_name(model.onnx_path.name + ".data")
         data = data_path.read_bytes() if data_path.exists() else None
-        digest = hashlib.sha256(graph + (data or b"")).hexdigest()
+        digest = hashlib.sha256(graph)
+        if data is not None:
+            digest.update(data)  # in place: no copy of gigabytes of weights just to hash them
         return cls(
             model.onnx_path.name,
             graph,
             data_path.name if data is not None else None,
             data,
-            digest,
+            digest.hexdigest(),
             model.weights_sha256,
             str(model.checkpoint),
         )
