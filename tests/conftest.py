@@ -15,8 +15,11 @@ DATA = SHARED / "data" / "fruits360-apples"
 WEIGHTS = CONFORMANCE / "random_fid_inception.pth"
 
 
-# Fixtures that run a network over a whole shared dataset (the conformance suites) or start a Ray cluster: a test
-# that uses one is `slow`, left out of the development lane `pytest -m "not slow"` (CI runs everything).
+# Fixtures that run a network over a whole shared dataset (the conformance suites), start a Ray cluster, or give
+# the Inception checkpoint (`weights`: its tests run the whole 299² network, ~0.17 s an image on 2 cores): a test
+# that uses one is `slow`, left out of the development lane `pytest -m "not slow"` (CI runs everything). The
+# lane keeps the decoders, preprocessing, Fréchet and metric arithmetic, hostile input, caches, downloads and
+# the DINOv2 converter on its small test architectures.
 SLOW_FIXTURES = frozenset(
     {
         "class_features",
@@ -27,6 +30,7 @@ SLOW_FIXTURES = frozenset(
         "cluster",
         "local_stats",
         "tf1_sets",
+        "weights",
     }
 )
 
