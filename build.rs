@@ -19,8 +19,11 @@ fn main() {
     println!("cargo:rerun-if-env-changed=FIDRS_ALLOW_SCALAR_JPEG");
     println!("cargo:rerun-if-env-changed=DEP_JPEG_INCLUDE");
     let allowed = std::env::var("FIDRS_ALLOW_SCALAR_JPEG").is_ok_and(|v| v == "1");
-    let jconfig = std::env::var_os("DEP_JPEG_INCLUDE")
-        .and_then(|dirs| std::env::split_paths(&dirs).map(|d| d.join("jconfig.h")).find(|p| p.is_file()));
+    let jconfig = std::env::var_os("DEP_JPEG_INCLUDE").and_then(|dirs| {
+        std::env::split_paths(&dirs)
+            .map(|d| d.join("jconfig.h"))
+            .find(|p| p.is_file())
+    });
     let simd = match &jconfig {
         Some(path) => {
             println!("cargo:rerun-if-changed={}", path.display());
@@ -31,7 +34,11 @@ fn main() {
     let arch = std::env::var("CARGO_CFG_TARGET_ARCH").unwrap_or_default();
     let x86 = arch == "x86_64" || arch == "x86";
     if simd {
-        let how = if x86 { nasm_version().unwrap_or_else(|| "NASM".into()) } else { "C intrinsics".into() };
+        let how = if x86 {
+            nasm_version().unwrap_or_else(|| "NASM".into())
+        } else {
+            "C intrinsics".into()
+        };
         println!("cargo:rustc-env=FIDRS_JPEG_SIMD=yes ({how})");
         return;
     }
@@ -42,9 +49,11 @@ fn main() {
     }
     let why = match (x86, nasm_version(), &jconfig) {
         (_, _, None) => "mozjpeg-sys published no jconfig.h (DEP_JPEG_INCLUDE)".to_string(),
-        (true, None, _) => "NASM (2.x) is not installed: apt-get install nasm | dnf install nasm | \
+        (true, None, _) => {
+            "NASM (2.x) is not installed: apt-get install nasm | dnf install nasm | \
                             brew install nasm | choco install nasm"
-            .to_string(),
+                .to_string()
+        }
         (true, Some(v), Some(p)) => format!(
             "{v} is installed, but the cached mozjpeg-sys build ({}) was configured without it: \
              run `cargo clean -p mozjpeg-sys` and build again",

@@ -6,12 +6,12 @@ use rayon::prelude::*;
 
 use crate::cancel::{Cancel, CANCELLED};
 use crate::decode::{decode_bytes, decode_file, DecodeOptions, Decoded};
-use crate::image::Rgb8Image;
+use crate::image::Rgb8View;
 use crate::preprocess::{preprocess_into, Preprocessing};
 
+/// What became of a batch whose network inputs were written to the caller's buffer: the first `ok.len()`
+/// images of it (`3 × size × size` floats each) are the files that worked, in input order.
 pub struct Batch {
-    /// `ok.len() × 3 × size × size` network inputs, in input order of the files that worked.
-    pub data: Vec<f32>,
     /// Indices (into the input list) of the files in `data`.
     pub ok: Vec<usize>,
     /// (index, reason) of each file that could not be decoded.
@@ -25,8 +25,11 @@ pub fn load_batch(
     preprocessing: &Preprocessing,
     options: &DecodeOptions,
     cancel: &Cancel,
+    out: &mut [f32],
 ) -> Batch {
-    load_with(paths, preprocessing, cancel, |path| decode_file(path, options))
+    load_with(paths, preprocessing, cancel, out, |path| {
+        decode_file(path, options)
+    })
 }
 
 /// Like `load_batch`, for encoded images already in memory (zip archive members, network payloads).
@@ -35,19 +38,24 @@ pub fn load_batch_encoded(
     preprocessing: &Preprocessing,
     options: &DecodeOptions,
     cancel: &Cancel,
+    out: &mut [f32],
 ) -> Batch {
-    load_with(blobs, preprocessing, cancel, |bytes| decode_bytes(bytes, options))
+    load_with(blobs, preprocessing, cancel, out, |bytes| {
+        decode_bytes(bytes, options)
+    })
 }
 
-/// Once `cancel` is set, the items not yet started fail with `CANCELLED` (the caller raises, not reports).
+/// `out`: room for every item (`items.len() × image_len()` floats). Once `cancel` is set, the items not yet
+/// started fail with `CANCELLED` (the caller raises, not reports).
 fn load_with<T: Sync>(
     items: &[T],
     preprocessing: &Preprocessing,
     cancel: &Cancel,
+    out: &mut [f32],
     decode: impl Fn(&T) -> Result<Decoded, String> + Sync,
 ) -> Batch {
     let len = preprocessing.image_len();
-    let mut data = vec![0f32; items.len() * len];
+    let data = &mut out[..items.len() * len];
     let results: Vec<Result<u64, String>> = data
         .par_chunks_mut(len)
         .zip(items.par_iter())
@@ -57,7 +65,7 @@ fn load_with<T: Sync>(
             }
             // The decoded image keeps its memory reservation until it has been preprocessed.
             decode(item).map(|decoded| {
-                preprocess_into(&decoded.image, preprocessing, out);
+                preprocess_into(decoded.image.view(), preprocessing, out);
                 decoded.image.width as u64 * decoded.image.height as u64
             })
         })
@@ -65,17 +73,24 @@ fn load_with<T: Sync>(
     compact(data, len, results)
 }
 
-pub fn preprocess_batch(images: &[Rgb8Image], preprocessing: &Preprocessing) -> Vec<f32> {
+/// Preprocess `pixels`, N images of `width × height` RGB8 laid end to end, into the first N images of `out`.
+pub fn preprocess_batch(
+    pixels: &[u8],
+    width: usize,
+    height: usize,
+    preprocessing: &Preprocessing,
+    out: &mut [f32],
+) {
     let len = preprocessing.image_len();
-    let mut data = vec![0f32; images.len() * len];
-    data.par_chunks_mut(len)
-        .zip(images.par_iter())
-        .for_each(|(out, image)| preprocess_into(image, preprocessing, out));
-    data
+    out.par_chunks_mut(len)
+        .zip(pixels.par_chunks_exact(width * height * 3))
+        .for_each(|(out, image)| {
+            preprocess_into(Rgb8View::new(width, height, image), preprocessing, out)
+        });
 }
 
-/// Drop the slots of failed files, keeping order.
-fn compact(mut data: Vec<f32>, len: usize, results: Vec<Result<u64, String>>) -> Batch {
+/// Move the images of the files that worked to the front of `data`, keeping order.
+fn compact(data: &mut [f32], len: usize, results: Vec<Result<u64, String>>) -> Batch {
     let mut ok = Vec::with_capacity(results.len());
     let mut pixels = Vec::with_capacity(results.len());
     let mut failures = Vec::new();
@@ -92,9 +107,7 @@ fn compact(mut data: Vec<f32>, len: usize, results: Vec<Result<u64, String>>) ->
             Err(reason) => failures.push((index, reason)),
         }
     }
-    data.truncate(ok.len() * len);
     Batch {
-        data,
         ok,
         failures,
         pixels,

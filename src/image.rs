@@ -22,3 +22,38 @@ impl Rgb8Image {
         }
     }
 }
+
+/// Borrowed RGB8 pixels (an `Rgb8Image`, or one image of a caller's N×H×W×3 array), what preprocessing reads.
+#[derive(Debug, Clone, Copy)]
+pub struct Rgb8View<'a> {
+    pub width: usize,
+    pub height: usize,
+    /// `height * width * 3` bytes, row-major, RGB interleaved.
+    pub pixels: &'a [u8],
+}
+
+impl<'a> Rgb8View<'a> {
+    pub fn new(width: usize, height: usize, pixels: &'a [u8]) -> Self {
+        assert_eq!(
+            pixels.len(),
+            width * height * 3,
+            "pixel buffer does not match its size"
+        );
+        Self {
+            width,
+            height,
+            pixels,
+        }
+    }
+
+    /// Row `y`: `width * 3` interleaved bytes.
+    pub fn row(&self, y: usize) -> &'a [u8] {
+        &self.pixels[y * self.width * 3..][..self.width * 3]
+    }
+}
+
+impl Rgb8Image {
+    pub fn view(&self) -> Rgb8View<'_> {
+        Rgb8View::new(self.width, self.height, &self.pixels)
+    }
+}

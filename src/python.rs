@@ -12,9 +12,9 @@ use numpy::{
 };
 use pyo3::create_exception;
 use pyo3::exceptions::{PyException, PyValueError};
-use pyo3::sync::GILOnceCell;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyDict, PyString, PyType};
+use pyo3::sync::GILOnceCell;
+use pyo3::types::{PyBytes, PyDict, PySlice, PyString, PyType};
 use rayon::prelude::*;
 
 use crate::batch::{load_batch, load_batch_encoded, preprocess_batch, Batch};
@@ -22,7 +22,6 @@ use crate::cancel::Cancel;
 use crate::decode::{decode_file, read_regular, DecodeOptions};
 use crate::error::FidrsError;
 use crate::frechet::{frechet_distance as frechet_core, Method, NewtonSchulzOptions};
-use crate::image::Rgb8Image;
 use crate::preprocess::{Fit, Preprocessing, Resize, Unit};
 use crate::stats::Moments;
 
@@ -173,48 +172,100 @@ type BatchTuple<'py> = (
     Vec<u64>,
 );
 
-/// The shared body of the decode bindings: parse the options, run `load` without the GIL, return arrays.
+/// Where `n` network inputs of `size²` go: a new array, or the caller's `out` (N ≥ n, 3, size, size; float32,
+/// C-contiguous), reused from batch to batch so that its pages are written, not faulted in, each time.
+/// `fill` writes them and says how many it kept at the front; the result is that many, a view of `out`.
+fn into_output<'py, R>(
+    py: Python<'py>,
+    out: Option<Bound<'py, PyArray4<f32>>>,
+    n: usize,
+    size: usize,
+    fill: impl FnOnce(&mut [f32]) -> PyResult<(usize, R)>,
+) -> PyResult<(Bound<'py, PyArray4<f32>>, R)> {
+    let len = 3 * size * size;
+    let Some(out) = out else {
+        let mut data = vec![0f32; n * len];
+        let (kept, extra) = fill(&mut data)?;
+        data.truncate(kept * len);
+        return Ok((data.into_pyarray(py).reshape([kept, 3, size, size])?, extra));
+    };
+    let shape = out.shape().to_vec();
+    if shape[0] < n || shape[1..] != [3, size, size] || !out.is_c_contiguous() {
+        return Err(FidrsError::InvalidInput(format!(
+            "out must be a C-contiguous float32 array of shape (≥{n}, 3, {size}, {size}), got {shape:?}"
+        ))
+        .into());
+    }
+    let kept = {
+        let mut writable = out
+            .try_readwrite()
+            .map_err(|e| FidrsError::InvalidInput(format!("out cannot be written: {e}")))?;
+        let data = writable
+            .as_slice_mut()
+            .map_err(|e| FidrsError::InvalidInput(format!("out is not contiguous: {e}")))?;
+        fill(&mut data[..n * len])?
+    };
+    let view = out.get_item(PySlice::new(py, 0, kept.0 as isize, 1))?;
+    Ok((view.downcast_into::<PyArray4<f32>>()?, kept.1))
+}
+
+/// The shared body of the decode bindings: parse the options, run `load` without the GIL into the output.
 fn decode_batch<'py>(
     py: Python<'py>,
     preprocessing: &PyPreprocessing,
     max_pixels: u64,
-    load: impl FnOnce(&Preprocessing, &DecodeOptions, &Cancel) -> Batch + Send,
+    n: usize,
+    out: Option<Bound<'py, PyArray4<f32>>>,
+    load: impl FnOnce(&Preprocessing, &DecodeOptions, &Cancel, &mut [f32]) -> Batch + Send,
 ) -> PyResult<BatchTuple<'py>> {
     let p = preprocessing.inner;
     let options = DecodeOptions { max_pixels };
-    let batch = without_gil(py, |cancel| load(&p, &options, cancel))?;
-    let n = batch.ok.len();
-    let array = batch.data.into_pyarray(py).reshape([n, 3, p.size, p.size])?;
+    let (array, batch) = into_output(py, out, n, p.size, |data| {
+        let batch = without_gil(py, |cancel| load(&p, &options, cancel, data))?;
+        Ok((batch.ok.len(), batch))
+    })?;
     Ok((array, batch.ok, batch.failures, batch.pixels))
 }
 
-/// Decode and preprocess files: (inputs N×3×299×299 of the good files, their indices, [(index, reason)],
-/// width × height of each good image).
+/// Decode and preprocess files: (inputs N×3×size×size of the good files, their indices, [(index, reason)],
+/// width × height of each good image). With `out`, the inputs are written there and returned as a view of it.
 #[pyfunction]
-#[pyo3(signature = (paths, preprocessing, max_pixels=crate::decode::DEFAULT_MAX_PIXELS))]
+#[pyo3(signature = (paths, preprocessing, max_pixels=crate::decode::DEFAULT_MAX_PIXELS, out=None))]
 fn load_images<'py>(
     py: Python<'py>,
     paths: Vec<PathBuf>,
     preprocessing: &PyPreprocessing,
     max_pixels: u64,
+    out: Option<Bound<'py, PyArray4<f32>>>,
 ) -> PyResult<BatchTuple<'py>> {
-    decode_batch(py, preprocessing, max_pixels, |p, options, cancel| {
-        load_batch(&paths, p, options, cancel)
-    })
+    decode_batch(
+        py,
+        preprocessing,
+        max_pixels,
+        paths.len(),
+        out,
+        |p, options, cancel, data| load_batch(&paths, p, options, cancel, data),
+    )
 }
 
 /// Like `load_images`, for encoded image files given as bytes (e.g. members of a zip archive).
 #[pyfunction]
-#[pyo3(signature = (blobs, preprocessing, max_pixels=crate::decode::DEFAULT_MAX_PIXELS))]
+#[pyo3(signature = (blobs, preprocessing, max_pixels=crate::decode::DEFAULT_MAX_PIXELS, out=None))]
 fn load_encoded<'py>(
     py: Python<'py>,
     blobs: Vec<Vec<u8>>,
     preprocessing: &PyPreprocessing,
     max_pixels: u64,
+    out: Option<Bound<'py, PyArray4<f32>>>,
 ) -> PyResult<BatchTuple<'py>> {
-    decode_batch(py, preprocessing, max_pixels, |p, options, cancel| {
-        load_batch_encoded(&blobs, p, options, cancel)
-    })
+    decode_batch(
+        py,
+        preprocessing,
+        max_pixels,
+        blobs.len(),
+        out,
+        |p, options, cancel, data| load_batch_encoded(&blobs, p, options, cancel, data),
+    )
 }
 
 /// The bytes of each file, or the reason it cannot be an image (not a regular file, over the size limit that
@@ -250,13 +301,14 @@ fn max_file_bytes(max_pixels: u64) -> u64 {
     DecodeOptions { max_pixels }.max_file_bytes()
 }
 
-/// Preprocess in-memory uint8 images (N×H×W×3).
+/// Preprocess in-memory uint8 images (N×H×W×3), into `out` when given (as `load_images`).
 #[pyfunction]
-#[pyo3(signature = (images, preprocessing))]
+#[pyo3(signature = (images, preprocessing, out=None))]
 fn preprocess_arrays<'py>(
     py: Python<'py>,
     images: PyReadonlyArray4<'py, u8>,
     preprocessing: &PyPreprocessing,
+    out: Option<Bound<'py, PyArray4<f32>>>,
 ) -> PyResult<Bound<'py, PyArray4<f32>>> {
     let p = preprocessing.inner;
     let shape = images.shape().to_vec();
@@ -267,18 +319,15 @@ fn preprocess_arrays<'py>(
         .into());
     }
     let (n, h, w) = (shape[0], shape[1], shape[2]);
-    let flat = images
+    let pixels = images
         .as_slice()
         .map(|s| s.to_vec())
         .unwrap_or_else(|_| images.as_array().iter().copied().collect());
-    let data = without_gil(py, |_| {
-        let list: Vec<Rgb8Image> = flat
-            .chunks_exact(h * w * 3)
-            .map(|c| Rgb8Image::new(w, h, c.to_vec()))
-            .collect();
-        preprocess_batch(&list, &p)
+    let (array, ()) = into_output(py, out, n, p.size, |data| {
+        without_gil(py, |_| preprocess_batch(&pixels, w, h, &p, data))?;
+        Ok((n, ()))
     })?;
-    data.into_pyarray(py).reshape([n, 3, p.size, p.size])
+    Ok(array)
 }
 
 /// One file's RGB8 pixels (H×W×3), as `np.asarray(Image.open(p).convert("RGB"))`.
@@ -480,7 +529,10 @@ fn _fidrs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     }
     m.add("FidrsError", m.py().get_type::<FidrsError_>())?;
     m.add("DecodeError", m.py().get_type::<DecodeError>())?;
-    m.add("InvalidInputError", invalid_input_error(m.py())?.bind(m.py()))?;
+    m.add(
+        "InvalidInputError",
+        invalid_input_error(m.py())?.bind(m.py()),
+    )?;
     m.add("NumericalError", m.py().get_type::<NumericalError>())?;
     m.add_function(wrap_pyfunction!(load_images, m)?)?;
     m.add_function(wrap_pyfunction!(preprocess_arrays, m)?)?;

@@ -49,13 +49,20 @@ class Preprocessing:
     def size(self) -> int: ...
 
 def load_images(
-    paths: Sequence[_Path], preprocessing: Preprocessing, max_pixels: int = 178_956_970
+    paths: Sequence[_Path],
+    preprocessing: Preprocessing,
+    max_pixels: int = 178_956_970,
+    out: npt.NDArray[np.float32] | None = None,
 ) -> tuple[npt.NDArray[np.float32], list[int], list[tuple[int, str]], list[int]]:
     """Decode + preprocess in parallel: (N_ok×3×size×size inputs, indices of good files, [(index, reason)],
-    width × height of each good image). Only regular files are opened; Ctrl-C stops between images."""
+    width × height of each good image). Only regular files are opened; Ctrl-C stops between images.
+    `out` (≥N×3×size×size float32, C-contiguous): written in place, the inputs returned are a view of it."""
 
 def load_encoded(
-    blobs: Sequence[bytes], preprocessing: Preprocessing, max_pixels: int = 178_956_970
+    blobs: Sequence[bytes],
+    preprocessing: Preprocessing,
+    max_pixels: int = 178_956_970,
+    out: npt.NDArray[np.float32] | None = None,
 ) -> tuple[npt.NDArray[np.float32], list[int], list[tuple[int, str]], list[int]]:
     """`load_images` for encoded files already in memory."""
 
@@ -71,8 +78,10 @@ def exit_on_interrupt(message: str) -> None:
 def track_pending_output(path: _Path, pending: bool) -> None:
     """Register or release a temporary output file that an interrupt must remove."""
 
-def preprocess_arrays(images: npt.NDArray[np.uint8], preprocessing: Preprocessing) -> npt.NDArray[np.float32]:
-    """Preprocess uint8 images N×H×W×3 into N×3×size×size network inputs."""
+def preprocess_arrays(
+    images: npt.NDArray[np.uint8], preprocessing: Preprocessing, out: npt.NDArray[np.float32] | None = None
+) -> npt.NDArray[np.float32]:
+    """Preprocess uint8 images N×H×W×3 into N×3×size×size network inputs (into `out` as `load_images`)."""
 
 def decode_image(path: _Path, max_pixels: int = 178_956_970) -> npt.NDArray[np.uint8]:
     """One file's RGB pixels, H×W×3, as Pillow's `Image.open(p).convert("RGB")`."""

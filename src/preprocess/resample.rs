@@ -1,0 +1,552 @@
+//! The fast path of preprocessing: each kernel as two separable passes over per-thread buffers, writing
+//! straight into the caller's output planes.
+//!
+//! 1. Horizontal: each needed source row is resampled, all three channels at once, straight from the
+//!    interleaved bytes through a 256-entry table of `source_value`, for the window's columns only.
+//! 2. Vertical: each output row of the window is resampled from those rows into its plane, then normalised
+//!    in place (Pillow's 8-bit kernel maps its bytes through a table of the normalised values instead).
+//!
+//! Every arithmetic expression is the scalar reference's, term for term and in the same order, so the results
+//! are the same floats (tested against `reference` in `super::tests`). Only the loops are restructured:
+//! - the horizontal pass runs once per source row, not once per output row and tap;
+//! - a kernel's branches are hoisted out of the inner loops, and the vertical pass keeps a block of outputs
+//!   in registers over all taps, so the inner loops vectorise (and are built for AVX2 too);
+//! - the axis taps are cached per thread, and the buffers are reused: no allocation once warm.
+
+use std::cell::RefCell;
+use std::rc::Rc;
+
+use super::taps::{
+    pil_bicubic_axis, pil_bicubic_axis_fixed, tf1_axis, torch_axis, LinearTap, PIL_PRECISION_BITS,
+};
+use super::{Preprocessing, Resize, Unit};
+use crate::image::Rgb8View;
+
+/// The part of the `resized_w × resized_h` resize that lands in the output square, and where it lands.
+#[derive(Debug, Clone, Copy)]
+pub struct Window {
+    /// Size of the whole resized image.
+    pub resized: (usize, usize),
+    /// First column and row of the resized image that are kept.
+    pub from: (usize, usize),
+    /// Columns and rows kept.
+    pub len: (usize, usize),
+    /// Column and row of the output square where they go.
+    pub to: (usize, usize),
+}
+
+/// Most (input, output) axis pairs a thread keeps taps for: a dataset of mixed sizes keeps the common ones.
+const CACHED_AXES: usize = 16;
+
+/// Recently used axes of one kernel, most recent last.
+struct AxisCache<T> {
+    entries: Vec<((usize, usize), Rc<T>)>,
+}
+
+impl<T> Default for AxisCache<T> {
+    fn default() -> Self {
+        Self {
+            entries: Vec::new(),
+        }
+    }
+}
+
+impl<T> AxisCache<T> {
+    fn get(
+        &mut self,
+        in_size: usize,
+        out_size: usize,
+        make: impl FnOnce(usize, usize) -> T,
+    ) -> Rc<T> {
+        let key = (in_size, out_size);
+        if let Some(i) = self.entries.iter().rposition(|(k, _)| *k == key) {
+            let entry = self.entries.remove(i);
+            self.entries.push(entry);
+        } else {
+            if self.entries.len() == CACHED_AXES {
+                self.entries.remove(0);
+            }
+            self.entries.push((key, Rc::new(make(in_size, out_size))));
+        }
+        Rc::clone(&self.entries.last().expect("just pushed").1)
+    }
+}
+
+/// Per-thread buffers and taps, reused from image to image: no allocation on the hot path once warm.
+#[derive(Default)]
+struct Scratch {
+    torch: AxisCache<Vec<LinearTap>>,
+    tf1: AxisCache<Vec<LinearTap>>,
+    bicubic: AxisCache<Vec<(usize, Vec<f64>)>>,
+    bicubic_fixed: AxisCache<Vec<(usize, Vec<i32>)>>,
+    /// The horizontal pass: per channel, the needed source rows × the window's columns.
+    rows: Vec<f32>,
+    rows_u8: Vec<u8>,
+}
+
+thread_local! {
+    static SCRATCH: RefCell<Scratch> = RefCell::default();
+}
+
+/// Resample every channel of `image` into the window of `out` (3 planes of `p.size²`), normalised.
+/// Values of `out` outside the window are left as they are.
+pub fn resize_into(image: Rgb8View<'_>, p: &Preprocessing, window: Window, out: &mut [f32]) {
+    SCRATCH.with(|scratch| {
+        let s = &mut *scratch.borrow_mut();
+        let (w, h) = (image.width, image.height);
+        let (rw, rh) = window.resized;
+        match p.resize {
+            Resize::TorchBilinear | Resize::Tf1Bilinear => {
+                let cache = if p.resize == Resize::TorchBilinear {
+                    &mut s.torch
+                } else {
+                    &mut s.tf1
+                };
+                let make = if p.resize == Resize::TorchBilinear {
+                    torch_axis
+                } else {
+                    tf1_axis
+                };
+                let xs = cache.get(w, rw, make);
+                let ys = cache.get(h, rh, make);
+                let kernel = Linear {
+                    torch: p.resize == Resize::TorchBilinear,
+                    xs: &xs[window.from.0..][..window.len.0],
+                    ys: &ys[window.from.1..][..window.len.1],
+                };
+                float_image(image, p, window, &kernel, s, out);
+            }
+            Resize::PilBicubicFloat => {
+                let xs = s.bicubic.get(w, rw, pil_bicubic_axis);
+                let ys = s.bicubic.get(h, rh, pil_bicubic_axis);
+                let kernel = Bicubic {
+                    xs: &xs[window.from.0..][..window.len.0],
+                    ys: &ys[window.from.1..][..window.len.1],
+                };
+                float_image(image, p, window, &kernel, s, out);
+            }
+            Resize::PilBicubicU8 => {
+                let xs = s.bicubic_fixed.get(w, rw, pil_bicubic_axis_fixed);
+                let ys = s.bicubic_fixed.get(h, rh, pil_bicubic_axis_fixed);
+                let xs = &xs[window.from.0..][..window.len.0];
+                let ys = &ys[window.from.1..][..window.len.1];
+                u8_image(image, p, window, (xs, ys), s, out);
+            }
+        }
+    });
+}
+
+/// Output values a vertical pass keeps in registers at once: each accumulates over every tap before it is
+/// stored, instead of a row of accumulators being loaded and stored once per tap.
+const LANES: usize = 8;
+
+/// The three channels' horizontal-pass rows of one source row.
+type Rows3<'a> = [&'a mut [f32]; 3];
+
+/// A float kernel's two passes. An axis whose size does not change is copied instead (what every kernel's
+/// taps compute there: 1·a + 0·a, a + (a − a)·0, or Pillow skipping the pass).
+trait FloatKernel {
+    /// The source rows that the window's output rows read.
+    fn rows_needed(&self) -> std::ops::Range<usize>;
+    /// One interleaved source row → the window's columns of each channel, reading samples through `table`.
+    fn horizontal(&self, pixels: &[u8], table: &[f32; 256], out: Rows3<'_>);
+    /// Output row `j` of the window from `rows` (source rows from `first_row`, `width` values each).
+    fn vertical(&self, j: usize, rows: &[f32], first_row: usize, width: usize, out: &mut [f32]);
+}
+
+struct Linear<'a> {
+    torch: bool,
+    xs: &'a [LinearTap],
+    ys: &'a [LinearTap],
+}
+
+impl FloatKernel for Linear<'_> {
+    fn rows_needed(&self) -> std::ops::Range<usize> {
+        let first = self.ys.iter().map(|t| t.i0).min().unwrap_or(0);
+        let last = self.ys.iter().map(|t| t.i1).max().unwrap_or(0);
+        first..last + 1
+    }
+
+    #[inline(always)]
+    fn horizontal(&self, pixels: &[u8], table: &[f32; 256], [r, g, b]: Rows3<'_>) {
+        for (x, t) in self.xs.iter().enumerate() {
+            let (p0, p1) = (&pixels[3 * t.i0..][..3], &pixels[3 * t.i1..][..3]);
+            for (c, out) in [&mut *r, &mut *g, &mut *b].into_iter().enumerate() {
+                let (v0, v1) = (table[p0[c] as usize], table[p1[c] as usize]);
+                out[x] = if self.torch {
+                    t.a * v0 + t.b * v1
+                } else {
+                    v0 + (v1 - v0) * t.a
+                };
+            }
+        }
+    }
+
+    #[inline(always)]
+    fn vertical(&self, j: usize, rows: &[f32], first_row: usize, width: usize, out: &mut [f32]) {
+        let t = self.ys[j];
+        let r0 = &rows[(t.i0 - first_row) * width..][..width];
+        let r1 = &rows[(t.i1 - first_row) * width..][..width];
+        if self.torch {
+            for ((o, &v0), &v1) in out.iter_mut().zip(r0).zip(r1) {
+                *o = t.a * v0 + t.b * v1;
+            }
+        } else {
+            for ((o, &v0), &v1) in out.iter_mut().zip(r0).zip(r1) {
+                *o = v0 + (v1 - v0) * t.a;
+            }
+        }
+    }
+}
+
+struct Bicubic<'a> {
+    xs: &'a [(usize, Vec<f64>)],
+    ys: &'a [(usize, Vec<f64>)],
+}
+
+impl FloatKernel for Bicubic<'_> {
+    fn rows_needed(&self) -> std::ops::Range<usize> {
+        let first = self.ys.iter().map(|(start, _)| *start).min().unwrap_or(0);
+        let end = self
+            .ys
+            .iter()
+            .map(|(start, w)| start + w.len())
+            .max()
+            .unwrap_or(0);
+        first..end.max(first)
+    }
+
+    #[inline(always)]
+    fn horizontal(&self, pixels: &[u8], table: &[f32; 256], [r, g, b]: Rows3<'_>) {
+        for (x, (start, weights)) in self.xs.iter().enumerate() {
+            // -0.0 is the additive identity: the first product is kept bit for bit, as `Iterator::sum` does.
+            let mut sum = [-0.0f64; 3];
+            for (&w, px) in weights.iter().zip(pixels[3 * start..].chunks_exact(3)) {
+                for (s, &v) in sum.iter_mut().zip(px) {
+                    *s += w * table[v as usize] as f64;
+                }
+            }
+            (r[x], g[x], b[x]) = (sum[0] as f32, sum[1] as f32, sum[2] as f32);
+        }
+    }
+
+    #[inline(always)]
+    fn vertical(&self, j: usize, rows: &[f32], first_row: usize, width: usize, out: &mut [f32]) {
+        let (start, weights) = &self.ys[j];
+        let first = (start - first_row) * width;
+        let mut blocks = out.chunks_exact_mut(LANES);
+        for (block, o) in blocks.by_ref().enumerate() {
+            let acc: [f64; LANES] =
+                vertical_taps(rows, first + block * LANES, width, weights, -0.0, |w, v| {
+                    w * v as f64
+                });
+            for (o, a) in o.iter_mut().zip(acc) {
+                *o = a as f32;
+            }
+        }
+        let done = width - blocks.into_remainder().len();
+        for (x, o) in out.iter_mut().enumerate().skip(done) {
+            let [a]: [f64; 1] =
+                vertical_taps(rows, first + x, width, weights, -0.0, |w, v| w * v as f64);
+            *o = a as f32;
+        }
+    }
+}
+
+/// N adjacent output values of a vertical pass: for each, `init` plus `term(tap, value)` over the taps in order,
+/// from `rows` at `offset`, `offset + width`, … The N accumulators stay in registers across the taps.
+#[inline(always)]
+fn vertical_taps<T: Copy, W: Copy, A: Copy + std::ops::AddAssign, const N: usize>(
+    rows: &[T],
+    offset: usize,
+    width: usize,
+    taps: &[W],
+    init: A,
+    term: impl Fn(W, T) -> A,
+) -> [A; N] {
+    let mut acc = [init; N];
+    for (k, &tap) in taps.iter().enumerate() {
+        let row: &[T; N] = rows[offset + k * width..][..N]
+            .try_into()
+            .expect("N values");
+        for (a, &v) in acc.iter_mut().zip(row) {
+            *a += term(tap, v);
+        }
+    }
+    acc
+}
+
+/// Whether this call runs the AVX2 build of the kernels (std caches the CPU check).
+fn avx2() -> bool {
+    #[cfg(test)]
+    if tests::BASELINE_ONLY.with(|b| b.get()) {
+        return false;
+    }
+    #[cfg(target_arch = "x86_64")]
+    return std::is_x86_feature_detected!("avx2");
+    #[allow(unreachable_code)]
+    false
+}
+
+/// `$body(args)` compiled twice, for the baseline x86-64 (SSE2) and for AVX2, the latter run where the CPU has
+/// it. The kernels are inlined into each copy, so their loops use the wider vectors. Both give the same floats:
+/// IEEE operations round the same whatever the vector width, and Rust never contracts a·b + c into a fused
+/// multiply-add. (The `multiversion` crate does this too, but offers no way to run the baseline copy on an
+/// AVX2 machine, which the tests need to check it.)
+macro_rules! dispatch_avx2 {
+    ($avx2:ident, $body:ident, [$($generic:tt)*], ($($arg:ident: $ty:ty),*)) => {
+        #[cfg(target_arch = "x86_64")]
+        #[target_feature(enable = "avx2")]
+        fn $avx2<$($generic)*>($($arg: $ty),*) {
+            $body($($arg),*)
+        }
+        #[cfg(target_arch = "x86_64")]
+        if avx2() {
+            // SAFETY: the CPU has AVX2 (checked just above).
+            return unsafe { $avx2($($arg),*) };
+        }
+        $body($($arg),*)
+    };
+}
+
+/// Every channel through a float kernel into its plane.
+fn float_image<K: FloatKernel>(
+    image: Rgb8View<'_>,
+    p: &Preprocessing,
+    window: Window,
+    kernel: &K,
+    s: &mut Scratch,
+    out: &mut [f32],
+) {
+    dispatch_avx2!(float_image_avx2, float_image_body, [K: FloatKernel], (
+        image: Rgb8View<'_>, p: &Preprocessing, window: Window, kernel: &K, s: &mut Scratch, out: &mut [f32]
+    ));
+}
+
+#[inline(always)]
+fn float_image_body(
+    image: Rgb8View<'_>,
+    p: &Preprocessing,
+    window: Window,
+    kernel: &impl FloatKernel,
+    s: &mut Scratch,
+    out: &mut [f32],
+) {
+    let (w, h) = (image.width, image.height);
+    let (rw, rh) = window.resized;
+    let (ww, wh) = window.len;
+    let (x0, y0) = window.from;
+    let rows_needed = if rh == h {
+        y0..y0 + wh
+    } else {
+        kernel.rows_needed()
+    };
+    let table = source_table(p);
+    let n = rows_needed.len() * ww;
+    s.rows.resize(3 * n, 0.0);
+    let (r, rest) = s.rows.split_at_mut(n);
+    let (g, b) = rest.split_at_mut(n);
+    for (i, y) in rows_needed.clone().enumerate() {
+        let pixels = image.row(y);
+        let dst = [
+            &mut r[i * ww..][..ww],
+            &mut g[i * ww..][..ww],
+            &mut b[i * ww..][..ww],
+        ];
+        if rw == w {
+            for (c, dst) in dst.into_iter().enumerate() {
+                for (o, px) in dst.iter_mut().zip(pixels[3 * x0..].chunks_exact(3)) {
+                    *o = table[px[c] as usize];
+                }
+            }
+        } else {
+            kernel.horizontal(pixels, &table, dst);
+        }
+    }
+    for (c, plane) in out.chunks_exact_mut(p.size * p.size).enumerate() {
+        let rows = &s.rows[c * n..][..n];
+        let norm = Normalise::new(p, c);
+        for j in 0..wh {
+            let (tx, ty) = window.to;
+            let dst = &mut plane[(ty + j) * p.size + tx..][..ww];
+            if rh == h {
+                dst.copy_from_slice(&rows[j * ww..][..ww]);
+            } else {
+                kernel.vertical(j, rows, rows_needed.start, ww, dst);
+            }
+            norm.apply(dst);
+        }
+    }
+}
+
+/// Every channel through Pillow's 8-bit bicubic into its plane; each resampled byte becomes its network input
+/// through a 256-entry table of `normalise(source_value(v))`. (AVX2 also brings the 32-bit vector multiply
+/// that SSE2 lacks.)
+fn u8_image(
+    image: Rgb8View<'_>,
+    p: &Preprocessing,
+    window: Window,
+    taps: FixedTaps<'_>,
+    s: &mut Scratch,
+    out: &mut [f32],
+) {
+    dispatch_avx2!(u8_image_avx2, u8_image_body, [], (
+        image: Rgb8View<'_>, p: &Preprocessing, window: Window, taps: FixedTaps<'_>, s: &mut Scratch, out: &mut [f32]
+    ));
+}
+
+/// Pillow's fixed-point taps of the window's columns and rows.
+type FixedTaps<'a> = (&'a [(usize, Vec<i32>)], &'a [(usize, Vec<i32>)]);
+
+#[inline(always)]
+fn u8_image_body(
+    image: Rgb8View<'_>,
+    p: &Preprocessing,
+    window: Window,
+    (xs, ys): FixedTaps<'_>,
+    s: &mut Scratch,
+    out: &mut [f32],
+) {
+    let (w, h) = (image.width, image.height);
+    let (rw, rh) = window.resized;
+    let (ww, wh) = window.len;
+    let (x0, y0) = window.from;
+    let half = 1i32 << (PIL_PRECISION_BITS - 1);
+    let rows_needed = if rh == h {
+        y0..y0 + wh
+    } else {
+        let first = ys.iter().map(|(start, _)| *start).min().unwrap_or(0);
+        let end = ys
+            .iter()
+            .map(|(start, t)| start + t.len())
+            .max()
+            .unwrap_or(0);
+        first..end.max(first)
+    };
+    let n = rows_needed.len() * ww;
+    s.rows_u8.resize(3 * n, 0);
+    let (r, rest) = s.rows_u8.split_at_mut(n);
+    let (g, b) = rest.split_at_mut(n);
+    for (i, y) in rows_needed.clone().enumerate() {
+        let pixels = image.row(y);
+        let dst = [
+            &mut r[i * ww..][..ww],
+            &mut g[i * ww..][..ww],
+            &mut b[i * ww..][..ww],
+        ];
+        if rw == w {
+            for (c, dst) in dst.into_iter().enumerate() {
+                for (o, px) in dst.iter_mut().zip(pixels[3 * x0..].chunks_exact(3)) {
+                    *o = px[c];
+                }
+            }
+            continue;
+        }
+        let [r, g, b] = dst;
+        for (x, (start, taps)) in xs.iter().enumerate() {
+            // i32 as in Pillow: |Σ tap·v| ≤ 255 · Σ|tap| < 255 · 1.25 · 2²² < 2³¹.
+            let mut acc = [half; 3];
+            for (&k, px) in taps.iter().zip(pixels[3 * start..].chunks_exact(3)) {
+                for (a, &v) in acc.iter_mut().zip(px) {
+                    *a += k * v as i32;
+                }
+            }
+            (r[x], g[x], b[x]) = (clip8_i32(acc[0]), clip8_i32(acc[1]), clip8_i32(acc[2]));
+        }
+    }
+    for (c, plane) in out.chunks_exact_mut(p.size * p.size).enumerate() {
+        let rows = &s.rows_u8[c * n..][..n];
+        let table = output_table(p, c);
+        for j in 0..wh {
+            let (tx, ty) = window.to;
+            let dst = &mut plane[(ty + j) * p.size + tx..][..ww];
+            if rh == h {
+                for (o, &v) in dst.iter_mut().zip(&rows[j * ww..][..ww]) {
+                    *o = table[v as usize];
+                }
+                continue;
+            }
+            let (start, taps) = &ys[j];
+            let first = (start - rows_needed.start) * ww;
+            let term = |tap: i32, v: u8| tap * v as i32;
+            let mut blocks = dst.chunks_exact_mut(LANES);
+            for (block, o) in blocks.by_ref().enumerate() {
+                let acc: [i32; LANES] =
+                    vertical_taps(rows, first + block * LANES, ww, taps, half, term);
+                for (o, a) in o.iter_mut().zip(acc) {
+                    *o = table[clip8_i32(a) as usize];
+                }
+            }
+            let done = ww - blocks.into_remainder().len();
+            for (x, o) in dst.iter_mut().enumerate().skip(done) {
+                let [a]: [i32; 1] = vertical_taps(rows, first + x, ww, taps, half, term);
+                *o = table[clip8_i32(a) as usize];
+            }
+        }
+    }
+}
+
+/// Pillow's `clip8` on its 32-bit accumulator.
+fn clip8_i32(acc: i32) -> u8 {
+    (acc >> PIL_PRECISION_BITS).clamp(0, 255) as u8
+}
+
+/// `source_value(v)` for every byte.
+fn source_table(p: &Preprocessing) -> [f32; 256] {
+    std::array::from_fn(|v| p.source_value(v as u8))
+}
+
+/// `normalise(source_value(v), c)` for every byte.
+fn output_table(p: &Preprocessing, c: usize) -> [f32; 256] {
+    std::array::from_fn(|v| p.normalise(p.source_value(v as u8), c))
+}
+
+/// `Preprocessing::normalise` for one channel with its branches decided once per row, so that each case is a
+/// straight loop the compiler vectorises. Same operations in the same order: clamp, /255, −mean, /std.
+struct Normalise {
+    clamp_top: Option<f32>,
+    div255: bool,
+    mean: f32,
+    std: f32,
+}
+
+impl Normalise {
+    fn new(p: &Preprocessing, c: usize) -> Self {
+        let top = if p.unit == Unit::BeforeResize {
+            1.0
+        } else {
+            255.0
+        };
+        Self {
+            clamp_top: p.clamp.then_some(top),
+            div255: p.unit == Unit::AfterResize,
+            mean: p.mean[c],
+            std: p.std[c],
+        }
+    }
+
+    #[inline(always)]
+    fn apply(&self, row: &mut [f32]) {
+        let (m, s) = (self.mean, self.std);
+        match (self.clamp_top, self.div255) {
+            (None, false) => row.iter_mut().for_each(|v| *v = (*v - m) / s),
+            (None, true) => row.iter_mut().for_each(|v| *v = (*v / 255.0 - m) / s),
+            (Some(top), false) => row
+                .iter_mut()
+                .for_each(|v| *v = (v.clamp(0.0, top) - m) / s),
+            (Some(top), true) => row
+                .iter_mut()
+                .for_each(|v| *v = (v.clamp(0.0, top) / 255.0 - m) / s),
+        }
+    }
+}
+
+#[cfg(test)]
+pub mod tests {
+    use std::cell::Cell;
+
+    thread_local! {
+        /// Set by tests to run the baseline (SSE2) build of the kernels on a machine with AVX2.
+        pub static BASELINE_ONLY: Cell<bool> = const { Cell::new(false) };
+    }
+}
