@@ -79,6 +79,9 @@ struct Scratch {
     tf1: AxisCache<Vec<LinearTap>>,
     bicubic: AxisCache<Vec<(usize, Vec<f64>)>>,
     bicubic_fixed: AxisCache<Vec<(usize, Vec<i32>)>>,
+    /// One source row as three planar lines of source values, for the bilinear horizontal pass to read (faster
+    /// there than table lookups per tap; slower for the bicubic ones, measured).
+    line: Vec<f32>,
     /// The horizontal pass: per channel, the needed source rows × the window's columns.
     rows: Vec<f32>,
     rows_u8: Vec<u8>,
@@ -149,7 +152,8 @@ trait FloatKernel {
     /// The source rows that the window's output rows read.
     fn rows_needed(&self) -> std::ops::Range<usize>;
     /// One interleaved source row → the window's columns of each channel, reading samples through `table`.
-    fn horizontal(&self, pixels: &[u8], table: &[f32; 256], out: Rows3<'_>);
+    /// `line`: a buffer the kernel may use.
+    fn horizontal(&self, pixels: &[u8], table: &[f32; 256], out: Rows3<'_>, line: &mut Vec<f32>);
     /// Output row `j` of the window from `rows` (source rows from `first_row`, `width` values each).
     fn vertical(&self, j: usize, rows: &[f32], first_row: usize, width: usize, out: &mut [f32]);
 }
@@ -168,16 +172,25 @@ impl FloatKernel for Linear<'_> {
     }
 
     #[inline(always)]
-    fn horizontal(&self, pixels: &[u8], table: &[f32; 256], [r, g, b]: Rows3<'_>) {
+    fn horizontal(&self, pixels: &[u8], table: &[f32; 256], [r, g, b]: Rows3<'_>, line: &mut Vec<f32>) {
+        // The row as three planar lines of source values first: each sample is looked up once, and the taps
+        // then read plain floats.
+        let w = pixels.len() / 3;
+        line.resize(3 * w, 0.0);
+        let (lr, rest) = line.split_at_mut(w);
+        let (lg, lb) = rest.split_at_mut(w);
+        for (i, px) in pixels.chunks_exact(3).enumerate() {
+            (lr[i], lg[i], lb[i]) = (table[px[0] as usize], table[px[1] as usize], table[px[2] as usize]);
+        }
         for (x, t) in self.xs.iter().enumerate() {
-            let (p0, p1) = (&pixels[3 * t.i0..][..3], &pixels[3 * t.i1..][..3]);
-            for (c, out) in [&mut *r, &mut *g, &mut *b].into_iter().enumerate() {
-                let (v0, v1) = (table[p0[c] as usize], table[p1[c] as usize]);
-                out[x] = if self.torch {
-                    t.a * v0 + t.b * v1
-                } else {
-                    v0 + (v1 - v0) * t.a
-                };
+            if self.torch {
+                r[x] = t.a * lr[t.i0] + t.b * lr[t.i1];
+                g[x] = t.a * lg[t.i0] + t.b * lg[t.i1];
+                b[x] = t.a * lb[t.i0] + t.b * lb[t.i1];
+            } else {
+                r[x] = lr[t.i0] + (lr[t.i1] - lr[t.i0]) * t.a;
+                g[x] = lg[t.i0] + (lg[t.i1] - lg[t.i0]) * t.a;
+                b[x] = lb[t.i0] + (lb[t.i1] - lb[t.i0]) * t.a;
             }
         }
     }
@@ -217,7 +230,7 @@ impl FloatKernel for Bicubic<'_> {
     }
 
     #[inline(always)]
-    fn horizontal(&self, pixels: &[u8], table: &[f32; 256], [r, g, b]: Rows3<'_>) {
+    fn horizontal(&self, pixels: &[u8], table: &[f32; 256], [r, g, b]: Rows3<'_>, _: &mut Vec<f32>) {
         for (x, (start, weights)) in self.xs.iter().enumerate() {
             // -0.0 is the additive identity: the first product is kept bit for bit, as `Iterator::sum` does.
             let mut sum = [-0.0f64; 3];
@@ -360,7 +373,7 @@ fn float_image_body(
                 }
             }
         } else {
-            kernel.horizontal(pixels, &table, dst);
+            kernel.horizontal(pixels, &table, dst, &mut s.line);
         }
     }
     for (c, plane) in out.chunks_exact_mut(p.size * p.size).enumerate() {
