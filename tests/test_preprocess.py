@@ -155,3 +155,43 @@ def test_stub_literals_are_the_native_choices():
     assert literals["Fit"] == _fidrs.FITS
     assert literals["Unit"] == _fidrs.UNITS
     assert literals["FrechetMethod"] == _fidrs.FRECHET_METHODS
+
+
+def test_out_buffer_is_written_in_place_and_equals_a_new_array(tmp_path):
+    """`out=` (the feature pass's reused input buffers): same floats as a new array, good files compacted to the
+    front in input order, the result a view of the buffer; a buffer that cannot hold the batch is refused."""
+    rng = np.random.default_rng(3)
+    paths = []
+    for i, size in enumerate([(40, 30), (64, 64), (17, 90)]):
+        path = tmp_path / f"{i}.png"
+        Image.fromarray(rng.integers(0, 256, (*size, 3), dtype=np.uint8)).save(path)
+        paths.append(str(path))
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    paths.insert(1, str(bad))
+    p = preprocessing()
+    fresh, ok, failures, pixels = _fidrs.load_images(paths, p)
+    out = np.full((5, 3, p.size, p.size), np.nan, np.float32)
+    view, ok_out, failures_out, pixels_out = _fidrs.load_images(paths, p, out=out)
+    assert (ok_out, [i for i, _ in failures_out], pixels_out) == (ok, [i for i, _ in failures], pixels) == (
+        [0, 2, 3],
+        [1],
+        [1200, 4096, 1530],
+    )
+    assert view.shape == (3, 3, p.size, p.size) and np.shares_memory(view, out)
+    np.testing.assert_array_equal(view, fresh)  # bit for bit: same code, other destination
+    encoded = [open(f, "rb").read() for f in paths]
+    view, *_ = _fidrs.load_encoded(encoded, p, out=out)
+    np.testing.assert_array_equal(view, fresh)
+    images = _image(50, 70, seed=4).repeat(2, axis=0)
+    np.testing.assert_array_equal(
+        _fidrs.preprocess_arrays(images, p, out=out)[:2], _fidrs.preprocess_arrays(images, p)
+    )
+    for wrong in (
+        np.empty((3, 3, p.size, p.size), np.float32),  # too few images for 4 files
+        np.empty((5, 3, p.size, p.size), np.float64),  # wrong dtype
+        np.empty((5, 3, p.size + 1, p.size), np.float32),  # wrong image size
+        np.empty((5, 3, p.size, 2 * p.size), np.float32)[..., ::2],  # not contiguous
+    ):
+        with pytest.raises((fidrs.InvalidInputError, TypeError)):
+            _fidrs.load_images(paths, p, out=wrong)

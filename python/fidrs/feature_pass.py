@@ -3,10 +3,13 @@ preprocess in Rust (GIL released) while ONNX Runtime runs the previous batch, th
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
+import threading
+from collections import deque
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Union
 
@@ -27,6 +30,9 @@ AnySource = Union[ImageFiles, ImageArray, ZipImages, RemoteFiles]
 
 DEFAULT_MAX_PIXELS: int = _fidrs.DEFAULT_MAX_PIXELS
 DEFAULT_PAD_COLOR = (255, 255, 255)
+# Batches decoded ahead of the network: with one, any batch that decodes slower than the network runs left the
+# decoder waiting for the next submit; two absorb that jitter (bench/bench_overlap.py).
+PREFETCH_BATCHES = 2
 
 
 @dataclass
@@ -158,10 +164,28 @@ class FeaturePass:
                 f"{display(self.model.checkpoint)}: its network gives outputs of size {found}; backbone "
                 f"{self.backbone.name!r} has {expected}"
             )
+        self._buffers: list[np.ndarray] = []
+        self._buffers_lock = threading.Lock()
         self.cache: FeatureCache | None = None
         if options.cache:
             cache = FeatureCache(self.backbone, self.model.weights_sha256, options.mode_label)
             self.cache = cache if cache.enabled else None
+
+    @contextlib.contextmanager
+    def _input_buffers(self, batch: int, count: int) -> Iterator[list[np.ndarray]]:
+        """`count` input buffers of `batch` images, kept for the pass's next calls (a training loop's
+        `Accumulator.update` calls it once per step: its buffers are allocated and faulted in once). A call
+        made while another thread's pass holds them gets buffers of its own."""
+        shape = (batch, 3, self.preprocessing.size, self.preprocessing.size)
+        if not self._buffers_lock.acquire(blocking=False):
+            yield [np.empty(shape, np.float32) for _ in range(count)]
+            return
+        try:
+            kept = [b for b in self._buffers if b.shape[0] >= batch][:count]
+            self._buffers = kept + [np.empty(shape, np.float32) for _ in range(count - len(kept))]
+            yield self._buffers
+        finally:
+            self._buffers_lock.release()
 
     @property
     def provider(self) -> str:
@@ -241,18 +265,25 @@ class FeaturePass:
         failures: list[tuple[str, str]] = []
         progress = progress_bar(total, label, o.progress)
         report.provider = self.provider
-        # Two input buffers, alternating: batch k+1 is decoded into one while the network reads batch k from the
-        # other; batch k−1, the last user of k+1's buffer, finished before k+1 was submitted. Reused buffers
-        # are written, not faulted in page by page as a fresh array per batch was (a quarter of decode time).
-        shape = (min(size, total), 3, self.preprocessing.size, self.preprocessing.size)
-        buffers = [np.empty(shape, np.float32) for _ in range(min(2, len(bounds)))]
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="fidrs-decode") as pool:
-            pending = pool.submit(self._load, source, *bounds[0], buffers[0]) if bounds else None
+        # The decode thread runs up to PREFETCH_BATCHES batches ahead of the network, each into its own input
+        # buffer of a ring of PREFETCH_BATCHES + 1: batch k + PREFETCH_BATCHES reuses the buffer of batch k − 1,
+        # which the network finished with before it was submitted. Reused buffers are written, not faulted in
+        # page by page as a fresh array per batch was (a quarter of the decode time).
+        with contextlib.ExitStack() as stack:  # (parenthesised `with` needs Python 3.10)
+            buffers = stack.enter_context(self._input_buffers(min(size, total), min(PREFETCH_BATCHES + 1, len(bounds))))
+            pool = stack.enter_context(ThreadPoolExecutor(max_workers=1, thread_name_prefix="fidrs-decode"))
+            pending: deque[Future[_Loaded]] = deque()
+
+            def submit(k: int) -> None:
+                pending.append(pool.submit(self._load, source, *bounds[k], buffers[k % len(buffers)]))
+
+            for k in range(min(PREFETCH_BATCHES, len(bounds))):
+                submit(k)
             for k, (start, _stop) in enumerate(bounds):
-                loaded = pending.result()
+                loaded = pending.popleft().result()
                 ok, failed = loaded.ok, loaded.failed
-                if k + 1 < len(bounds):
-                    pending = pool.submit(self._load, source, *bounds[k + 1], buffers[(k + 1) % 2])
+                if k + PREFETCH_BATCHES < len(bounds):
+                    submit(k + PREFETCH_BATCHES)
                 failures.extend((source.paths[start + i], reason) for i, reason in failed)
                 if failures and not (o.skip_bad or collect_bad):
                     progress.update(len(ok) + len(failed) + len(loaded.hits))
