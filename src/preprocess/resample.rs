@@ -172,26 +172,47 @@ impl FloatKernel for Linear<'_> {
     }
 
     #[inline(always)]
-    fn horizontal(&self, pixels: &[u8], table: &[f32; 256], [r, g, b]: Rows3<'_>, line: &mut Vec<f32>) {
-        // The row as three planar lines of source values first: each sample is looked up once, and the taps
-        // then read plain floats.
+    fn horizontal(
+        &self,
+        pixels: &[u8],
+        table: &[f32; 256],
+        [r, g, b]: Rows3<'_>,
+        line: &mut Vec<f32>,
+    ) {
         let w = pixels.len() / 3;
+        let (torch, xs) = (self.torch, self.xs);
+        let tap = |t: &LinearTap, v0: f32, v1: f32| {
+            if torch {
+                t.a * v0 + t.b * v1
+            } else {
+                v0 + (v1 - v0) * t.a
+            }
+        };
+        if 2 * xs.len() < w {
+            // Shrinking: the taps read fewer samples than the row holds; look up just those.
+            for (x, t) in xs.iter().enumerate() {
+                let (p0, p1) = (&pixels[3 * t.i0..][..3], &pixels[3 * t.i1..][..3]);
+                let v = |c: usize| tap(t, table[p0[c] as usize], table[p1[c] as usize]);
+                (r[x], g[x], b[x]) = (v(0), v(1), v(2));
+            }
+            return;
+        }
+        // Otherwise the row as three planar lines of source values first: each sample is looked up once, and
+        // the taps then read plain floats.
         line.resize(3 * w, 0.0);
         let (lr, rest) = line.split_at_mut(w);
         let (lg, lb) = rest.split_at_mut(w);
         for (i, px) in pixels.chunks_exact(3).enumerate() {
-            (lr[i], lg[i], lb[i]) = (table[px[0] as usize], table[px[1] as usize], table[px[2] as usize]);
+            (lr[i], lg[i], lb[i]) = (
+                table[px[0] as usize],
+                table[px[1] as usize],
+                table[px[2] as usize],
+            );
         }
-        for (x, t) in self.xs.iter().enumerate() {
-            if self.torch {
-                r[x] = t.a * lr[t.i0] + t.b * lr[t.i1];
-                g[x] = t.a * lg[t.i0] + t.b * lg[t.i1];
-                b[x] = t.a * lb[t.i0] + t.b * lb[t.i1];
-            } else {
-                r[x] = lr[t.i0] + (lr[t.i1] - lr[t.i0]) * t.a;
-                g[x] = lg[t.i0] + (lg[t.i1] - lg[t.i0]) * t.a;
-                b[x] = lb[t.i0] + (lb[t.i1] - lb[t.i0]) * t.a;
-            }
+        for (x, t) in xs.iter().enumerate() {
+            r[x] = tap(t, lr[t.i0], lr[t.i1]);
+            g[x] = tap(t, lg[t.i0], lg[t.i1]);
+            b[x] = tap(t, lb[t.i0], lb[t.i1]);
         }
     }
 
@@ -230,7 +251,13 @@ impl FloatKernel for Bicubic<'_> {
     }
 
     #[inline(always)]
-    fn horizontal(&self, pixels: &[u8], table: &[f32; 256], [r, g, b]: Rows3<'_>, _: &mut Vec<f32>) {
+    fn horizontal(
+        &self,
+        pixels: &[u8],
+        table: &[f32; 256],
+        [r, g, b]: Rows3<'_>,
+        _: &mut Vec<f32>,
+    ) {
         for (x, (start, weights)) in self.xs.iter().enumerate() {
             // -0.0 is the additive identity: the first product is kept bit for bit, as `Iterator::sum` does.
             let mut sum = [-0.0f64; 3];
