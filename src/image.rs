@@ -10,11 +10,7 @@ pub struct Rgb8Image {
 
 impl Rgb8Image {
     pub fn new(width: usize, height: usize, pixels: Vec<u8>) -> Self {
-        assert_eq!(
-            pixels.len(),
-            width * height * 3,
-            "pixel buffer does not match its size"
-        );
+        assert_rgb8_len(width, height, pixels.len());
         Self {
             width,
             height,
@@ -34,11 +30,7 @@ pub struct Rgb8View<'a> {
 
 impl<'a> Rgb8View<'a> {
     pub fn new(width: usize, height: usize, pixels: &'a [u8]) -> Self {
-        assert_eq!(
-            pixels.len(),
-            width * height * 3,
-            "pixel buffer does not match its size"
-        );
+        assert_rgb8_len(width, height, pixels.len());
         Self {
             width,
             height,
@@ -56,4 +48,13 @@ impl Rgb8Image {
     pub fn view(&self) -> Rgb8View<'_> {
         Rgb8View::new(self.width, self.height, &self.pixels)
     }
+}
+
+/// Both constructors' invariant: `height * width * 3` bytes.
+fn assert_rgb8_len(width: usize, height: usize, len: usize) {
+    assert_eq!(
+        len,
+        width * height * 3,
+        "pixel buffer does not match its size"
+    );
 }
