@@ -373,10 +373,10 @@ fn float_image_body(
     s: &mut Scratch,
     out: &mut [f32],
 ) {
-    let (w, h) = (image.width, image.height);
-    let (rw, rh) = window.resized;
+    let h = image.height;
+    let rh = window.resized.1;
     let (ww, wh) = window.len;
-    let (x0, y0) = window.from;
+    let y0 = window.from.1;
     let rows_needed = if rh == h {
         y0..y0 + wh
     } else {
@@ -388,15 +388,7 @@ fn float_image_body(
         table: &table,
         line: &mut s.line,
     };
-    let unscaled_from = (rw == w).then_some(x0);
-    let n = horizontal_pass(
-        image,
-        rows_needed.clone(),
-        unscaled_from,
-        ww,
-        &mut s.rows,
-        &mut pass,
-    );
+    let n = horizontal_pass(image, window, rows_needed.clone(), &mut s.rows, &mut pass);
     for (c, plane) in out.chunks_exact_mut(p.size * p.size).enumerate() {
         let rows = &s.rows[c * n..][..n];
         let norm = Normalise::new(p, c);
@@ -441,10 +433,10 @@ fn u8_image_body(
     s: &mut Scratch,
     out: &mut [f32],
 ) {
-    let (w, h) = (image.width, image.height);
-    let (rw, rh) = window.resized;
+    let h = image.height;
+    let rh = window.resized.1;
     let (ww, wh) = window.len;
-    let (x0, y0) = window.from;
+    let y0 = window.from.1;
     let half = 1i32 << (PIL_PRECISION_BITS - 1);
     let rows_needed = if rh == h {
         y0..y0 + wh
@@ -458,12 +450,10 @@ fn u8_image_body(
         first..end.max(first)
     };
     let mut pass = PilFixedRows { xs, half };
-    let unscaled_from = (rw == w).then_some(x0);
     let n = horizontal_pass(
         image,
+        window,
         rows_needed.clone(),
-        unscaled_from,
-        ww,
         &mut s.rows_u8,
         &mut pass,
     );
@@ -560,18 +550,20 @@ impl HorizontalPass for PilFixedRows<'_> {
 }
 
 /// The horizontal pass over the source rows the vertical pass reads, into `rows`: the R, G and B planes one
-/// after the other, each `rows_needed.len()` rows of `ww` values; returns the length of one plane. Where the
-/// window is not resized horizontally (`unscaled_from`: its first source column), the row's samples go through
-/// `pass.copy`; otherwise `pass.resample` turns one row of interleaved bytes into the three planar rows.
+/// after the other, each `rows_needed.len()` rows of the window's width; returns the length of one plane. Where
+/// the window is not resized horizontally, the row's samples go through `pass.copy`; otherwise `pass.resample`
+/// turns one row of interleaved bytes into the three planar rows.
 #[inline(always)]
 fn horizontal_pass<H: HorizontalPass>(
     image: Rgb8View<'_>,
+    window: Window,
     rows_needed: Range<usize>,
-    unscaled_from: Option<usize>,
-    ww: usize,
     rows: &mut Vec<H::Value>,
     pass: &mut H,
 ) -> usize {
+    let ww = window.len.0;
+    // Not resized horizontally: the window's columns are copied from its first source column on.
+    let unscaled_from = (window.resized.0 == image.width).then_some(window.from.0);
     let n = rows_needed.len() * ww;
     rows.resize(3 * n, H::Value::default());
     let (r, rest) = rows.split_at_mut(n);
