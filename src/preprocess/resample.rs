@@ -36,6 +36,18 @@ pub struct Window {
     pub to: (usize, usize),
 }
 
+impl Window {
+    /// The window's share of a horizontal axis' taps (one per resized column).
+    fn columns<'a, U>(&self, xs: &'a [U]) -> &'a [U] {
+        &xs[self.from.0..][..self.len.0]
+    }
+
+    /// The window's share of a vertical axis' taps (one per resized row).
+    fn rows<'a, U>(&self, ys: &'a [U]) -> &'a [U] {
+        &ys[self.from.1..][..self.len.1]
+    }
+}
+
 /// Most (input, output) axis pairs a thread keeps taps for: a dataset of mixed sizes keeps the common ones.
 const CACHED_AXES: usize = 16;
 
@@ -49,6 +61,21 @@ impl<T> Default for AxisCache<T> {
         Self {
             entries: Vec::new(),
         }
+    }
+}
+
+impl<U> AxisCache<Vec<U>> {
+    /// The taps of both axes of `image` resized to `window.resized`, each axis whole (the window's share:
+    /// `Window::columns` and `Window::rows`).
+    fn axes(
+        &mut self,
+        image: Rgb8View<'_>,
+        window: Window,
+        make: impl Fn(usize, usize) -> Vec<U>,
+    ) -> (Rc<Vec<U>>, Rc<Vec<U>>) {
+        let xs = self.get(image.width, window.resized.0, &make);
+        let ys = self.get(image.height, window.resized.1, &make);
+        (xs, ys)
     }
 }
 
@@ -97,44 +124,32 @@ thread_local! {
 pub fn resize_into(image: Rgb8View<'_>, p: &Preprocessing, window: Window, out: &mut [f32]) {
     SCRATCH.with(|scratch| {
         let s = &mut *scratch.borrow_mut();
-        let (w, h) = (image.width, image.height);
-        let (rw, rh) = window.resized;
         match p.resize {
             Resize::TorchBilinear | Resize::Tf1Bilinear => {
-                let cache = if p.resize == Resize::TorchBilinear {
-                    &mut s.torch
+                let torch = p.resize == Resize::TorchBilinear;
+                let (xs, ys) = if torch {
+                    s.torch.axes(image, window, torch_axis)
                 } else {
-                    &mut s.tf1
+                    s.tf1.axes(image, window, tf1_axis)
                 };
-                let make = if p.resize == Resize::TorchBilinear {
-                    torch_axis
-                } else {
-                    tf1_axis
-                };
-                let xs = cache.get(w, rw, make);
-                let ys = cache.get(h, rh, make);
-                let kernel = Linear {
-                    torch: p.resize == Resize::TorchBilinear,
-                    xs: &xs[window.from.0..][..window.len.0],
-                    ys: &ys[window.from.1..][..window.len.1],
-                };
-                float_image(image, p, window, &kernel, s, out);
+                let (xs, ys) = (window.columns(&xs), window.rows(&ys));
+                float_image(image, p, window, &Linear { torch, xs, ys }, s, out);
             }
             Resize::PilBicubicFloat => {
-                let xs = s.bicubic.get(w, rw, pil_bicubic_axis);
-                let ys = s.bicubic.get(h, rh, pil_bicubic_axis);
-                let kernel = Bicubic {
-                    xs: &xs[window.from.0..][..window.len.0],
-                    ys: &ys[window.from.1..][..window.len.1],
-                };
-                float_image(image, p, window, &kernel, s, out);
+                let (xs, ys) = s.bicubic.axes(image, window, pil_bicubic_axis);
+                let (xs, ys) = (window.columns(&xs), window.rows(&ys));
+                float_image(image, p, window, &Bicubic { xs, ys }, s, out);
             }
             Resize::PilBicubicU8 => {
-                let xs = s.bicubic_fixed.get(w, rw, pil_bicubic_axis_fixed);
-                let ys = s.bicubic_fixed.get(h, rh, pil_bicubic_axis_fixed);
-                let xs = &xs[window.from.0..][..window.len.0];
-                let ys = &ys[window.from.1..][..window.len.1];
-                u8_image(image, p, window, (xs, ys), s, out);
+                let (xs, ys) = s.bicubic_fixed.axes(image, window, pil_bicubic_axis_fixed);
+                u8_image(
+                    image,
+                    p,
+                    window,
+                    (window.columns(&xs), window.rows(&ys)),
+                    s,
+                    out,
+                );
             }
         }
     });
@@ -151,7 +166,7 @@ type Rows3<'a, T = f32> = [&'a mut [T]; 3];
 /// taps compute there: 1·a + 0·a, a + (a − a)·0, or Pillow skipping the pass).
 trait FloatKernel {
     /// The source rows that the window's output rows read.
-    fn rows_needed(&self) -> std::ops::Range<usize>;
+    fn rows_needed(&self) -> Range<usize>;
     /// One interleaved source row → the window's columns of each channel, reading samples through `table`.
     /// `line`: a buffer the kernel may use.
     fn horizontal(&self, pixels: &[u8], table: &[f32; 256], out: Rows3<'_>, line: &mut Vec<f32>);
@@ -166,7 +181,7 @@ struct Linear<'a> {
 }
 
 impl FloatKernel for Linear<'_> {
-    fn rows_needed(&self) -> std::ops::Range<usize> {
+    fn rows_needed(&self) -> Range<usize> {
         let first = self.ys.iter().map(|t| t.i0).min().unwrap_or(0);
         let last = self.ys.iter().map(|t| t.i1).max().unwrap_or(0);
         first..last + 1
@@ -240,15 +255,8 @@ struct Bicubic<'a> {
 }
 
 impl FloatKernel for Bicubic<'_> {
-    fn rows_needed(&self) -> std::ops::Range<usize> {
-        let first = self.ys.iter().map(|(start, _)| *start).min().unwrap_or(0);
-        let end = self
-            .ys
-            .iter()
-            .map(|(start, w)| start + w.len())
-            .max()
-            .unwrap_or(0);
-        first..end.max(first)
+    fn rows_needed(&self) -> Range<usize> {
+        rows_spanned(self.ys)
     }
 
     #[inline(always)]
@@ -441,13 +449,7 @@ fn u8_image_body(
     let rows_needed = if rh == h {
         y0..y0 + wh
     } else {
-        let first = ys.iter().map(|(start, _)| *start).min().unwrap_or(0);
-        let end = ys
-            .iter()
-            .map(|(start, t)| start + t.len())
-            .max()
-            .unwrap_or(0);
-        first..end.max(first)
+        rows_spanned(ys)
     };
     let mut pass = PilFixedRows { xs, half };
     let n = horizontal_pass(
@@ -587,6 +589,17 @@ fn horizontal_pass<H: HorizontalPass>(
         }
     }
     n
+}
+
+/// The source rows that Pillow-style taps (first row, one weight per row) read, together.
+fn rows_spanned<W>(taps: &[(usize, Vec<W>)]) -> Range<usize> {
+    let first = taps.iter().map(|(start, _)| *start).min().unwrap_or(0);
+    let end = taps
+        .iter()
+        .map(|(start, w)| start + w.len())
+        .max()
+        .unwrap_or(0);
+    first..end.max(first)
 }
 
 /// Pillow's `clip8` on its 32-bit accumulator.
