@@ -46,6 +46,16 @@ impl Window {
     fn rows<'a, U>(&self, ys: &'a [U]) -> &'a [U] {
         &ys[self.from.1..][..self.len.1]
     }
+
+    /// The source rows the vertical pass reads: the window's own rows where the height is not resized (the pass
+    /// is then a copy), else `spanned()`, the rows its taps read.
+    fn source_rows(&self, height: usize, spanned: impl FnOnce() -> Range<usize>) -> Range<usize> {
+        if self.resized.1 == height {
+            self.from.1..self.from.1 + self.len.1
+        } else {
+            spanned()
+        }
+    }
 }
 
 /// Most (input, output) axis pairs a thread keeps taps for: a dataset of mixed sizes keeps the common ones.
@@ -381,15 +391,9 @@ fn float_image_body(
     s: &mut Scratch,
     out: &mut [f32],
 ) {
-    let h = image.height;
-    let rh = window.resized.1;
+    let (h, rh) = (image.height, window.resized.1);
     let (ww, wh) = window.len;
-    let y0 = window.from.1;
-    let rows_needed = if rh == h {
-        y0..y0 + wh
-    } else {
-        kernel.rows_needed()
-    };
+    let rows_needed = window.source_rows(h, || kernel.rows_needed());
     let table = source_table(p);
     let mut pass = FloatRows {
         kernel,
@@ -441,16 +445,10 @@ fn u8_image_body(
     s: &mut Scratch,
     out: &mut [f32],
 ) {
-    let h = image.height;
-    let rh = window.resized.1;
+    let (h, rh) = (image.height, window.resized.1);
     let (ww, wh) = window.len;
-    let y0 = window.from.1;
     let half = 1i32 << (PIL_PRECISION_BITS - 1);
-    let rows_needed = if rh == h {
-        y0..y0 + wh
-    } else {
-        rows_spanned(ys)
-    };
+    let rows_needed = window.source_rows(h, || rows_spanned(ys));
     let mut pass = PilFixedRows { xs, half };
     let n = horizontal_pass(
         image,
