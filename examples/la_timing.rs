@@ -1,20 +1,39 @@
 //! Times faer's dense building blocks at d = 2048 (used to choose the Fréchet algorithm).
-use faer::linalg::matmul::matmul;
 use faer::linalg::matmul::triangular::{self, BlockStructure};
 use faer::{Accum, Mat, Par, Side};
 use std::time::Instant;
 
-/// Runs `f` once and prints its wall time under `label`.
+fn cpu_seconds() -> f64 {
+    let mut t = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: a valid pointer to a timespec.
+    unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut t) };
+    t.tv_sec as f64 + t.tv_nsec as f64 * 1e-9
+}
+
+/// Runs `f` once and prints its wall and CPU time under `label`.
 fn timed<T>(label: &str, f: impl FnOnce() -> T) -> T {
-    let t = Instant::now();
+    let (t, c) = (Instant::now(), cpu_seconds());
     let out = f();
-    println!("{label} {:.3}", t.elapsed().as_secs_f64());
+    println!(
+        "{label}: wall {:.3} cpu {:.3}",
+        t.elapsed().as_secs_f64(),
+        cpu_seconds() - c
+    );
     out
 }
 
 fn main() {
-    let d = 2048;
-    let r = 491;
+    let d: usize = std::env::args()
+        .nth(1)
+        .map(|s| s.parse().unwrap())
+        .unwrap_or(2048);
+    let threads: usize = std::env::args()
+        .nth(2)
+        .map(|s| s.parse().unwrap())
+        .unwrap_or(2);
     let mut state = 1u64;
     let mut rnd = || {
         state = state
@@ -22,61 +41,57 @@ fn main() {
             .wrapping_add(1442695040888963407);
         (state >> 11) as f64 / (1u64 << 53) as f64 - 0.5
     };
-    let x = Mat::from_fn(d, r, |_, _| rnd());
-    let sing = &x * x.transpose();
-    let mut full = sing.clone();
-    for i in 0..d {
-        full[(i, i)] += 1.0;
-    }
-    for (name, par) in [("seq", Par::Seq), ("rayon2", Par::rayon(2))] {
-        faer::set_global_parallelism(par);
-        timed(&format!("{name} llt"), || full.llt(Side::Lower).unwrap());
-        timed(&format!("{name} eigen+vectors"), || {
-            sing.self_adjoint_eigen(Side::Lower).unwrap()
+    let x = Mat::from_fn(d, 2 * d, |_, _| rnd());
+    let s = &x * x.transpose();
+    let par = if threads > 1 {
+        Par::rayon(threads)
+    } else {
+        Par::Seq
+    };
+    faer::set_global_parallelism(par);
+    for _ in 0..3 {
+        let l = timed("llt", || s.llt(Side::Lower).unwrap());
+        timed("eigenvalues", || {
+            s.self_adjoint_eigenvalues(Side::Lower).unwrap()
         });
-        timed(&format!("{name} eigenvalues"), || {
-            sing.self_adjoint_eigenvalues(Side::Lower).unwrap()
-        });
-        let mut out = Mat::<f64>::zeros(d, d);
-        timed(&format!("{name} gemm d^3"), || {
-            matmul(out.as_mut(), Accum::Replace, &sing, &full, 1.0, par)
-        });
-        let batch = Mat::from_fn(1000, d, |i, j| x[(j, i % r)] + i as f64 * 1e-3);
-        let mut acc = Mat::<f64>::zeros(d, d);
-        timed(&format!("{name} full rank-1000 update"), || {
-            matmul(
-                acc.as_mut(),
-                Accum::Add,
-                batch.transpose(),
-                &batch,
-                1.0,
-                par,
-            )
-        });
-        timed(&format!("{name} triangular rank-1000 update"), || {
+        let l = l.L().to_owned();
+        let mut c = Mat::<f64>::zeros(d, d);
+        timed("trmm L1^T L2", || {
             triangular::matmul(
-                acc.as_mut(),
-                BlockStructure::TriangularLower,
-                Accum::Add,
-                batch.transpose(),
+                c.as_mut(),
                 BlockStructure::Rectangular,
-                &batch,
+                Accum::Replace,
+                l.transpose(),
+                BlockStructure::TriangularUpper,
+                l.as_ref(),
+                BlockStructure::TriangularLower,
+                1.0,
+                par,
+            )
+        });
+        let mut g = Mat::<f64>::zeros(d, d);
+        timed("syrk C^T C", || {
+            triangular::matmul(
+                g.as_mut(),
+                BlockStructure::TriangularLower,
+                Accum::Replace,
+                c.transpose(),
+                BlockStructure::Rectangular,
+                c.as_ref(),
                 BlockStructure::Rectangular,
                 1.0,
                 par,
             )
         });
-        let bt = batch.transpose().to_owned();
-        timed(
-            &format!("{name} full rank-1000 update (col-major lhs)"),
-            || matmul(acc.as_mut(), Accum::Add, &bt, bt.transpose(), 1.0, par),
-        );
-        let small = Mat::from_fn(r, r, |i, j| sing[(i, j)]);
-        timed(&format!("{name} svd values r"), || {
-            small.singular_values().unwrap()
-        });
-        timed(&format!("{name} svd values d"), || {
-            sing.singular_values().unwrap()
+        timed("gemm", || {
+            faer::linalg::matmul::matmul(
+                g.as_mut(),
+                Accum::Replace,
+                c.as_ref(),
+                c.as_ref(),
+                1.0,
+                par,
+            )
         });
     }
 }

@@ -12,5 +12,6 @@ pub mod image;
 pub mod interrupt;
 pub mod preprocess;
 pub mod stats;
+pub mod threads;
 
 mod python;

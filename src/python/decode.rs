@@ -7,6 +7,7 @@ use pyo3::prelude::*;
 use pyo3::types::{PyBytes, PySlice, PyString};
 use rayon::prelude::*;
 
+use super::errors::guard;
 use super::preprocess::PyPreprocessing;
 use super::without_gil;
 use crate::batch::{load_batch, load_batch_encoded, Batch};
@@ -88,14 +89,16 @@ pub fn load_images<'py>(
     max_pixels: u64,
     out: Option<Bound<'py, PyArray4<f32>>>,
 ) -> PyResult<BatchTuple<'py>> {
-    decode_batch(
-        py,
-        preprocessing,
-        max_pixels,
-        paths.len(),
-        out,
-        |p, options, cancel, data| load_batch(&paths, p, options, cancel, data),
-    )
+    guard(|| {
+        decode_batch(
+            py,
+            preprocessing,
+            max_pixels,
+            paths.len(),
+            out,
+            |p, options, cancel, data| load_batch(&paths, p, options, cancel, data),
+        )
+    })
 }
 
 /// Like `load_images`, for encoded image files given as bytes (e.g. members of a zip archive).
@@ -108,14 +111,16 @@ pub fn load_encoded<'py>(
     max_pixels: u64,
     out: Option<Bound<'py, PyArray4<f32>>>,
 ) -> PyResult<BatchTuple<'py>> {
-    decode_batch(
-        py,
-        preprocessing,
-        max_pixels,
-        blobs.len(),
-        out,
-        |p, options, cancel, data| load_batch_encoded(&blobs, p, options, cancel, data),
-    )
+    guard(|| {
+        decode_batch(
+            py,
+            preprocessing,
+            max_pixels,
+            blobs.len(),
+            out,
+            |p, options, cancel, data| load_batch_encoded(&blobs, p, options, cancel, data),
+        )
+    })
 }
 
 /// The bytes of each file, or the reason it cannot be an image (not a regular file, over the size limit that
@@ -123,32 +128,34 @@ pub fn load_encoded<'py>(
 #[pyfunction]
 #[pyo3(signature = (paths, max_pixels=crate::decode::DEFAULT_MAX_PIXELS))]
 pub fn read_files(py: Python<'_>, paths: Vec<PathBuf>, max_pixels: u64) -> PyResult<Vec<PyObject>> {
-    let cap = DecodeOptions { max_pixels }.max_file_bytes();
-    let results = without_gil(py, |cancel| {
-        paths
-            .par_iter()
-            .map(|path| {
-                if cancel.is_cancelled() {
-                    return Err(crate::cancel::CANCELLED.to_string());
-                }
-                read_regular(path, cap)
+    guard(|| {
+        let cap = DecodeOptions { max_pixels }.max_file_bytes();
+        let results = without_gil(py, |cancel| {
+            paths
+                .par_iter()
+                .map(|path| {
+                    if cancel.is_cancelled() {
+                        return Err(crate::cancel::CANCELLED.to_string());
+                    }
+                    read_regular(path, cap)
+                })
+                .collect::<Vec<_>>()
+        })?;
+        Ok(results
+            .into_iter()
+            .map(|r| match r {
+                Ok(bytes) => PyBytes::new(py, &bytes).into_any().unbind(),
+                Err(reason) => PyString::new(py, &reason).into_any().unbind(),
             })
-            .collect::<Vec<_>>()
-    })?;
-    Ok(results
-        .into_iter()
-        .map(|r| match r {
-            Ok(bytes) => PyBytes::new(py, &bytes).into_any().unbind(),
-            Err(reason) => PyString::new(py, &reason).into_any().unbind(),
-        })
-        .collect())
+            .collect())
+    })
 }
 
 /// The largest image file (or zip member) accepted under `max_pixels`.
 #[pyfunction]
 #[pyo3(signature = (max_pixels=crate::decode::DEFAULT_MAX_PIXELS))]
-pub fn max_file_bytes(max_pixels: u64) -> u64 {
-    DecodeOptions { max_pixels }.max_file_bytes()
+pub fn max_file_bytes(max_pixels: u64) -> PyResult<u64> {
+    guard(|| Ok(DecodeOptions { max_pixels }.max_file_bytes()))
 }
 
 /// One file's RGB8 pixels (H×W×3), as `np.asarray(Image.open(p).convert("RGB"))`.
@@ -159,17 +166,18 @@ pub fn decode_image(
     path: PathBuf,
     max_pixels: u64,
 ) -> PyResult<Bound<'_, PyArray3<u8>>> {
-    let decoded = without_gil(py, |_| decode_file(&path, &DecodeOptions { max_pixels }))?.map_err(
-        |reason| FidrsError::Decode {
-            path: path.clone(),
-            reason,
-        },
-    )?;
-    let image = decoded.image;
-    image
-        .pixels
-        .into_pyarray(py)
-        .reshape([image.height, image.width, 3])
+    guard(|| {
+        let decoded = without_gil(py, |_| decode_file(&path, &DecodeOptions { max_pixels }))?
+            .map_err(|reason| FidrsError::Decode {
+                path: path.clone(),
+                reason,
+            })?;
+        let image = decoded.image;
+        image
+            .pixels
+            .into_pyarray(py)
+            .reshape([image.height, image.width, 3])
+    })
 }
 
 /// Add the decoding functions and their defaults to the module.

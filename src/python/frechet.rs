@@ -4,6 +4,7 @@ use numpy::{PyReadonlyArray1, PyReadonlyArray2};
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
 
+use super::errors::guard;
 use super::linalg::matrix;
 use super::{par, without_gil};
 use crate::frechet::{frechet_distance as frechet_core, Method, NewtonSchulzOptions};
@@ -22,30 +23,33 @@ pub fn frechet_distance<'py>(
     tolerance: f64,
     max_iterations: usize,
 ) -> PyResult<Bound<'py, PyDict>> {
-    let method: Method = method.parse()?;
-    let (m1, m2) = (mu1.as_slice()?, mu2.as_slice()?);
-    let (s1, s2) = (matrix("sigma1", &sigma1)?, matrix("sigma2", &sigma2)?);
-    let options = NewtonSchulzOptions {
-        tolerance,
-        max_iterations,
-    };
-    let result = without_gil(py, |_| frechet_core(m1, s1, m2, s2, method, options, par()))??;
-    let info = PyDict::new(py);
-    info.set_item("value", result.value)?;
-    info.set_item("method", result.method)?;
-    info.set_item("factorisation", result.factorisation)?;
-    info.set_item("rank", result.rank)?;
-    info.set_item("iterations", result.iterations)?;
-    info.set_item("residual", result.residual)?;
-    info.set_item("clipped_mass", result.clipped_mass)?;
-    info.set_item("stop_reason", result.stop_reason)?;
-    info.set_item("seconds", result.seconds)?;
-    let steps = PyDict::new(py);
-    steps.set_item("factor", result.seconds_factor)?;
-    steps.set_item("product", result.seconds_product)?;
-    steps.set_item("trace", result.seconds_trace)?;
-    info.set_item("seconds_by_step", steps)?;
-    Ok(info)
+    guard(|| {
+        let method: Method = method.parse()?;
+        let (m1, m2) = (mu1.as_slice()?, mu2.as_slice()?);
+        let (s1, s2) = (matrix("sigma1", &sigma1)?, matrix("sigma2", &sigma2)?);
+        let par = par()?;
+        let options = NewtonSchulzOptions {
+            tolerance,
+            max_iterations,
+        };
+        let result = without_gil(py, |_| frechet_core(m1, s1, m2, s2, method, options, par))??;
+        let info = PyDict::new(py);
+        info.set_item("value", result.value)?;
+        info.set_item("method", result.method)?;
+        info.set_item("factorisation", result.factorisation)?;
+        info.set_item("rank", result.rank)?;
+        info.set_item("iterations", result.iterations)?;
+        info.set_item("residual", result.residual)?;
+        info.set_item("clipped_mass", result.clipped_mass)?;
+        info.set_item("stop_reason", result.stop_reason)?;
+        info.set_item("seconds", result.seconds)?;
+        let steps = PyDict::new(py);
+        steps.set_item("factor", result.seconds_factor)?;
+        steps.set_item("product", result.seconds_product)?;
+        steps.set_item("trace", result.seconds_trace)?;
+        info.set_item("seconds_by_step", steps)?;
+        Ok(info)
+    })
 }
 
 /// Add the function and its method names to the module.

@@ -5,6 +5,7 @@ use numpy::{
 };
 use pyo3::prelude::*;
 
+use super::errors::guard;
 use super::linalg::{matrix, to_numpy};
 use super::{par, without_gil};
 use crate::error::FidrsError;
@@ -19,10 +20,12 @@ pub struct PyMoments {
 #[pymethods]
 impl PyMoments {
     #[new]
-    fn new(dim: usize) -> Self {
-        Self {
-            inner: Moments::with_parallelism(dim, par()),
-        }
+    fn new(dim: usize) -> PyResult<Self> {
+        guard(|| {
+            Ok(Self {
+                inner: Moments::with_parallelism(dim, par()?),
+            })
+        })
     }
 
     #[staticmethod]
@@ -31,69 +34,77 @@ impl PyMoments {
         sum: PyReadonlyArray1<'_, f64>,
         sum_outer: PyReadonlyArray2<'_, f64>,
     ) -> PyResult<Self> {
-        let outer = matrix("sum_outer", &sum_outer)?;
-        Ok(Self {
-            inner: Moments::from_parts(n, sum.as_slice()?.to_vec(), outer)?.parallelism(par()),
+        guard(|| {
+            let outer = matrix("sum_outer", &sum_outer)?;
+            Ok(Self {
+                inner: Moments::from_parts(n, sum.as_slice()?.to_vec(), outer)?.parallelism(par()?),
+            })
         })
     }
 
     /// Fold a batch of feature rows (N×d float32) in.
     fn update(&mut self, py: Python<'_>, features: PyReadonlyArray2<'_, f32>) -> PyResult<()> {
-        let shape = features.shape();
-        let (rows, cols) = (shape[0], shape[1]);
-        if cols != self.inner.dim() {
-            return Err(FidrsError::InvalidInput(format!(
-                "features have {cols} columns, expected {}",
-                self.inner.dim()
-            ))
-            .into());
-        }
-        let owned: Vec<f32>;
-        let data: &[f32] = match features.as_slice() {
-            Ok(slice) => slice,
-            Err(_) => {
-                owned = features.as_array().iter().copied().collect();
-                &owned
+        guard(|| {
+            let shape = features.shape();
+            let (rows, cols) = (shape[0], shape[1]);
+            if cols != self.inner.dim() {
+                return Err(FidrsError::InvalidInput(format!(
+                    "features have {cols} columns, expected {}",
+                    self.inner.dim()
+                ))
+                .into());
             }
-        };
-        let inner = &mut self.inner;
-        without_gil(py, |_| inner.update(data, rows))??;
-        Ok(())
+            let owned: Vec<f32>;
+            let data: &[f32] = match features.as_slice() {
+                Ok(slice) => slice,
+                Err(_) => {
+                    owned = features.as_array().iter().copied().collect();
+                    &owned
+                }
+            };
+            let inner = &mut self.inner;
+            without_gil(py, |_| inner.update(data, rows))??;
+            Ok(())
+        })
     }
 
     fn merge(&mut self, other: &PyMoments) -> PyResult<()> {
-        Ok(self.inner.merge(&other.inner)?)
+        guard(|| Ok(self.inner.merge(&other.inner)?))
     }
 
     #[getter]
-    fn n(&self) -> u64 {
-        self.inner.n
+    fn n(&self) -> PyResult<u64> {
+        guard(|| Ok(self.inner.n))
     }
 
     #[getter]
-    fn dim(&self) -> usize {
-        self.inner.dim()
+    fn dim(&self) -> PyResult<usize> {
+        guard(|| Ok(self.inner.dim()))
     }
 
     #[getter]
-    fn sum<'py>(&mut self, py: Python<'py>) -> Bound<'py, PyArray1<f64>> {
-        self.inner.flush();
-        self.inner.sum.clone().into_pyarray(py)
+    fn sum<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        guard(|| {
+            self.inner.flush();
+            Ok(self.inner.sum.clone().into_pyarray(py))
+        })
     }
 
     #[getter]
     fn sum_outer<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<f64>>> {
-        to_numpy(py, self.inner.sum_outer().as_ref())
+        guard(|| to_numpy(py, self.inner.sum_outer().as_ref()))
     }
 
     fn mean<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<f64>>> {
-        Ok(self.inner.mean()?.into_pyarray(py))
+        guard(|| Ok(self.inner.mean()?.into_pyarray(py)))
     }
 
     fn covariance<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<f64>>> {
-        let inner = &mut self.inner;
-        let cov = without_gil(py, |_| inner.covariance())??;
-        to_numpy(py, cov.as_ref())
+        guard(|| {
+            let inner = &mut self.inner;
+            let cov = without_gil(py, |_| inner.covariance())??;
+            to_numpy(py, cov.as_ref())
+        })
     }
 }
 

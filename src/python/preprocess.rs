@@ -4,6 +4,7 @@ use numpy::{PyArray4, PyReadonlyArray4, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
 use super::decode::into_output;
+use super::errors::guard;
 use super::without_gil;
 use crate::batch::preprocess_batch;
 use crate::error::FidrsError;
@@ -31,25 +32,27 @@ impl PyPreprocessing {
         std: [f32; 3],
         fill: [u8; 3],
     ) -> PyResult<Self> {
-        let inner = Preprocessing::new(
-            size,
-            resize.parse::<Resize>()?,
-            Fit::parse(fit, fill)?,
-            unit.parse::<Unit>()?,
-            clamp,
-            mean,
-            std,
-        )?;
-        Ok(Self { inner })
+        guard(|| {
+            let inner = Preprocessing::new(
+                size,
+                resize.parse::<Resize>()?,
+                Fit::parse(fit, fill)?,
+                unit.parse::<Unit>()?,
+                clamp,
+                mean,
+                std,
+            )?;
+            Ok(Self { inner })
+        })
     }
 
     #[getter]
-    fn size(&self) -> usize {
-        self.inner.size
+    fn size(&self) -> PyResult<usize> {
+        guard(|| Ok(self.inner.size))
     }
 
-    fn __repr__(&self) -> String {
-        format!("Preprocessing({:?})", self.inner)
+    fn __repr__(&self) -> PyResult<String> {
+        guard(|| Ok(format!("Preprocessing({:?})", self.inner)))
     }
 }
 
@@ -62,24 +65,26 @@ pub fn preprocess_arrays<'py>(
     preprocessing: &PyPreprocessing,
     out: Option<Bound<'py, PyArray4<f32>>>,
 ) -> PyResult<Bound<'py, PyArray4<f32>>> {
-    let p = preprocessing.inner;
-    let shape = images.shape().to_vec();
-    if shape[3] != 3 || shape[1] == 0 || shape[2] == 0 {
-        return Err(FidrsError::InvalidInput(format!(
-            "images must be N×H×W×3 uint8 with H, W > 0, got {shape:?}"
-        ))
-        .into());
-    }
-    let (n, h, w) = (shape[0], shape[1], shape[2]);
-    let pixels = images
-        .as_slice()
-        .map(|s| s.to_vec())
-        .unwrap_or_else(|_| images.as_array().iter().copied().collect());
-    let (array, ()) = into_output(py, out, n, p.size, |data| {
-        without_gil(py, |_| preprocess_batch(&pixels, w, h, &p, data))?;
-        Ok((n, ()))
-    })?;
-    Ok(array)
+    guard(|| {
+        let p = preprocessing.inner;
+        let shape = images.shape().to_vec();
+        if shape[3] != 3 || shape[1] == 0 || shape[2] == 0 {
+            return Err(FidrsError::InvalidInput(format!(
+                "images must be N×H×W×3 uint8 with H, W > 0, got {shape:?}"
+            ))
+            .into());
+        }
+        let (n, h, w) = (shape[0], shape[1], shape[2]);
+        let pixels = images
+            .as_slice()
+            .map(|s| s.to_vec())
+            .unwrap_or_else(|_| images.as_array().iter().copied().collect());
+        let (array, ()) = into_output(py, out, n, p.size, |data| {
+            without_gil(py, |_| preprocess_batch(&pixels, w, h, &p, data))?;
+            Ok((n, ()))
+        })?;
+        Ok(array)
+    })
 }
 
 /// Add the class, the function and the choices they accept to the module.
