@@ -5,6 +5,7 @@
 pub mod batch;
 pub mod budget;
 pub mod cancel;
+pub mod covariance;
 pub mod decode;
 pub mod error;
 pub mod frechet;

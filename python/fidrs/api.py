@@ -168,7 +168,10 @@ def score_from_stats(
                 UnknownModeWarning,
                 stacklevel=3,
             )
-    info = frechet_distance(stats_a.mu, stats_a.sigma, stats_b.mu, stats_b.sigma, method, return_info=True)
+    side_stats = (stats_a, stats_b)
+    # A loaded file's covariance was checked and factorised once, on load: the distance reuses it.
+    sigma_a, sigma_b = (s.sigma if s.covariance is None or method == "scipy" else s.covariance for s in side_stats)
+    info = frechet_distance(stats_a.mu, sigma_a, stats_b.mu, sigma_b, method, return_info=True)
     if not np.isfinite(info["value"]):
         raise NumericalError(f"the Fréchet distance came out {info['value']}")
     return {

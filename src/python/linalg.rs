@@ -18,6 +18,28 @@ pub fn matrix<'a>(
     Ok(MatRef::from_row_major_slice(slice, shape[0], shape[1]))
 }
 
+/// A float64 matrix of any memory layout, borrowed when it is C-contiguous and copied otherwise.
+pub struct AnyLayout<'a> {
+    data: std::borrow::Cow<'a, [f64]>,
+    rows: usize,
+    cols: usize,
+}
+
+impl<'a> AnyLayout<'a> {
+    pub fn new(a: &'a PyReadonlyArray2<'a, f64>) -> Self {
+        let (rows, cols) = (a.shape()[0], a.shape()[1]);
+        let data = match a.as_slice() {
+            Ok(slice) => std::borrow::Cow::Borrowed(slice),
+            Err(_) => std::borrow::Cow::Owned(a.as_array().iter().copied().collect()),
+        };
+        Self { data, rows, cols }
+    }
+
+    pub fn view(&self) -> MatRef<'_, f64> {
+        MatRef::from_row_major_slice(&self.data, self.rows, self.cols)
+    }
+}
+
 /// A new C-contiguous NumPy copy of `m`.
 pub fn to_numpy<'py>(py: Python<'py>, m: MatRef<'_, f64>) -> PyResult<Bound<'py, PyArray2<f64>>> {
     let (r, c) = (m.nrows(), m.ncols());

@@ -6,7 +6,7 @@ use numpy::{
 use pyo3::prelude::*;
 
 use super::errors::guard;
-use super::linalg::{matrix, to_numpy};
+use super::linalg::{matrix, to_numpy, AnyLayout};
 use super::{par, without_gil};
 use crate::error::FidrsError;
 use crate::stats::Moments;
@@ -97,6 +97,24 @@ impl PyMoments {
 
     fn mean<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyArray1<f64>>> {
         guard(|| Ok(self.inner.mean()?.into_pyarray(py)))
+    }
+
+    /// (max |mean − mu|, max |covariance − sigma|, max |sum| / n, max |sum_outer| / (n − 1)): how far the
+    /// given statistics are from these moments', without forming the mean or the covariance.
+    fn deviation(
+        &mut self,
+        py: Python<'_>,
+        mu: PyReadonlyArray1<'_, f64>,
+        sigma: PyReadonlyArray2<'_, f64>,
+    ) -> PyResult<(f64, f64, f64, f64)> {
+        guard(|| {
+            let mu = mu.as_array().to_vec();
+            let sigma = AnyLayout::new(&sigma);
+            let view = sigma.view();
+            let inner = &mut self.inner;
+            let [a, b, c, d] = without_gil(py, |_| inner.deviation(&mu, view))??;
+            Ok((a, b, c, d))
+        })
     }
 
     fn covariance<'py>(&mut self, py: Python<'py>) -> PyResult<Bound<'py, PyArray2<f64>>> {
