@@ -34,7 +34,9 @@ use std::time::Instant;
 
 use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::cholesky::llt::factor::{cholesky_in_place, cholesky_in_place_scratch};
+use faer::linalg::matmul::matmul;
 use faer::linalg::matmul::triangular::{self, BlockStructure};
+use faer::linalg::triangular_solve::solve_lower_triangular_in_place;
 use faer::{Accum, Mat, MatRef, Par};
 
 use crate::error::{FidrsError, Result};
@@ -187,41 +189,102 @@ impl Covariance {
                 )));
             }
         }
-        let mut largest = 0f64;
-        for j in 0..d {
-            for i in 0..d {
-                let v = sigma[(i, j)];
-                if !v.is_finite() {
-                    return Err(FidrsError::InvalidInput(format!(
-                        "{name}[{i}, {j}] is not finite ({v})"
-                    )));
-                }
-                largest = largest.max(v.abs());
+        // Read in memory order: a row-major (NumPy) matrix read down its columns misses the cache on
+        // every element (d² = 4M of them at d = 2048). `line(p)` is row p of a row-major matrix or column p
+        // of a column-major one: a contiguous slice (any other layout is copied column-major first).
+        let copied;
+        let sigma = if sigma.col_stride() == 1 || sigma.row_stride() == 1 {
+            sigma
+        } else {
+            copied = sigma.to_owned();
+            copied.as_ref()
+        };
+        let row_major = sigma.col_stride() == 1;
+        let line = |p: usize| -> &[f64] {
+            if row_major {
+                sigma
+                    .row(p)
+                    .try_as_row_major()
+                    .expect("unit column stride")
+                    .as_slice()
+            } else {
+                sigma
+                    .col(p)
+                    .try_as_col_major()
+                    .expect("unit row stride")
+                    .as_slice()
             }
+        };
+        let mut largest = 0f64;
+        for p in 0..d {
+            let values = line(p);
+            let line_max = values.iter().fold(0f64, |m, v| m.max(v.abs()));
+            // NaN does not compare: test finiteness only when the maximum is not finite (or was skipped).
+            if !line_max.is_finite() || values.iter().any(|v| v.is_nan()) {
+                let q = values
+                    .iter()
+                    .position(|v| !v.is_finite())
+                    .expect("a non-finite value");
+                let (i, j) = if row_major { (p, q) } else { (q, p) };
+                return Err(FidrsError::InvalidInput(format!(
+                    "{name}[{i}, {j}] is not finite ({})",
+                    values[q]
+                )));
+            }
+            largest = largest.max(line_max);
         }
         let rtol = precision.rtol();
         let mean_square_max = mean.map_or(0.0, |mu| mu.iter().map(|v| v * v).fold(0.0, f64::max));
-        // Symmetry: both triangles hold the same numbers up to the round-off of either recipe.
+        // Symmetry: both triangles hold the same numbers up to the round-off of either recipe. Compared in
+        // 64 × 64 tiles, so that both of a pair of tiles stay in cache.
         let symmetry_tolerance = rtol * largest.max(mean_square_max);
-        for j in 0..d {
-            for i in (j + 1)..d {
-                let (a, b) = (sigma[(i, j)], sigma[(j, i)]);
-                if (a - b).abs() > symmetry_tolerance {
-                    return Err(FidrsError::InvalidInput(format!(
-                        "{name} is not symmetric: [{i}, {j}] = {a} but [{j}, {i}] = {b} (round-off would be \
-                         at most {symmetry_tolerance:.3e}); not a covariance"
-                    )));
+        const TILE: usize = 64;
+        for j0 in (0..d).step_by(TILE) {
+            for i0 in (j0..d).step_by(TILE) {
+                for j in j0..(j0 + TILE).min(d) {
+                    for i in i0.max(j + 1)..(i0 + TILE).min(d) {
+                        let (a, b) = (sigma[(i, j)], sigma[(j, i)]);
+                        if (a - b).abs() > symmetry_tolerance {
+                            return Err(FidrsError::InvalidInput(format!(
+                                "{name} is not symmetric: [{i}, {j}] = {a} but [{j}, {i}] = {b} (round-off \
+                                 would be at most {symmetry_tolerance:.3e}); not a covariance"
+                            )));
+                        }
+                    }
                 }
             }
         }
-        // Σ = 4^e A with A's largest entry in (1/4, 1]; the mean is scaled by 2^-e alongside.
+        // Σ = 4^e A with A's largest entry in (1/4, 1]; the mean is scaled by 2^-e alongside. A's lower
+        // triangle (column-major) is taken from the triangle that is contiguous in memory: the same numbers
+        // up to the symmetry tolerance.
         let exponent = if largest > 0.0 {
             (largest.log2() / 2.0).ceil() as i32
         } else {
             0
         };
         let down = |v: f64| scale_pow2(v, -2 * exponent);
-        let a = Mat::from_fn(d, d, |i, j| if i >= j { down(sigma[(i, j)]) } else { 0.0 });
+        let factor = scale_pow2(1.0, -2 * exponent);
+        let exact_in_one_step = (-2 * exponent).abs() <= 1000;
+        let scaled_lower = |a: &mut Mat<f64>| {
+            for j in 0..d {
+                let column = a.col_as_slice_mut(j);
+                column[..j].iter_mut().for_each(|x| *x = 0.0);
+                let (target, source) = (&mut column[j..], &line(j)[j..]);
+                if exact_in_one_step {
+                    target
+                        .iter_mut()
+                        .zip(source)
+                        .for_each(|(x, v)| *x = v * factor);
+                } else {
+                    target
+                        .iter_mut()
+                        .zip(source)
+                        .for_each(|(x, &v)| *x = down(v));
+                }
+            }
+        };
+        let mut a = Mat::<f64>::zeros(d, d);
+        scaled_lower(&mut a);
         let second_moment =
             |i: usize| a[(i, i)].max(0.0) + mean.map_or(0.0, |mu| down(mu[i] * mu[i]));
         let moment_max = (0..d).map(second_moment).fold(0.0, f64::max);
@@ -246,15 +309,15 @@ impl Covariance {
             precision,
             seconds: 0.0,
         };
-        // Positive definite (the usual case: more samples than dimensions): one blocked Cholesky.
-        let mut l = a.clone();
-        if cholesky(l.as_mut(), par) && (0..d).all(|i| l[(i, i)] * l[(i, i)] > 4.0 * rank_threshold)
+        // Positive definite (the usual case: more samples than dimensions): one blocked Cholesky, in place.
+        if cholesky(a.as_mut(), par) && (0..d).all(|i| a[(i, i)] * a[(i, i)] > 4.0 * rank_threshold)
         {
-            covariance.factor = l;
+            covariance.factor = a;
             covariance.seconds = start.elapsed().as_secs_f64();
             return Ok(covariance);
         }
-        drop(l);
+        // Singular or not a covariance: the rank-revealing factorisation decides, on a fresh copy.
+        scaled_lower(&mut a);
         let pivoted = pivoted_cholesky(a, rank_threshold, par);
         if pivoted.worst > entry_tolerance {
             return Err(FidrsError::InvalidInput(format!(
@@ -320,26 +383,89 @@ impl Covariance {
     }
 }
 
-/// Cholesky in place on the lower triangle, the upper set to zero (faer uses it as workspace); false if a
-/// pivot is not positive.
-fn cholesky(mut l: faer::MatMut<'_, f64>, par: Par) -> bool {
-    let d = l.nrows();
-    let mut memory = MemBuffer::new(cholesky_in_place_scratch::<f64>(d, par, Default::default()));
-    let stack = MemStack::new(&mut memory);
-    let ok = cholesky_in_place(
-        l.as_mut(),
-        Default::default(),
+/// Columns per block of the Cholesky factorisation.
+const CHOLESKY_BLOCK: usize = 128;
+
+/// Cholesky in place on the lower triangle, the upper set to zero; false as soon as a pivot is not
+/// positive. The first quarter of the columns is factorised left-looking in blocks (each block brought up
+/// to date with the columns before it by one matrix product, factorised, the rows below solved), so that a
+/// singular Σ of rank r < d/4 (n < d/4 samples) is found out after ~d·r²/2 operations, where a
+/// right-looking or recursive factorisation has spent ~d²·r/2 (d = 2048, r = 511: 0.01 s instead of
+/// 0.05 s); then the rest of the matrix is updated once and finished by faer's recursive factorisation,
+/// which is the faster one for the bulk (0.070 s against 0.105 s left-looking at d = 2048, one core).
+fn cholesky(mut a: faer::MatMut<'_, f64>, par: Par) -> bool {
+    let d = a.nrows();
+    let mut memory = MemBuffer::new(cholesky_in_place_scratch::<f64>(
+        CHOLESKY_BLOCK,
         par,
-        stack,
         Default::default(),
-    )
-    .is_ok();
-    for j in 1..d {
-        for i in 0..j {
-            l[(i, j)] = 0.0;
+    ));
+    let left_looking = (d / 4).next_multiple_of(CHOLESKY_BLOCK).min(d);
+    let mut j = 0;
+    while j < left_looking {
+        let b = CHOLESKY_BLOCK.min(d - j);
+        let (done, rest) = a.as_mut().split_at_col_mut(j);
+        let mut panel = rest.subcols_mut(0, b).subrows_mut(j, d - j);
+        if j > 0 {
+            // panel −= L[j.., ..j] · L[j..j+b, ..j]ᵀ
+            let left = done.as_ref().subrows(j, d - j);
+            let top = done.as_ref().subrows(j, b);
+            matmul(panel.as_mut(), Accum::Add, left, top.transpose(), -1.0, par);
+        }
+        let (mut diagonal, mut below) = panel.split_at_row_mut(b);
+        let stack = MemStack::new(&mut memory);
+        let factored = cholesky_in_place(
+            diagonal.as_mut(),
+            Default::default(),
+            par,
+            stack,
+            Default::default(),
+        );
+        if factored.is_err() {
+            return false;
+        }
+        // below ← below · L_jj⁻ᵀ, i.e. L_jj · belowᵀ = belowᵀ solved in place.
+        solve_lower_triangular_in_place(diagonal.as_ref(), below.as_mut().transpose_mut(), par);
+        j += b;
+    }
+    if j < d {
+        let (done, rest) = a.as_mut().split_at_col_mut(j);
+        let left = done.as_ref().subrows(j, d - j);
+        let mut trailing = rest.subrows_mut(j, d - j);
+        triangular::matmul(
+            trailing.as_mut(),
+            BlockStructure::TriangularLower,
+            Accum::Add,
+            left,
+            BlockStructure::Rectangular,
+            left.transpose(),
+            BlockStructure::Rectangular,
+            -1.0,
+            par,
+        );
+        let mut memory = MemBuffer::new(cholesky_in_place_scratch::<f64>(
+            d - j,
+            par,
+            Default::default(),
+        ));
+        let stack = MemStack::new(&mut memory);
+        let factored = cholesky_in_place(
+            trailing.as_mut(),
+            Default::default(),
+            par,
+            stack,
+            Default::default(),
+        );
+        if factored.is_err() {
+            return false;
         }
     }
-    ok
+    for j in 1..d {
+        for i in 0..j {
+            a[(i, j)] = 0.0;
+        }
+    }
+    true
 }
 
 struct Pivoted {

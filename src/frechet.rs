@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use faer::linalg::matmul::matmul;
 use faer::linalg::matmul::triangular::{self, BlockStructure};
-use faer::{Accum, Mat, MatRef, Par, Side};
+use faer::{Accum, Mat, MatMut, MatRef, Par};
 
 use crate::covariance::{Covariance, Factorisation};
 use crate::error::{FidrsError, Result};
@@ -293,10 +293,11 @@ fn nuclear_norm_eigh(c: Mat<f64>, par: Par) -> Result<FrechetResult> {
     if k == 0 {
         return Ok(trace_result("eigh", 0.0, 0, 0, 0.0, 0.0, "exact"));
     }
-    // Only the lower triangle is formed (half the flops) and read.
-    let mut gram = Mat::<f64>::zeros(k, k);
+    // Only the lower triangle is formed (half the flops) and read, into a plain column-major buffer that
+    // the eigenvalue step then works in (no copy).
+    let mut gram = vec![0f64; k * k];
     triangular::matmul(
-        gram.as_mut(),
+        MatMut::from_column_major_slice_mut(&mut gram, k, k),
         BlockStructure::TriangularLower,
         Accum::Replace,
         c.transpose(),
@@ -307,9 +308,7 @@ fn nuclear_norm_eigh(c: Mat<f64>, par: Par) -> Result<FrechetResult> {
         par,
     );
     drop(c);
-    let eigenvalues = gram
-        .self_adjoint_eigenvalues(Side::Lower)
-        .map_err(|e| FidrsError::Numerical(format!("eigenvalue decomposition failed: {e:?}")))?;
+    let eigenvalues = crate::eigen::symmetric_eigenvalues(gram, k, par)?;
     let clipped: f64 = eigenvalues.iter().filter(|&&l| l < 0.0).map(|l| -l).sum();
     let total: f64 = eigenvalues.iter().map(|&l| l.max(0.0).sqrt()).sum();
     Ok(trace_result("eigh", total, k, 0, 0.0, clipped, "exact"))

@@ -7,6 +7,7 @@ pub mod budget;
 pub mod cancel;
 pub mod covariance;
 pub mod decode;
+pub mod eigen;
 pub mod error;
 pub mod frechet;
 pub mod image;
