@@ -12,6 +12,7 @@ pub mod error;
 pub mod frechet;
 pub mod image;
 pub mod interrupt;
+pub mod mmd;
 pub mod preprocess;
 pub mod stats;
 pub mod threads;

@@ -6,6 +6,7 @@ mod decode;
 mod errors;
 mod frechet;
 mod linalg;
+mod mmd;
 mod moments;
 mod preprocess;
 mod process;
@@ -75,6 +76,7 @@ fn _fidrs(m: &Bound<'_, PyModule>) -> PyResult<()> {
         preprocess::register(m)?;
         frechet::register(m)?;
         moments::register(m)?;
+        mmd::register(m)?;
         process::register(m)?;
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
         Ok(())
@@ -87,6 +89,7 @@ mod tests {
     const SOURCES: &[(&str, &str)] = &[
         ("decode.rs", include_str!("decode.rs")),
         ("frechet.rs", include_str!("frechet.rs")),
+        ("mmd.rs", include_str!("mmd.rs")),
         ("moments.rs", include_str!("moments.rs")),
         ("preprocess.rs", include_str!("preprocess.rs")),
         ("process.rs", include_str!("process.rs")),
