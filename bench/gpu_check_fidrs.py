@@ -228,6 +228,14 @@ def decode_preprocess(paths: Sequence[str], backbone: str, batch: int) -> int:
     return done
 
 
+def load_inputs(paths: Sequence[str], backbone: str) -> np.ndarray:
+    """The network inputs of these files (native decode + preprocess in the backbone's default mode)."""
+    batch, ok, failed, _ = _fidrs.load_images(list(paths), backbones.preprocessing(backbone))
+    if failed:
+        raise RuntimeError(f"{len(failed)} files did not decode: {failed[:2]}")
+    return batch
+
+
 def features_end_to_end(
     paths: Sequence[str], backbone: str, graph: Path, device: str, batch: int, allow_tf32: bool = False
 ) -> np.ndarray:

@@ -103,6 +103,8 @@ class NetworkRun:
         self.host_rate = None
         self.last_timing = None  # (batch, first-batch s, s per batch) of the last throughput item
         self.threads = int(os.environ.get("FIDRS_NUM_THREADS") or os.cpu_count() or 1)
+        self.kept_session = None  # the provider item's fp32 session, reused by the fp32 items
+        self.cpu = None  # the CPU-provider session every comparison is made against
 
     def remaining(self) -> float:
         return self.deadline - time.monotonic()
@@ -160,13 +162,13 @@ class NetworkRun:
             return  # no point measuring a provider that did not run; the parent stops here too
         self.cpu_reference()
         for precision in PRECISIONS:
-            session = None
-            try:
-                session = self.fx.open_session(self.graph, self.name, self.plan.device, precision == "tf32")
-            except Exception as e:  # noqa: BLE001 - reported on each item that needed the session
-                error = f"{type(e).__name__}: {e}"
-            else:
-                error = ""
+            session, error = self.kept_session, ""
+            self.kept_session = None
+            if session is None or precision != "fp32":
+                try:
+                    session = self.fx.open_session(self.graph, self.name, self.plan.device, precision == "tf32")
+                except Exception as e:  # noqa: BLE001 - reported on each item that needed the session
+                    session, error = None, f"{type(e).__name__}: {e}"
             self.item(f"fidelity/{self.name}/{precision}", self.fidelity, precision, session, error)
             for batch in self.plan.batches:
                 self.item(
@@ -198,8 +200,7 @@ class NetworkRun:
             "loaded_libraries": libraries,
             **library_versions(libraries),
         }
-        del session
-        self.fx.release_sessions()
+        self.kept_session = session
         if data["provider"] != self.plan.expected_provider:
             raise _fail(f"ran on {data['provider']}, expected {self.plan.expected_provider}", data)
         if not np.isfinite(out).all():
@@ -214,7 +215,7 @@ class NetworkRun:
     def cpu_reference(self) -> None:
         """CPU-provider features of both sets and the graph's error gain: what the GPU is held to."""
         emit({"event": "phase", "name": f"cpu/{self.name}"})
-        cpu = self.fx.open_session(self.graph, self.name, "cpu", False)
+        self.cpu = cpu = self.fx.open_session(self.graph, self.name, "cpu", False)
         self.cpu_a, self.cpu_b = self._features(cpu, self.inputs_a), self._features(cpu, self.inputs_b)
         k = min(self.plan.gain_images, len(self.inputs_a))
         x = self.inputs_a[:k].astype(np.float64)
@@ -222,8 +223,7 @@ class NetworkRun:
         scale = GAIN_STEP * np.linalg.norm(x.reshape(k, -1), axis=1) / np.linalg.norm(noise.reshape(k, -1), axis=1)
         moved = self._features(cpu, (x + noise * scale[:, None, None, None]).astype(np.float32))
         self.gain = float(np.max(relative_errors(self.cpu_a[:k], moved)) / GAIN_STEP)
-        del cpu
-        self.fx.release_sessions()
+        self.fx.release_sessions()  # the CPU session stays (self.cpu), out of fidrs' session cache
 
     def fidelity(self, precision: str, session, error: str):
         """Same graph, same inputs: per-image features and the FD of the two sets, CUDA against the CPU."""
@@ -356,9 +356,9 @@ class NetworkRun:
         got = self.fx.features_end_to_end(paths, self.name, self.graph, self.plan.device, batch)
         elapsed = time.perf_counter() - t
         rate = len(paths) / elapsed
-        k = min(self.plan.e2e_check_images, len(paths))
-        cpu = self.fx.features_end_to_end(paths[:k], self.name, self.graph, "cpu", batch)
         self.fx.release_sessions()
+        k = min(self.plan.per_network(self.plan.e2e_check_images, self.name), len(paths))
+        cpu = self._features(self.cpu, self.fx.load_inputs(paths[:k], self.name))  # same files, the CPU provider
         errors = relative_errors(cpu, got[:k])
         network = self.rates.get(("fp32", batch)) or _nearest(self.rates, batch)
         bound_by = ""

@@ -23,7 +23,7 @@ class Plan:
     e2e_images: dict[str, int]  # synthetic 256² JPEGs end to end, by backbone name prefix
     e2e_unique: int  # distinct JPEGs written; the rest are copies (cache off: each file is decoded anyway)
     e2e_batch: int
-    e2e_check_images: int  # of those, compared with the CPU provider
+    e2e_check_images: dict[str, int]  # of those, compared with the CPU provider
     decode_threads: int  # FIDRS_NUM_THREADS of the child processes
     min_seconds: float  # a throughput figure times at least this long ...
     min_iterations: int  # ... and at least this many batches, after the first (which is reported apart)
@@ -43,7 +43,7 @@ class Plan:
             e2e_images={"inception": 4096, "dinov2": 2048, "clip": 1024},
             e2e_unique=512,
             e2e_batch=200,
-            e2e_check_images=32,
+            e2e_check_images={"inception": 32, "dinov2": 16, "clip": 8},
             decode_threads=decode_threads,
             min_seconds=1.5,
             min_iterations=2,
@@ -64,7 +64,7 @@ class Plan:
             e2e_images={"inception": 10, "dinov2": 10, "clip": 6},
             e2e_unique=6,
             e2e_batch=4,
-            e2e_check_images=3,
+            e2e_check_images={"inception": 3, "dinov2": 3, "clip": 3},
             decode_threads=decode_threads,
             min_seconds=0.0,
             min_iterations=1,
