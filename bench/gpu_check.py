@@ -15,7 +15,7 @@ converters; every network runs in a child process of its own (this script with -
 the remaining budget and killed if it overruns it. `scripts/gpu_check.sh` installs the carried wheels and runs
 this; `--dry-run` runs every step on the CPU provider with tiny sizes (tests/test_gpu_check.py, in CI).
 
-Usage: python bench/gpu_check.py --out DIR [--dry-run] [--budget-s 300] [--only inception,...]
+Usage: python bench/gpu_check.py --out DIR [--dry-run] [--budget-s 270] [--only inception,...]
 Exit status: 0 when no item failed, 1 otherwise, 2 on bad arguments.
 """
 
@@ -52,7 +52,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", type=Path, default=Path(os.environ.get("OUT") or HERE / "out" / "gpu-check"))
     p.add_argument("--dry-run", action="store_true", help="CPU provider, tiny sizes (what CI runs)")
-    p.add_argument("--budget-s", type=float, default=None, help="whole run, seconds (default 300; dry run 240)")
+    p.add_argument("--budget-s", type=float, default=None, help="whole run, seconds (default 270; dry run 240)")
     p.add_argument("--threads", type=int, default=None, help="decode threads (default 16; dry run: all cores)")
     p.add_argument("--only", default="", help="comma-separated networks to run (default: all)")
     p.add_argument("--work", type=Path, default=None, help="where the graphs and JPEGs go (default: a temp dir)")
@@ -66,7 +66,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def make_plan(args: argparse.Namespace) -> Plan:
     if args.dry_run:
         return Plan.dry(args.budget_s or 240.0, args.threads or os.cpu_count() or 1)
-    return Plan.full(args.budget_s or 300.0, args.threads or 16)
+    return Plan.full(args.budget_s or 270.0, args.threads or 16)
 
 
 class Orchestrator:

@@ -31,7 +31,7 @@ class Plan:
     shares: dict[str, float] = field(default_factory=dict)  # each network's share of the remaining budget
 
     @staticmethod
-    def full(budget_s: float = 300.0, decode_threads: int = 16) -> Plan:
+    def full(budget_s: float = 270.0, decode_threads: int = 16) -> Plan:
         return Plan(
             dry_run=False,
             device="cuda",

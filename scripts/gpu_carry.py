@@ -28,6 +28,10 @@ MANIFEST = "MANIFEST.json"
 CALL_MIB = 64  # what one device call carries: the working tree and the named folders together
 MARGIN_MIB = 1.5  # for the manifest, and for files the tree gains before the calls are made
 CHUNK = 1 << 20
+RECEIVE_TIMEOUT_S = 120  # a receive call: sha256 of ≤ 60 MiB, at most one pip install (the small wheels: ~10 s)
+FINAL_MARGIN_S = 90  # the last call, beyond the check's budget: the runtime wheel's reassembly and install
+# (~250 MiB: ~20 s), the check's start, a child's grace period, the report
+RERUN_BUDGET_S = 200
 
 
 def sha256(path: Path) -> str:
@@ -124,17 +128,19 @@ def calls(manifest: dict, budget_s: int, final_timeout_s: int) -> str:
         last = i == len(folders)
         command = f"bash scripts/gpu_check.sh --budget-s {budget_s}" if last else "bash scripts/gpu_check.sh --receive"
         what = "reassemble + install the runtime, then the check" if last else "receive (verify, install what is whole)"
-        timeout = final_timeout_s if last else 180
+        timeout = final_timeout_s if last else RECEIVE_TIMEOUT_S
         lines += [
             f"call {i}/{len(folders)} — {what}; carries {size / 2**20:.1f} MiB",
             f'  run(carry=["{folder}"], timeout_s={timeout}, command="{command}")',
         ]
+    rerun = f"bash scripts/gpu_check.sh --budget-s {RERUN_BUDGET_S} --only NETWORKS"
     lines += [
         "",
-        "A rerun while the machine is still warm needs no carry (installs and graphs' inputs stay there):",
-        f'  run(timeout_s={final_timeout_s}, command="bash scripts/gpu_check.sh --budget-s {budget_s}")',
-        "  (add --only dinov2-vitl14,clip-vitl14-336 to the command to rerun only some networks)",
-        "Then give_back(). The report is under the files the last call returned: gpu-check.md, gpu-check.json, logs/.",
+        f"Device time: the machine's start, then ~10-20 s per receive call, then at most {final_timeout_s} s.",
+        "A rerun while the machine is still warm needs no carry (the installed wheels stay in .gpu-site):",
+        f'  run(timeout_s={RERUN_BUDGET_S + FINAL_MARGIN_S}, command="{rerun}")',
+        "  (NETWORKS: comma-separated, of inception, dinov2-vitl14, clip-vitl14-336)",
+        "Then give_back(). The report is in the files the last call returned: gpu-check.md, gpu-check.json, logs/.",
     ]
     return "\n".join(lines)
 
@@ -161,7 +167,7 @@ def receive(root: Path, site: Path, stage: Path, python: str) -> int:
         print("no carry folder (.gpu1 …) here: the first call must carry .gpu1", file=sys.stderr)
         return 3
     installed = _installed(site)
-    have, missing = [], []
+    have, missing, whole = [], [], []
     for name, wheel in manifest["wheels"].items():
         if wheel["sha256"] in installed:
             have.append(name)
@@ -184,10 +190,13 @@ def receive(root: Path, site: Path, stage: Path, python: str) -> int:
         if sha256(target) != wheel["sha256"]:
             print(f"{name}: the reassembled wheel's sha256 differs from the manifest", file=sys.stderr)
             return 4
-        install(target, site, python)
-        _mark_installed(site, wheel["sha256"], name)
-        have.append(name)
-        target.unlink()
+        whole.append((target, wheel["sha256"]))
+    if whole:
+        install([target for target, _ in whole], site, python)  # one pip run for all of them
+        for target, digest in whole:
+            _mark_installed(site, digest, target.name)
+            have.append(target.name)
+            target.unlink()
     folders = ", ".join(sorted({p.parent.name for p in root.glob(f".gpu[0-9]*/{MANIFEST}")}))
     print(f"carry folders here: {folders} of {len(manifest['folders'])}; commit {manifest['commit']}")
     print(f"installed in {site}: {len(have)} of {len(manifest['wheels'])} wheels")
@@ -196,15 +205,21 @@ def receive(root: Path, site: Path, stage: Path, python: str) -> int:
     return 0
 
 
-def install(wheel: Path, site: Path, python: str) -> None:
+def install(wheels: list[Path], site: Path, python: str) -> None:
     site.mkdir(parents=True, exist_ok=True)
     has_pip = subprocess.run([python, "-m", "pip", "--version"], capture_output=True).returncode == 0
     if has_pip:
         command = [python, "-m", "pip", "install", "--no-index", "--no-deps", "--no-compile", "--quiet"]
-        command += ["--disable-pip-version-check", "--upgrade", "--target", str(site), str(wheel)]
-        subprocess.run(command, check=True)
+        command += ["--disable-pip-version-check", "--upgrade", "--target", str(site), *map(str, wheels)]
+        subprocess.run(command, check=True, env={**os.environ, "PIP_ROOT_USER_ACTION": "ignore"})
         return
-    # No pip: a wheel is a zip whose root is site-packages; its .data/{purelib,platlib} go there too.
+    for wheel in wheels:
+        unpack(wheel, site)
+
+
+def unpack(wheel: Path, site: Path) -> None:
+    """What pip does for these wheels, where that Python has no pip: a wheel is a zip whose root is
+    site-packages; its .data/{purelib,platlib} go there too (scripts and headers are not needed)."""
     with zipfile.ZipFile(wheel) as z:
         for info in z.infolist():
             parts = Path(info.filename).parts
@@ -261,7 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     a.add_argument("--small", type=Path, nargs="*", default=[])
     a.add_argument("--part-mib", type=float, default=60.0)
     a.add_argument("--python-tag", required=True)
-    a.add_argument("--budget-s", type=int, default=300)
+    a.add_argument("--budget-s", type=int, default=270)
     for name in ("receive", "complete"):
         b = sub.add_parser(name)
         b.add_argument("--root", type=Path, default=Path.cwd())
@@ -276,7 +291,7 @@ def main(argv: list[str] | None = None) -> int:
         tree = tree_bytes(args.root)
         capacity = int(min(args.part_mib, CALL_MIB - MARGIN_MIB - tree / 2**20) * 2**20)
         manifest = pack(args.root, args.small, args.runtime, capacity, args.python_tag)
-        final_timeout = min(600, args.budget_s + 150)
+        final_timeout = min(600, args.budget_s + FINAL_MARGIN_S)
         text = calls(manifest, args.budget_s, final_timeout)
         print(f"working tree: {tree / 2**20:.1f} MiB; each folder at most {capacity / 2**20:.1f} MiB")
         print(text)

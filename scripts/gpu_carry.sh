@@ -8,7 +8,7 @@
 #   bash scripts/gpu_carry.sh --python 3.11 --runtime onnxruntime==1.32.0
 #                                                 # a CPU rehearsal for this machine's Python, then:
 #                                                 # bash scripts/gpu_check.sh --receive; ... --dry-run --from-carry
-# Options: --python X.Y, --runtime SPEC, --part-mib N (default 60), --budget-s S (the check's, default 300).
+# Options: --python X.Y, --runtime SPEC, --part-mib N (default 60), --budget-s S (the check's, default 270).
 #
 # The carried dependencies are pinned to the versions in .venv (what the tests ran with), downloaded with
 # --no-deps so that nothing else rides along:
@@ -26,7 +26,7 @@ ROOT=$(pwd)
 PYVER=3.12
 RUNTIME=onnxruntime-gpu==1.31.1
 PART_MIB=60
-BUDGET_S=300
+BUDGET_S=270
 while (($#)); do
   case "$1" in
     --python) PYVER=$2; shift ;;
