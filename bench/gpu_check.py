@@ -22,6 +22,7 @@ Exit status: 0 when no item failed, 1 otherwise, 2 on bad arguments.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import json
 import os
@@ -37,7 +38,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import gpu_check_env as env  # noqa: E402 - the bench folder's modules, found through the line above
-from gpu_check_plan import EVENT_PREFIX, Plan, network_items  # noqa: E402
+from gpu_check_plan import EVENT_PREFIX, NO_PROVIDER, Plan, network_items  # noqa: E402
 from gpu_check_report import Report  # noqa: E402
 
 # The networks, in the order they run (what the budget reaches last is skipped first). The dry run maps them to
@@ -46,6 +47,7 @@ FULL_NETWORKS = ("inception", "dinov2-vitl14", "clip-vitl14-336")
 DRY_NETWORKS = ("inception", "dinov2-vits14", "clip-vitl14-336")
 GRACE_S = 20.0  # past its share of the budget, a child is killed
 END_RESERVE_S = 5.0  # kept for nvidia-smi after and the report
+LOG_TAIL_LINES = 40  # of a child's log, copied into the report when one of its items failed
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -55,8 +57,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--budget-s", type=float, default=None, help="whole run, seconds (default 270; dry run 240)")
     p.add_argument("--threads", type=int, default=None, help="decode threads (default 16; dry run: all cores)")
     p.add_argument("--only", default="", help="comma-separated networks to run (default: all)")
+    p.add_argument(
+        "--device",
+        choices=("cpu", "cuda"),
+        default=None,
+        help="the device the GPU items ask for (default: cuda; dry run cpu)",
+    )
     p.add_argument("--work", type=Path, default=None, help="where the graphs and JPEGs go (default: a temp dir)")
-    p.add_argument("--keep-work", action="store_true")
+    p.add_argument("--keep-work", action="store_true", help="keep the graphs in the work folder")
     p.add_argument("--child", default=None, help=argparse.SUPPRESS)
     p.add_argument("--seconds", type=float, default=0.0, help=argparse.SUPPRESS)
     p.add_argument("--first", action="store_true", help=argparse.SUPPRESS)
@@ -65,8 +73,13 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def make_plan(args: argparse.Namespace) -> Plan:
     if args.dry_run:
-        return Plan.dry(args.budget_s or 240.0, args.threads or os.cpu_count() or 1)
-    return Plan.full(args.budget_s or 270.0, args.threads or 16)
+        plan = Plan.dry(args.budget_s or 240.0, args.threads or os.cpu_count() or 1)
+    else:
+        plan = Plan.full(args.budget_s or 270.0, args.threads or 16)
+    if args.device is not None:  # e.g. a dry run that insists on CUDA where there is none: the fallback is refused
+        provider = "CUDAExecutionProvider" if args.device == "cuda" else "CPUExecutionProvider"
+        plan = dataclasses.replace(plan, device=args.device, expected_provider=provider)
+    return plan
 
 
 class Orchestrator:
@@ -84,6 +97,8 @@ class Orchestrator:
         expected = ["nvidia-smi"] + [item for name in self.names for item in self.items_of[name]]
         meta = {
             "dry_run": plan.dry_run,
+            "device": plan.device,
+            "expected_provider": plan.expected_provider,
             "started": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
             "budget_s": plan.budget_s,
             "decode_threads": plan.decode_threads,
@@ -94,7 +109,7 @@ class Orchestrator:
         self.nvml = env.Nvml()
         self.sampler = env.MemorySampler(self.nvml)
         self.report.meta["memory_source"] = self.sampler.source
-        self.work = args.work or Path(tempfile.mkdtemp(prefix="fidrs-gpu-check-"))
+        self.work = (args.work or Path(tempfile.mkdtemp(prefix="fidrs-gpu-check-"))).resolve()
         self.work.mkdir(parents=True, exist_ok=True)
         self.logs = args.out / "logs"
         self.logs.mkdir(parents=True, exist_ok=True)
@@ -111,13 +126,16 @@ class Orchestrator:
                 self._close(name, "skipped", stop)
                 continue
             self.network(i, name)
-            if i == 0 and self.report.items.get("provider", {}).get("status") != "pass":
-                stop = "the provider item failed: nothing ran on the expected provider"
+            if i == 0 and self.report.items["provider"]["status"] == "fail":
+                stop = NO_PROVIDER  # (a provider item skipped for the budget stops nothing: every item checks it)
         self.nvidia_smi("after")
         self.report.meta["elapsed_s"] = round(time.monotonic() - self.start, 1)
         self.report.write()
-        if not self.args.keep_work and self.args.work is None:
+        if self.args.work is None and not self.args.keep_work:
             shutil.rmtree(self.work, ignore_errors=True)
+        elif not self.args.keep_work:  # the graphs (GiBs); the JPEGs stay for a rerun
+            for graph in self.work.glob("*.onnx"):
+                graph.unlink()
         return 1 if self.report.failed else 0
 
     def nvidia_smi(self, when: str) -> None:
@@ -152,7 +170,8 @@ class Orchestrator:
         command = [sys.executable, *(["-S"] if sys.flags.no_site else []), str(Path(__file__).resolve())]
         command += ["--child", name, "--seconds", f"{seconds:.1f}", "--out", str(self.args.out)]
         command += ["--budget-s", str(self.plan.budget_s), "--threads", str(self.plan.decode_threads)]
-        command += ["--work", str(self.work)] + (["--dry-run"] if self.plan.dry_run else [])
+        command += ["--work", str(self.work), "--device", self.plan.device]
+        command += ["--dry-run"] if self.plan.dry_run else []
         command += ["--first"] if index == 0 else []
         child_env = {**os.environ, "FIDRS_NUM_THREADS": str(self.plan.decode_threads), "PYTHONUNBUFFERED": "1"}
         log_path = self.logs / f"{name}.log"
@@ -180,6 +199,10 @@ class Orchestrator:
             finally:
                 watchdog.cancel()
                 self.sampler.stop()
+        failed = [item for item in self.items_of[name] if self.report.items[item]["status"] == "fail"]
+        if failed or rc != 0:  # what the child wrote beside its events (tracebacks, ONNX Runtime's messages)
+            tail = log_path.read_text(encoding="utf-8", errors="replace").splitlines()[-LOG_TAIL_LINES:]
+            self.report.logs[name] = "\n".join(tail)
         if killed.is_set():
             reason = f"killed: the network overran its {seconds:.0f} s share of the budget (logs/{name}.log)"
             status = "skipped"

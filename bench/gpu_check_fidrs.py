@@ -191,6 +191,16 @@ def open_session(graph: Path, backbone: str, device: str, allow_tf32: bool) -> S
     return Session(network, b.output_names.index(b.feature_output))
 
 
+def runtime_debug_info() -> None:
+    """ONNX Runtime's own account of its CUDA setup (packages, LD_LIBRARY_PATH, loaded libraries), printed."""
+    ort = runtime.ort
+    if ort is not None and hasattr(ort, "print_debug_info"):
+        try:
+            ort.print_debug_info()
+        except Exception as e:  # noqa: BLE001 - a diagnostic only
+            print(f"onnxruntime.print_debug_info failed: {e}")
+
+
 def release_sessions() -> None:
     """Drop fidrs' cached sessions (their device memory is freed once the caller holds none)."""
     runtime.get_session.cache_clear()

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 from gpu_check_bounds import fd_bound, fd_bound_measured, fp32_bound, relative_errors, tf32_estimate
-from gpu_check_plan import EVENT_PREFIX, FP32_CEILING_FLOPS, PRECISIONS, Plan, network_items
+from gpu_check_plan import EVENT_PREFIX, FP32_CEILING_FLOPS, NO_PROVIDER, PRECISIONS, Plan, network_items
 
 SEED = 20270101
 GAIN_STEP = 1e-4  # relative size of the input perturbation that measures the error gain
@@ -159,7 +159,9 @@ class NetworkRun:
         self.inputs_a = self.fx.network_inputs(self.name, images_a)
         self.inputs_b = self.fx.network_inputs(self.name, images_b)
         if self.first and not self.item("provider", self.provider):
-            return  # no point measuring a provider that did not run; the parent stops here too
+            for item_id in network_items(self.plan, self.name, False):  # nothing else can mean anything
+                emit({"event": "result", "item": item_id, "status": "skipped", "data": {}, "summary": NO_PROVIDER})
+            return
         self.cpu_reference()
         for precision in PRECISIONS:
             session, error = self.kept_session, ""
@@ -189,7 +191,8 @@ class NetworkRun:
         try:
             session = self.fx.open_session(self.graph, self.name, self.plan.device, False)
         except Exception as e:  # noqa: BLE001 - RuntimeUnavailableError above all: the fallback, refused
-            raise Fail(f"no {self.plan.expected_provider}: {type(e).__name__}: {e}") from None
+            self.fx.runtime_debug_info()  # ONNX Runtime's own account (packages, LD_LIBRARY_PATH, DLLs) to the log
+            raise _fail(f"no {self.plan.expected_provider}: {type(e).__name__}: {e}", info) from None
         out = session.run(self.inputs_a[: self.plan.fidelity_batch])
         libraries = loaded_libraries()
         data = {
@@ -349,7 +352,8 @@ class NetworkRun:
         t = time.perf_counter()
         self.fx.features_end_to_end(paths[: 2 * batch], self.name, self.graph, self.plan.device, batch)
         warm = time.perf_counter() - t
-        estimate = len(paths) / max(self.host_rate or 1.0, 1.0)
+        network = self.rates.get(("fp32", batch)) or _nearest(self.rates, batch)
+        estimate = len(paths) / max(min(r for r in (self.host_rate, network, 1e9) if r), 1.0)
         if not self.plan.dry_run and self.remaining() < estimate:
             raise Skip(f"budget: needs ~{estimate:.0f} s, {self.remaining():.0f} s left for this network")
         t = time.perf_counter()
@@ -360,7 +364,6 @@ class NetworkRun:
         k = min(self.plan.per_network(self.plan.e2e_check_images, self.name), len(paths))
         cpu = self._features(self.cpu, self.fx.load_inputs(paths[:k], self.name))  # same files, the CPU provider
         errors = relative_errors(cpu, got[:k])
-        network = self.rates.get(("fp32", batch)) or _nearest(self.rates, batch)
         bound_by = ""
         if network and self.host_rate:
             bound_by = "host decode + preprocess" if self.host_rate < network else "network"

@@ -22,6 +22,7 @@ class Report:
         self.networks: dict[str, dict] = {}
         self.items: dict[str, dict] = {item: {"status": "pending", "summary": "", "data": {}} for item in expected}
         self.text: dict[str, str] = {}  # nvidia-smi before / after
+        self.logs: dict[str, str] = {}  # the end of a child's log, where one of its items failed
 
     def add(self, item: str, status: str, summary: str, data: dict | None = None) -> None:
         if status not in STATUSES:
@@ -45,6 +46,7 @@ class Report:
             "counts": counts,
             "items": self.items,
             "nvidia_smi": self.text,
+            "logs": self.logs,
         }
 
     def write(self) -> None:
@@ -59,7 +61,7 @@ class Report:
         device = env.get("gpu", {})
         provider = self.items.get("provider", {}).get("data", {})
         lines = [
-            f"# fidrs GPU check{' (DRY RUN, CPU provider, tiny sizes)' if m.get('dry_run') else ''}",
+            f"# fidrs GPU check{' (DRY RUN: tiny sizes)' if m.get('dry_run') else ''}, device {m.get('device', '')}",
             "",
             f"- started {m.get('started', '')}, {m.get('elapsed_s', 0):.0f} s of a {m.get('budget_s', 0):.0f} s budget",
             f"- GPU: {device.get('name') or 'none'}; driver {device.get('driver') or '-'}; "
@@ -78,6 +80,8 @@ class Report:
         for item, v in self.items.items():
             lines.append(f"| {item} | {v['status'].upper()} | {_cell(v['summary'])} |")
         lines += self._networks() + self._fidelity() + self._throughput() + self._end_to_end()
+        for network, tail in self.logs.items():
+            lines += ["", f"## The end of logs/{network}.log (an item failed)", "", "```", tail.rstrip(), "```"]
         for when in ("before", "after"):
             if when in self.text:
                 lines += ["", f"## nvidia-smi {when}", "", "```", self.text[when].rstrip(), "```"]

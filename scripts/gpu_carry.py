@@ -192,7 +192,15 @@ def receive(root: Path, site: Path, stage: Path, python: str) -> int:
             return 4
         whole.append((target, wheel["sha256"]))
     if whole:
-        install([target for target, _ in whole], site, python)  # one pip run for all of them
+        try:
+            install([target for target, _ in whole], site, python)  # one pip run for all of them
+        except subprocess.CalledProcessError as e:
+            print(
+                f"installing {', '.join(t.name for t, _ in whole)} failed ({e}); a wheel pip calls 'not supported'"
+                " needs a newer glibc or another Python than this machine has (env.txt says which it has)",
+                file=sys.stderr,
+            )
+            return 5
         for target, digest in whole:
             _mark_installed(site, digest, target.name)
             have.append(target.name)

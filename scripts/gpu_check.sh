@@ -12,7 +12,8 @@
 #
 # Reports go to $OUT (the device call's output folder; default bench/out/gpu-check): gpu-check.md, gpu-check.json,
 # logs/, nvidia-smi before/after, receive.log, env.txt. Exit status: the check's (0: no item failed, 1: some
-# failed), 3 when the carried wheels are incomplete, 4 when a chunk was damaged in transfer.
+# failed), 3 when the carried wheels are incomplete, 4 when a chunk was damaged in transfer, 5 when pip
+# refused a wheel (glibc or Python too old for it).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$(pwd)
@@ -88,4 +89,7 @@ DRY_ARG=()
 export PYTHONPATH=$SITE
 "$PY" -S -c 'import fidrs, onnxruntime, sys; print("fidrs", fidrs.__version__, "from", fidrs.__file__,
 "| onnxruntime", onnxruntime.__version__, onnxruntime.get_available_providers())'
-exec "$PY" -S bench/gpu_check.py --out "$OUT" "${DRY_ARG[@]+"${DRY_ARG[@]}"}" "${ARGS[@]+"${ARGS[@]}"}"
+# The graphs (GiBs for the ViTs) and JPEGs go to .gpu-work on the repository's disk (git-ignored; graphs deleted at
+# the end, the JPEGs kept for a rerun).
+exec "$PY" -S bench/gpu_check.py --out "$OUT" --work "$ROOT/.gpu-work" "${DRY_ARG[@]+"${DRY_ARG[@]}"}" \
+  "${ARGS[@]+"${ARGS[@]}"}"

@@ -106,6 +106,37 @@ def test_dry_run_items_carry_their_measurements(dry_run):
         assert items[f"host/{name}"]["data"]["images_per_s"] > 0
 
 
+def _driver(out: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, str(BENCH / "gpu_check.py"), "--dry-run", "--out", str(out), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_a_cpu_fallback_fails_the_provider_item_and_nothing_else_runs(tmp_path):
+    """Asking for CUDA where ONNX Runtime has none (this machine) is the silent fallback the check must refuse:
+    the provider item fails naming the cause, every later item is skipped for that reason, exit status 1."""
+    done = _driver(tmp_path, "--device", "cuda", "--only", "inception")
+    report = json.loads((tmp_path / "gpu-check.json").read_text())
+    assert done.returncode == 1, done.stdout + done.stderr
+    provider = report["items"]["provider"]
+    assert provider["status"] == "fail" and "CUDAExecutionProvider" in provider["summary"], provider
+    rest = {k: v for k, v in report["items"].items() if k not in ("provider", "nvidia-smi")}
+    assert rest and all(v["status"] == "skipped" and "provider item failed" in v["summary"] for v in rest.values())
+    assert "inception" in report["logs"] and "FAIL provider" in done.stdout
+
+
+def test_a_budget_too_small_skips_rather_than_overruns(tmp_path):
+    done = _driver(tmp_path, "--budget-s", "8")
+    report = json.loads((tmp_path / "gpu-check.json").read_text())
+    assert done.returncode == 0, done.stdout + done.stderr
+    networks = {k: v for k, v in report["items"].items() if k != "nvidia-smi"}
+    assert all(v["status"] == "skipped" and v["summary"].startswith("budget") for v in networks.values())
+    assert report["meta"]["elapsed_s"] <= 8
+
+
 def test_inception_flops_depth_and_longest_reduction():
     """11.4 GFLOP per image is the Inception V3's published cost at 299² (5.7 G multiply-adds); the longest
     path has 47 convolutions and the fc layer; the longest reduction is Mixed_7b/c's 3×3 over 448 channels."""
