@@ -128,41 +128,28 @@ class NetworkRun:
         emit({"event": "result", "item": item_id, "status": status, "summary": summary, "data": data})
         return status == "pass"
 
+    def close(self, items: list[str], status: str, summary: str) -> None:
+        for item_id in items:
+            emit({"event": "result", "item": item_id, "status": status, "summary": summary, "data": {}})
+
     def run(self) -> None:
+        items = network_items(self.plan, self.name, self.first)
         if not self.fx.has_backbone(self.name):
-            for item_id in network_items(self.plan, self.name, self.first):
-                emit(
-                    {
-                        "event": "result",
-                        "item": item_id,
-                        "status": "skipped",
-                        "summary": f"backbone {self.name!r} is not in fidrs.backbones (yet)",
-                        "data": {},
-                    }
-                )
-            return
+            return self.close(items, "skipped", f"backbone {self.name!r} is not in fidrs.backbones (yet)")
         emit({"event": "phase", "name": f"build/{self.name}"})
-        t = time.monotonic()
-        self.costs = self.fx.write_graph(self.network, self.fx.random_state(self.network, SEED), SEED, self.graph)
-        emit(
-            {
-                "event": "built",
-                "network": self.name,
-                "seconds": round(time.monotonic() - t, 2),
-                "flops": self.costs.flops,
-                "depth": self.costs.depth,
-                "longest_reduction": self.costs.longest_reduction,
-            }
-        )
-        n = self.plan.per_network(self.plan.fidelity_images, self.name)
-        images_a, images_b = synthetic_sets(n)
-        self.inputs_a = self.fx.network_inputs(self.name, images_a)
-        self.inputs_b = self.fx.network_inputs(self.name, images_b)
+        try:
+            self.prepare()
+        except Exception as e:  # noqa: BLE001 - a converter that refuses the layout, a preprocessing mode it lacks
+            print(traceback.format_exc(), file=sys.stderr)
+            return self.close(items, "fail", f"building the network or its inputs failed: {type(e).__name__}: {e}")
         if self.first and not self.item("provider", self.provider):
-            for item_id in network_items(self.plan, self.name, False):  # nothing else can mean anything
-                emit({"event": "result", "item": item_id, "status": "skipped", "data": {}, "summary": NO_PROVIDER})
-            return
-        self.cpu_reference()
+            return self.close(items[1:], "skipped", NO_PROVIDER)  # nothing else could mean anything
+        try:
+            self.cpu_reference()
+        except Exception as e:  # noqa: BLE001 - everything is compared with it
+            print(traceback.format_exc(), file=sys.stderr)
+            rest = items[1:] if self.first else items
+            return self.close(rest, "fail", f"the CPU reference failed: {type(e).__name__}: {e}")
         for precision in PRECISIONS:
             session, error = self.kept_session, ""
             self.kept_session = None
@@ -180,6 +167,25 @@ class NetworkRun:
             self.fx.release_sessions()
         self.item(f"host/{self.name}", self.host)
         self.item(f"e2e/{self.name}", self.end_to_end)
+
+    def prepare(self) -> None:
+        """The graph from seeded random weights (fidrs' converter), and both image sets' network inputs."""
+        t = time.monotonic()
+        self.costs = self.fx.write_graph(self.network, self.fx.random_state(self.network, SEED), SEED, self.graph)
+        emit(
+            {
+                "event": "built",
+                "network": self.name,
+                "seconds": round(time.monotonic() - t, 2),
+                "flops": self.costs.flops,
+                "depth": self.costs.depth,
+                "longest_reduction": self.costs.longest_reduction,
+            }
+        )
+        n = self.plan.per_network(self.plan.fidelity_images, self.name)
+        images_a, images_b = synthetic_sets(n)
+        self.inputs_a = self.fx.network_inputs(self.name, images_a)
+        self.inputs_b = self.fx.network_inputs(self.name, images_b)
 
     # --- items -------------------------------------------------------------------------------------------
 
