@@ -205,12 +205,29 @@ def receive(root: Path, site: Path, stage: Path, python: str) -> int:
             _mark_installed(site, digest, target.name)
             have.append(target.name)
             target.unlink()
-    folders = ", ".join(sorted({p.parent.name for p in root.glob(f".gpu[0-9]*/{MANIFEST}")}))
-    print(f"carry folders here: {folders} of {len(manifest['folders'])}; commit {manifest['commit']}")
+    here = {p.parent.name for p in root.glob(f".gpu[0-9]*/{MANIFEST}")}
+    order = manifest["folders"]
+    print(
+        f"carry folders here: {', '.join(f for f in order if f in here)} of {len(order)}; commit {manifest['commit']}"
+    )
+    last = max(order.index(f) for f in here)
+    done = _installed(site)
+    lost = [f for f in order[:last] if f not in here and not _folder_installed(manifest, f, done)]
+    if lost:
+        print(
+            f"WARNING: {', '.join(lost)} missing although a later folder is here: the machine was released since "
+            "they were carried; start again from call 1"
+        )
     print(f"installed in {site}: {len(have)} of {len(manifest['wheels'])} wheels")
     for line in missing:
         print(f"  not yet: {line}")
     return 0
+
+
+def _folder_installed(manifest: dict, folder: str, installed: set[str]) -> bool:
+    """Whether every wheel with a chunk in `folder` is installed already (the folder is then not needed)."""
+    wheels = [w for w in manifest["wheels"].values() if any(c["folder"] == folder for c in w["chunks"])]
+    return all(w["sha256"] in installed for w in wheels)
 
 
 def install(wheels: list[Path], site: Path, python: str) -> None:

@@ -234,7 +234,7 @@ def test_layout_fills_each_folder_and_cuts_only_where_full():
     assert [c["offset"] for c in chunks] == [0, 20, 120, 220] and sum(c["bytes"] for c in chunks) == 250
 
 
-def test_carried_wheels_reassemble_and_install_one_call_at_a_time(tmp_path):
+def test_carried_wheels_reassemble_and_install_one_call_at_a_time(tmp_path, capsys):
     here, machine, wheels = tmp_path / "here", tmp_path / "machine", tmp_path / "wheels"
     for p in (here, machine, wheels):
         p.mkdir()
@@ -252,6 +252,15 @@ def test_carried_wheels_reassemble_and_install_one_call_at_a_time(tmp_path):
         assert done == (i == len(folders) - 1)
         if i == 0:  # the small wheel is whole in the first folder: installed at once
             assert (site / "smallpkg" / "__init__.py").is_file() and not (site / "bigpkg").exists()
+    assert "WARNING" not in capsys.readouterr().out
+    shutil.rmtree(machine / folders[1])  # as if the machine had been released and only later folders came back
+    shutil.rmtree(site)
+    assert gpu_carry.receive(machine, site, machine / ".gpu-stage", sys.executable) == 0
+    assert f"WARNING: {folders[1]} missing" in capsys.readouterr().out
+    for folder in folders:  # the sequence again from call 1
+        if not (machine / folder).exists():
+            shutil.copytree(here / folder, machine / folder)
+    assert gpu_carry.receive(machine, site, machine / ".gpu-stage", sys.executable) == 0
     probe = "import smallpkg, bigpkg; print(smallpkg.DATA, bigpkg.DATA, smallpkg.__file__)"
     out = subprocess.run(
         [sys.executable, "-S", "-c", probe], env={"PYTHONPATH": str(site)}, capture_output=True, text=True
