@@ -85,4 +85,3 @@ def graph_costs(model: onnx.ModelProto) -> GraphCosts:
             depth[name] = here
     chain = max(depth.get(o.name, 0) for o in inferred.graph.output)
     return GraphCosts(flops=2 * multiply_adds, depth=chain, longest_reduction=longest)
-
