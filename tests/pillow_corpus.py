@@ -169,7 +169,9 @@ def png_variants(rng: np.random.Generator) -> list[Variant]:
     out.append(Variant("png/text_after.png", _png(w, h, 8, 2, rgb_rows, after=[text])))
     out.append(Variant("png/bad_crc_text_before.png", _png(w, h, 8, 2, rgb_rows, [_chunk(b"tEXt", b"k\0v", 1)])))
     out.append(Variant("png/bad_crc_private_before.png", _png(w, h, 8, 2, rgb_rows, [_chunk(b"prVt", b"x", 1)])))
-    out.append(Variant("png/bad_crc_gama_before.png", _png(w, h, 8, 2, rgb_rows, [_chunk(b"gAMA", b"\0\0\xb1\x8f", 0)])))
+    out.append(
+        Variant("png/bad_crc_gama_before.png", _png(w, h, 8, 2, rgb_rows, [_chunk(b"gAMA", b"\0\0\xb1\x8f", 0)]))
+    )
     out.append(Variant("png/bad_crc_text_after.png", _png(w, h, 8, 2, rgb_rows, after=[_chunk(b"tEXt", b"k\0v", 1)])))
     out.append(Variant("png/bad_crc_idat.png", _png(w, h, 8, 2, rgb_rows, idat_crc=0)))
     out.append(Variant("png/bad_adler.png", _png(w, h, 8, 2, rgb_rows, adler_bad=True)))
@@ -177,7 +179,12 @@ def png_variants(rng: np.random.Generator) -> list[Variant]:
     out.append(Variant("png/short_trns_rgb.png", _png(w, h, 8, 2, rgb_rows, [_chunk(b"tRNS", b"\0\1")])))
     out.append(Variant("png/ztxt_bad_method.png", _png(w, h, 8, 2, rgb_rows, [_chunk(b"zTXt", b"k\0\1xx")])))
     out.append(Variant("png/iccp_bad_method.png", _png(w, h, 8, 2, rgb_rows, [_chunk(b"iCCP", b"p\0\1xx")])))
-    out.append(Variant("png/filter_method_1.png", _png(w, h, 8, 2, rgb_rows).replace(b"\x08\x02\x00\x00\x00", b"\x08\x02\x00\x01\x00", 1)))
+    out.append(
+        Variant(
+            "png/filter_method_1.png",
+            _png(w, h, 8, 2, rgb_rows).replace(b"\x08\x02\x00\x00\x00", b"\x08\x02\x00\x01\x00", 1),
+        )
+    )
     # Animated PNG: frame 0 is the IDAT image (Pillow writes it as part of the animation).
     frames = [Image.fromarray(_image(rng, w, h)) for _ in range(3)]
     out.append(Variant("png/apng.png", _save(frames[0], "PNG", save_all=True, append_images=frames[1:])))
@@ -193,12 +200,38 @@ def png_variants(rng: np.random.Generator) -> list[Variant]:
 # ---------------------------------------------------------------- BMP
 
 
-def _bmp(w, h, bits, pixel_data: bytes, *, header=40, compression=0, palette=b"", masks=None, colors=0, top_down=False, offset=None):
+def _bmp(
+    w,
+    h,
+    bits,
+    pixel_data: bytes,
+    *,
+    header=40,
+    compression=0,
+    palette=b"",
+    masks=None,
+    colors=0,
+    top_down=False,
+    offset=None,
+):
     """A BMP with the given info-header size; `masks` go into the header (≥52 bytes) or after it (40)."""
     if header == 12:
         info = struct.pack("<IHHHH", 12, w, h, 1, bits)
     else:
-        info = struct.pack("<IiiHHIIiiII", header, w, -h if top_down else h, 1, bits, compression, len(pixel_data), 2835, 2835, colors, 0)
+        info = struct.pack(
+            "<IiiHHIIiiII",
+            header,
+            w,
+            -h if top_down else h,
+            1,
+            bits,
+            compression,
+            len(pixel_data),
+            2835,
+            2835,
+            colors,
+            0,
+        )
         extra = b""
         if masks is not None and header >= 52:
             extra = struct.pack("<IIII", *masks)[: 16 if header >= 56 else 12]
@@ -231,19 +264,33 @@ def bmp_variants(rng: np.random.Generator) -> list[Variant]:
     w, h = 11, 6
     px = _image(rng, w, h, 4)
     rgb = Image.fromarray(px[..., :3])
-    for name, im in {"rgb": rgb, "rgba": Image.fromarray(px, "RGBA"), "l": rgb.convert("L"), "p": rgb.quantize(50), "1": rgb.convert("1")}.items():
+    for name, im in {
+        "rgb": rgb,
+        "rgba": Image.fromarray(px, "RGBA"),
+        "l": rgb.convert("L"),
+        "p": rgb.quantize(50),
+        "1": rgb.convert("1"),
+    }.items():
         out.append(Variant(f"bmp/pillow_{name}.bmp", _save(im, "BMP")))
     palette = bytes(rng.integers(0, 256, 4 * 256).astype(np.uint8))
     idx8 = rng.integers(0, 256, (h, w))
     for header in (12, 40, 52, 56, 64, 108, 124):
         pal = palette if header != 12 else b"".join(palette[i * 4 : i * 4 + 3] for i in range(256))
-        if header != 64 or True:
-            out.append(Variant(f"bmp/header{header}_8bit.bmp", _bmp(w, h, 8, _rows(idx8, 8), header=header, palette=pal)))
+        out.append(Variant(f"bmp/header{header}_8bit.bmp", _bmp(w, h, 8, _rows(idx8, 8), header=header, palette=pal)))
         bgr = px[..., 2::-1].reshape(h, -1)
         out.append(Variant(f"bmp/header{header}_24bit.bmp", _bmp(w, h, 24, _rows(bgr, 8), header=header)))
-    out.append(Variant("bmp/top_down_24bit.bmp", _bmp(w, h, 24, _rows(px[..., 2::-1].reshape(h, -1)[::-1], 8), top_down=True)))
-    out.append(Variant("bmp/palette_16_of_256.bmp", _bmp(w, h, 8, _rows(idx8, 8), palette=palette[: 16 * 4], colors=16)))
-    out.append(Variant("bmp/palette_300_colours.bmp", _bmp(w, h, 8, _rows(idx8, 8), palette=palette + palette[: 44 * 4], colors=300)))
+    out.append(
+        Variant("bmp/top_down_24bit.bmp", _bmp(w, h, 24, _rows(px[..., 2::-1].reshape(h, -1)[::-1], 8), top_down=True))
+    )
+    out.append(
+        Variant("bmp/palette_16_of_256.bmp", _bmp(w, h, 8, _rows(idx8, 8), palette=palette[: 16 * 4], colors=16))
+    )
+    out.append(
+        Variant(
+            "bmp/palette_300_colours.bmp",
+            _bmp(w, h, 8, _rows(idx8, 8), palette=palette + palette[: 44 * 4], colors=300),
+        )
+    )
     grey = b"".join(bytes([i, i, i, 0]) for i in range(256))
     out.append(Variant("bmp/grey_palette.bmp", _bmp(w, h, 8, _rows(idx8, 8), palette=grey)))
     bw = b"\0\0\0\0\xff\xff\xff\0"
@@ -255,9 +302,18 @@ def bmp_variants(rng: np.random.Generator) -> list[Variant]:
     out.append(Variant("bmp/2bit.bmp", _bmp(w, h, 2, _rows(idx4 % 4, 8)[: h * 4], palette=palette[:16])))
     v16 = rng.integers(0, 65536, (h, w))
     out.append(Variant("bmp/16bit_555_raw.bmp", _bmp(w, h, 16, _rows(v16, 16))))
-    for name, masks in {"565": (0xF800, 0x7E0, 0x1F, 0), "555": (0x7C00, 0x3E0, 0x1F, 0), "444": (0xF00, 0xF0, 0xF, 0)}.items():
+    for name, masks in {
+        "565": (0xF800, 0x7E0, 0x1F, 0),
+        "555": (0x7C00, 0x3E0, 0x1F, 0),
+        "444": (0xF00, 0xF0, 0xF, 0),
+    }.items():
         for header in (40, 56):
-            out.append(Variant(f"bmp/16bit_bitfields_{name}_h{header}.bmp", _bmp(w, h, 16, _rows(v16, 16), header=header, compression=3, masks=masks)))
+            out.append(
+                Variant(
+                    f"bmp/16bit_bitfields_{name}_h{header}.bmp",
+                    _bmp(w, h, 16, _rows(v16, 16), header=header, compression=3, masks=masks),
+                )
+            )
     v32 = rng.integers(0, 256, (h, w * 4))
     layouts = {
         "bgrx": (0xFF0000, 0xFF00, 0xFF, 0),
@@ -271,9 +327,26 @@ def bmp_variants(rng: np.random.Generator) -> list[Variant]:
         "rejected_10bit": (0x3FF00000, 0xFFC00, 0x3FF, 0),
     }
     for name, masks in layouts.items():
-        out.append(Variant(f"bmp/32bit_bitfields_{name}.bmp", _bmp(w, h, 32, _rows(v32, 8), header=56, compression=3, masks=masks)))
+        out.append(
+            Variant(
+                f"bmp/32bit_bitfields_{name}.bmp", _bmp(w, h, 32, _rows(v32, 8), header=56, compression=3, masks=masks)
+            )
+        )
     out.append(Variant("bmp/32bit_raw.bmp", _bmp(w, h, 32, _rows(v32, 8))))
-    out.append(Variant("bmp/24bit_bitfields.bmp", _bmp(w, h, 24, _rows(px[..., :3].reshape(h, -1), 8), header=40, compression=3, masks=(0xFF0000, 0xFF00, 0xFF, 0))))
+    out.append(
+        Variant(
+            "bmp/24bit_bitfields.bmp",
+            _bmp(
+                w,
+                h,
+                24,
+                _rows(px[..., :3].reshape(h, -1), 8),
+                header=40,
+                compression=3,
+                masks=(0xFF0000, 0xFF00, 0xFF, 0),
+            ),
+        )
+    )
     out.append(Variant("bmp/compression_jpeg.bmp", _bmp(w, h, 24, _rows(px[..., :3].reshape(h, -1), 8), compression=4)))
     data24 = _rows(px[..., 2::-1].reshape(h, -1), 8)
     out.append(Variant("bmp/last_row_padding_missing.bmp", _bmp(w, h, 24, data24[:-3])))
@@ -291,12 +364,34 @@ def bmp_variants(rng: np.random.Generator) -> list[Variant]:
         rle8 += b"\x00\x05" + bytes([1, 2, 3, 4, 5]) + b"\x00"  # absolute run of 5, padded
         rle8 += bytes([w - 5, 200]) + b"\x00\x00"
     out.append(Variant("bmp/rle8_full.bmp", _bmp(w, h, 8, bytes(rle8) + b"\x00\x01", compression=1, palette=palette)))
-    out.append(Variant("bmp/rle8_early_end_of_bitmap.bmp", _bmp(w, h, 8, bytes(rle8[:20]) + b"\x00\x01", compression=1, palette=palette)))
-    out.append(Variant("bmp/rle8_delta_to_end.bmp", _bmp(w, h, 8, b"\x04\x09\x00\x02\x7f\x7f\x00\x01", compression=1, palette=palette)))
+    out.append(
+        Variant(
+            "bmp/rle8_early_end_of_bitmap.bmp",
+            _bmp(w, h, 8, bytes(rle8[:20]) + b"\x00\x01", compression=1, palette=palette),
+        )
+    )
+    out.append(
+        Variant(
+            "bmp/rle8_delta_to_end.bmp",
+            _bmp(w, h, 8, b"\x04\x09\x00\x02\x7f\x7f\x00\x01", compression=1, palette=palette),
+        )
+    )
     out.append(Variant("bmp/rle8_data_ends.bmp", _bmp(w, h, 8, bytes(rle8[:-6]), compression=1, palette=palette)))
-    out.append(Variant("bmp/rle8_run_past_row.bmp", _bmp(w, h, 8, bytes([w + 5, 9]) * h * 2 + b"\x00\x01", compression=1, palette=palette)))
-    out.append(Variant("bmp/rle8_grey_palette.bmp", _bmp(w, h, 8, bytes(rle8) + b"\x00\x01", compression=1, palette=grey)))
-    out.append(Variant("bmp/rle8_black_white_palette.bmp", _bmp(w, h, 8, bytes(rle8) + b"\x00\x01", compression=1, palette=bw, colors=2)))
+    out.append(
+        Variant(
+            "bmp/rle8_run_past_row.bmp",
+            _bmp(w, h, 8, bytes([w + 5, 9]) * h * 2 + b"\x00\x01", compression=1, palette=palette),
+        )
+    )
+    out.append(
+        Variant("bmp/rle8_grey_palette.bmp", _bmp(w, h, 8, bytes(rle8) + b"\x00\x01", compression=1, palette=grey))
+    )
+    out.append(
+        Variant(
+            "bmp/rle8_black_white_palette.bmp",
+            _bmp(w, h, 8, bytes(rle8) + b"\x00\x01", compression=1, palette=bw, colors=2),
+        )
+    )
     rle4 = bytearray()
     for y in range(h):
         if y == 1:
@@ -307,7 +402,9 @@ def bmp_variants(rng: np.random.Generator) -> list[Variant]:
             continue
         rle4 += b"\x00\x05\x12\x34\x50\x00" + bytes([w - 5, 0xAB]) + b"\x00\x00"
     out.append(Variant("bmp/rle4_full.bmp", _bmp(w, h, 4, bytes(rle4) + b"\x00\x01", compression=2, palette=pal16)))
-    out.append(Variant("bmp/rle4_early_end.bmp", _bmp(w, h, 4, bytes(rle4[:12]) + b"\x00\x01", compression=2, palette=pal16)))
+    out.append(
+        Variant("bmp/rle4_early_end.bmp", _bmp(w, h, 4, bytes(rle4[:12]) + b"\x00\x01", compression=2, palette=pal16))
+    )
     out.append(Variant("bmp/rle8_on_24bit.bmp", _bmp(w, h, 24, bytes(rle8) + b"\x00\x01", compression=1)))
     return out
 
@@ -331,7 +428,19 @@ def _lzw(indices: list[int], min_size: int) -> bytes:
     return bytes(out)
 
 
-def _gif(screen, frame_box, indices, *, global_palette=None, local_palette=None, transparency=None, background=0, interlace=False, lzw=None, min_size=None):
+def _gif(
+    screen,
+    frame_box,
+    indices,
+    *,
+    global_palette=None,
+    local_palette=None,
+    transparency=None,
+    background=0,
+    interlace=False,
+    lzw=None,
+    min_size=None,
+):
     sw, sh = screen
     bits = 7
     flags = 0
@@ -373,19 +482,41 @@ def gif_variants(rng: np.random.Generator) -> list[Variant]:
     small = [int(v) for v in rng.integers(0, 256, 5 * 3)]
     for tr in (None, 7):
         for bg in (0, 9):
-            out.append(Variant(f"gif/small_first_frame_t{tr}_bg{bg}.gif", _gif((w, h), (3, 2, 5, 3), small, global_palette=pal, transparency=tr, background=bg)))
-    out.append(Variant("gif/small_frame_local_palette.gif", _gif((w, h), (1, 1, 5, 3), small, global_palette=pal, local_palette=pal[::-1])))
+            out.append(
+                Variant(
+                    f"gif/small_first_frame_t{tr}_bg{bg}.gif",
+                    _gif((w, h), (3, 2, 5, 3), small, global_palette=pal, transparency=tr, background=bg),
+                )
+            )
+    out.append(
+        Variant(
+            "gif/small_frame_local_palette.gif",
+            _gif((w, h), (1, 1, 5, 3), small, global_palette=pal, local_palette=pal[::-1]),
+        )
+    )
     out.append(Variant("gif/frame_beyond_screen.gif", _gif((4, 3), (2, 1, 5, 3), small, global_palette=pal)))
     out.append(Variant("gif/no_palette.gif", _gif((w, h), (2, 2, 5, 3), small)))
     grey_ramp = bytes(i for i in range(256) for _ in range(3))
     out.append(Variant("gif/grey_ramp_palette.gif", _gif((w, h), (0, 0, 5, 3), small, global_palette=grey_ramp)))
-    out.append(Variant("gif/grey_local_over_colour_global.gif", _gif((w, h), (0, 0, 5, 3), small, global_palette=pal, local_palette=grey_ramp)))
+    out.append(
+        Variant(
+            "gif/grey_local_over_colour_global.gif",
+            _gif((w, h), (0, 0, 5, 3), small, global_palette=pal, local_palette=grey_ramp),
+        )
+    )
     four = pal[:12]
     idx = [int(v) for v in rng.integers(0, 4, w * h)]
     out.append(Variant("gif/2bit_palette.gif", _gif((w, h), (0, 0, w, h), idx, global_palette=four, min_size=2)))
-    out.append(Variant("gif/indices_beyond_palette.gif", _gif((w, h), (0, 0, w, h), [int(v) for v in rng.integers(0, 16, w * h)], global_palette=four, min_size=4)))
+    out.append(
+        Variant(
+            "gif/indices_beyond_palette.gif",
+            _gif((w, h), (0, 0, w, h), [int(v) for v in rng.integers(0, 16, w * h)], global_palette=four, min_size=4),
+        )
+    )
     full = [int(v) for v in rng.integers(0, 256, w * h)]
-    out.append(Variant("gif/interlaced_crafted.gif", _gif((w, h), (0, 0, w, h), full, global_palette=pal, interlace=True)))
+    out.append(
+        Variant("gif/interlaced_crafted.gif", _gif((w, h), (0, 0, w, h), full, global_palette=pal, interlace=True))
+    )
     out.append(Variant("gif/lzw_ends_early.gif", _gif((w, h), (0, 0, w, h), full[: w * h // 2], global_palette=pal)))
     return out
 
@@ -414,7 +545,9 @@ def _tiff(w, h, tags: dict[int, tuple[int, list[int] | bytes]], data: bytes, big
             return bytes(values)
         return b"".join(struct.pack(e + ("H" if kind == 3 else "I"), v) for v in values)
 
-    data_at = extra_at + sum(len(encode(k, v)) + (len(encode(k, v)) & 1) for k, v in tags.values() if len(encode(k, v)) > 4)
+    data_at = extra_at + sum(
+        len(encode(k, v)) + (len(encode(k, v)) & 1) for k, v in tags.values() if len(encode(k, v)) > 4
+    )
     tags[273] = (4, [data_at])
     entries = sorted(tags.items())
     ifd = struct.pack(e + "H", len(entries))
@@ -457,11 +590,17 @@ def tiff_variants(rng: np.random.Generator) -> list[Variant]:
     out.append(Variant("tiff/jpeg_grey.tif", _save(big.convert("L"), "TIFF", compression="jpeg")))
     out.append(Variant("tiff/jpeg_strips.tif", _save(big, "TIFF", compression="jpeg", strip_size=8 * 37 * 3)))
     out.append(Variant("tiff/lzw_predictor.tif", _save(rgb, "TIFF", compression="tiff_lzw", tiffinfo={317: 2})))
-    out.append(Variant("tiff/float_grey.tif", _save(Image.fromarray(px[..., 0].astype(np.float32) / 3), "TIFF"), "refuse"))
-    out.append(Variant("tiff/int32_grey.tif", _save(Image.fromarray(px[..., 0].astype(np.int32) * 2), "TIFF"), "refuse"))
+    out.append(
+        Variant("tiff/float_grey.tif", _save(Image.fromarray(px[..., 0].astype(np.float32) / 3), "TIFF"), "refuse")
+    )
+    out.append(
+        Variant("tiff/int32_grey.tif", _save(Image.fromarray(px[..., 0].astype(np.int32) * 2), "TIFF"), "refuse")
+    )
     for o in range(1, 9):
         out.append(Variant(f"tiff/orientation{o}.tif", _save(rgb, "TIFF", tiffinfo={274: o})))
-        out.append(Variant(f"tiff/orientation{o}_lzw.tif", _save(rgb, "TIFF", compression="tiff_lzw", tiffinfo={274: o})))
+        out.append(
+            Variant(f"tiff/orientation{o}_lzw.tif", _save(rgb, "TIFF", compression="tiff_lzw", tiffinfo={274: o}))
+        )
     out.append(Variant("tiff/orientation9.tif", _save(rgb, "TIFF", tiffinfo={274: 9})))
     # Hand-made: layouts Pillow reads but cannot write.
     SPP, BPS, PHOTO, EXTRA, FMT, PLANAR, FILL, CMAP = 277, 258, 262, 338, 339, 284, 266, 320
@@ -469,42 +608,202 @@ def tiff_variants(rng: np.random.Generator) -> list[Variant]:
     a[0, 0, 3], a[0, 1, 3] = 0, 255
     premult = a.copy()
     premult[..., :3] = (a[..., :3].astype(int) * a[..., 3:] // 255).astype(np.uint8)
-    out.append(Variant("tiff/rgba_associated_alpha.tif", _tiff(w, h, {BPS: (3, [8] * 4), SPP: (3, [4]), PHOTO: (3, [2]), EXTRA: (3, [1])}, premult.tobytes())))
-    out.append(Variant("tiff/rgba_unassociated_alpha.tif", _tiff(w, h, {BPS: (3, [8] * 4), SPP: (3, [4]), PHOTO: (3, [2]), EXTRA: (3, [2])}, a.tobytes())))
-    out.append(Variant("tiff/rgbx.tif", _tiff(w, h, {BPS: (3, [8] * 4), SPP: (3, [4]), PHOTO: (3, [2]), EXTRA: (3, [0])}, a.tobytes())))
-    out.append(Variant("tiff/rgba_no_extrasamples.tif", _tiff(w, h, {BPS: (3, [8] * 4), SPP: (3, [4]), PHOTO: (3, [2])}, a.tobytes())))
+    out.append(
+        Variant(
+            "tiff/rgba_associated_alpha.tif",
+            _tiff(w, h, {BPS: (3, [8] * 4), SPP: (3, [4]), PHOTO: (3, [2]), EXTRA: (3, [1])}, premult.tobytes()),
+        )
+    )
+    out.append(
+        Variant(
+            "tiff/rgba_unassociated_alpha.tif",
+            _tiff(w, h, {BPS: (3, [8] * 4), SPP: (3, [4]), PHOTO: (3, [2]), EXTRA: (3, [2])}, a.tobytes()),
+        )
+    )
+    out.append(
+        Variant(
+            "tiff/rgbx.tif",
+            _tiff(w, h, {BPS: (3, [8] * 4), SPP: (3, [4]), PHOTO: (3, [2]), EXTRA: (3, [0])}, a.tobytes()),
+        )
+    )
+    out.append(
+        Variant(
+            "tiff/rgba_no_extrasamples.tif",
+            _tiff(w, h, {BPS: (3, [8] * 4), SPP: (3, [4]), PHOTO: (3, [2])}, a.tobytes()),
+        )
+    )
     la = a[..., [0, 3]].copy()
     la_p = la.copy()
     la_p[..., 0] = (la[..., 0].astype(int) * la[..., 1] // 255).astype(np.uint8)
-    out.append(Variant("tiff/la_associated.tif", _tiff(w, h, {BPS: (3, [8, 8]), SPP: (3, [2]), PHOTO: (3, [1]), EXTRA: (3, [1])}, la_p.tobytes())))
+    out.append(
+        Variant(
+            "tiff/la_associated.tif",
+            _tiff(w, h, {BPS: (3, [8, 8]), SPP: (3, [2]), PHOTO: (3, [1]), EXTRA: (3, [1])}, la_p.tobytes()),
+        )
+    )
     v16 = rng.integers(0, 65536, (h, w, 4)).astype(np.uint16)
     v16[0, :3, 0] = [0, 255, 256]
     for endian, big_endian in (("le", False), ("be", True)):
         dt = ">u2" if big_endian else "<u2"
-        out.append(Variant(f"tiff/rgb16_{endian}.tif", _tiff(w, h, {BPS: (3, [16] * 3), SPP: (3, [3]), PHOTO: (3, [2])}, v16[..., :3].astype(dt).tobytes(), big_endian)))
-        out.append(Variant(f"tiff/rgba16_{endian}.tif", _tiff(w, h, {BPS: (3, [16] * 4), SPP: (3, [4]), PHOTO: (3, [2]), EXTRA: (3, [2])}, v16.astype(dt).tobytes(), big_endian)))
-        out.append(Variant(f"tiff/rgba16_associated_{endian}.tif", _tiff(w, h, {BPS: (3, [16] * 4), SPP: (3, [4]), PHOTO: (3, [2]), EXTRA: (3, [1])}, v16.astype(dt).tobytes(), big_endian)))
-        out.append(Variant(f"tiff/grey16_{endian}.tif", _tiff(w, h, {BPS: (3, [16]), SPP: (3, [1]), PHOTO: (3, [1])}, v16[..., 0].astype(dt).tobytes(), big_endian)))
-        out.append(Variant(f"tiff/grey16_min_is_white_{endian}.tif", _tiff(w, h, {BPS: (3, [16]), SPP: (3, [1]), PHOTO: (3, [0])}, v16[..., 0].astype(dt).tobytes(), big_endian)))
-        out.append(Variant(f"tiff/cmyk16_{endian}.tif", _tiff(w, h, {BPS: (3, [16] * 4), SPP: (3, [4]), PHOTO: (3, [5])}, v16.astype(dt).tobytes(), big_endian)))
-        out.append(Variant(f"tiff/float_rgb_{endian}.tif", _tiff(w, h, {BPS: (3, [32] * 3), SPP: (3, [3]), PHOTO: (3, [2]), FMT: (3, [3] * 3)}, rng.random((h, w, 3)).astype(">f4" if big_endian else "<f4").tobytes(), big_endian)))
+        out.append(
+            Variant(
+                f"tiff/rgb16_{endian}.tif",
+                _tiff(
+                    w,
+                    h,
+                    {BPS: (3, [16] * 3), SPP: (3, [3]), PHOTO: (3, [2])},
+                    v16[..., :3].astype(dt).tobytes(),
+                    big_endian,
+                ),
+            )
+        )
+        out.append(
+            Variant(
+                f"tiff/rgba16_{endian}.tif",
+                _tiff(
+                    w,
+                    h,
+                    {BPS: (3, [16] * 4), SPP: (3, [4]), PHOTO: (3, [2]), EXTRA: (3, [2])},
+                    v16.astype(dt).tobytes(),
+                    big_endian,
+                ),
+            )
+        )
+        out.append(
+            Variant(
+                f"tiff/rgba16_associated_{endian}.tif",
+                _tiff(
+                    w,
+                    h,
+                    {BPS: (3, [16] * 4), SPP: (3, [4]), PHOTO: (3, [2]), EXTRA: (3, [1])},
+                    v16.astype(dt).tobytes(),
+                    big_endian,
+                ),
+            )
+        )
+        out.append(
+            Variant(
+                f"tiff/grey16_{endian}.tif",
+                _tiff(
+                    w, h, {BPS: (3, [16]), SPP: (3, [1]), PHOTO: (3, [1])}, v16[..., 0].astype(dt).tobytes(), big_endian
+                ),
+            )
+        )
+        out.append(
+            Variant(
+                f"tiff/grey16_min_is_white_{endian}.tif",
+                _tiff(
+                    w, h, {BPS: (3, [16]), SPP: (3, [1]), PHOTO: (3, [0])}, v16[..., 0].astype(dt).tobytes(), big_endian
+                ),
+            )
+        )
+        out.append(
+            Variant(
+                f"tiff/cmyk16_{endian}.tif",
+                _tiff(w, h, {BPS: (3, [16] * 4), SPP: (3, [4]), PHOTO: (3, [5])}, v16.astype(dt).tobytes(), big_endian),
+            )
+        )
+        out.append(
+            Variant(
+                f"tiff/float_rgb_{endian}.tif",
+                _tiff(
+                    w,
+                    h,
+                    {BPS: (3, [32] * 3), SPP: (3, [3]), PHOTO: (3, [2]), FMT: (3, [3] * 3)},
+                    rng.random((h, w, 3)).astype(">f4" if big_endian else "<f4").tobytes(),
+                    big_endian,
+                ),
+            )
+        )
     grey = px[..., 0]
     for bits in (1, 2, 4, 8):
         vals = rng.integers(0, 1 << bits, (h, w))
-        rows = b"".join(np.packbits(np.unpackbits(r.astype(np.uint8)[:, None], axis=1)[:, 8 - bits :].reshape(-1)).tobytes() for r in vals) if bits < 8 else grey.tobytes()
+        rows = (
+            b"".join(
+                np.packbits(np.unpackbits(r.astype(np.uint8)[:, None], axis=1)[:, 8 - bits :].reshape(-1)).tobytes()
+                for r in vals
+            )
+            if bits < 8
+            else grey.tobytes()
+        )
         for photo in (0, 1):
-            out.append(Variant(f"tiff/grey{bits}_photometric{photo}.tif", _tiff(w, h, {BPS: (3, [bits]), SPP: (3, [1]), PHOTO: (3, [photo])}, rows)))
+            out.append(
+                Variant(
+                    f"tiff/grey{bits}_photometric{photo}.tif",
+                    _tiff(w, h, {BPS: (3, [bits]), SPP: (3, [1]), PHOTO: (3, [photo])}, rows),
+                )
+            )
         cmap = list(rng.integers(0, 65536, 3 << bits))
-        out.append(Variant(f"tiff/palette{bits}.tif", _tiff(w, h, {BPS: (3, [bits]), SPP: (3, [1]), PHOTO: (3, [3]), CMAP: (3, cmap)}, rows)))
-    out.append(Variant("tiff/cmyk_extra.tif", _tiff(w, h, {BPS: (3, [8] * 5), SPP: (3, [5]), PHOTO: (3, [5]), EXTRA: (3, [0])}, rng.integers(0, 256, (h, w, 5)).astype(np.uint8).tobytes())))
-    out.append(Variant("tiff/lab.tif", _tiff(w, h, {BPS: (3, [8] * 3), SPP: (3, [3]), PHOTO: (3, [8])}, px[..., :3].tobytes()), "refuse"))
-    out.append(Variant("tiff/ycbcr_raw.tif", _tiff(w, h, {BPS: (3, [8] * 3), SPP: (3, [3]), PHOTO: (3, [6]), 530: (3, [1, 1])}, px[..., :3].tobytes()), "refuse"))
+        out.append(
+            Variant(
+                f"tiff/palette{bits}.tif",
+                _tiff(w, h, {BPS: (3, [bits]), SPP: (3, [1]), PHOTO: (3, [3]), CMAP: (3, cmap)}, rows),
+            )
+        )
+    out.append(
+        Variant(
+            "tiff/cmyk_extra.tif",
+            _tiff(
+                w,
+                h,
+                {BPS: (3, [8] * 5), SPP: (3, [5]), PHOTO: (3, [5]), EXTRA: (3, [0])},
+                rng.integers(0, 256, (h, w, 5)).astype(np.uint8).tobytes(),
+            ),
+        )
+    )
+    out.append(
+        Variant(
+            "tiff/lab.tif",
+            _tiff(w, h, {BPS: (3, [8] * 3), SPP: (3, [3]), PHOTO: (3, [8])}, px[..., :3].tobytes()),
+            "refuse",
+        )
+    )
+    out.append(
+        Variant(
+            "tiff/ycbcr_raw.tif",
+            _tiff(w, h, {BPS: (3, [8] * 3), SPP: (3, [3]), PHOTO: (3, [6]), 530: (3, [1, 1])}, px[..., :3].tobytes()),
+            "refuse",
+        )
+    )
     planar = np.ascontiguousarray(px[..., :3].transpose(2, 0, 1)).tobytes()
-    out.append(Variant("tiff/planar_rgb.tif", _tiff(w, h, {BPS: (3, [8] * 3), SPP: (3, [3]), PHOTO: (3, [2]), PLANAR: (3, [2])}, planar), "refuse"))
-    out.append(Variant("tiff/fill_order2.tif", _tiff(w, h, {BPS: (3, [1]), SPP: (3, [1]), PHOTO: (3, [1]), FILL: (3, [2])}, b"\x5a\x80" * h), "refuse"))
-    out.append(Variant("tiff/signed16.tif", _tiff(w, h, {BPS: (3, [16]), SPP: (3, [1]), PHOTO: (3, [1]), FMT: (3, [2])}, v16[..., 0].astype("<u2").tobytes()), "refuse"))
-    out.append(Variant("tiff/grey_with_alpha_extra_on_1_sample.tif", _tiff(w, h, {BPS: (3, [8]), SPP: (3, [1]), PHOTO: (3, [1]), EXTRA: (3, [2])}, grey.tobytes())))
-    out.append(Variant("tiff/strip_cut.tif", _tiff(w, h, {BPS: (3, [8] * 3), SPP: (3, [3]), PHOTO: (3, [2])}, px[..., :3].tobytes())[:-5]))
+    out.append(
+        Variant(
+            "tiff/planar_rgb.tif",
+            _tiff(w, h, {BPS: (3, [8] * 3), SPP: (3, [3]), PHOTO: (3, [2]), PLANAR: (3, [2])}, planar),
+            "refuse",
+        )
+    )
+    out.append(
+        Variant(
+            "tiff/fill_order2.tif",
+            _tiff(w, h, {BPS: (3, [1]), SPP: (3, [1]), PHOTO: (3, [1]), FILL: (3, [2])}, b"\x5a\x80" * h),
+            "refuse",
+        )
+    )
+    out.append(
+        Variant(
+            "tiff/signed16.tif",
+            _tiff(
+                w,
+                h,
+                {BPS: (3, [16]), SPP: (3, [1]), PHOTO: (3, [1]), FMT: (3, [2])},
+                v16[..., 0].astype("<u2").tobytes(),
+            ),
+            "refuse",
+        )
+    )
+    out.append(
+        Variant(
+            "tiff/grey_with_alpha_extra_on_1_sample.tif",
+            _tiff(w, h, {BPS: (3, [8]), SPP: (3, [1]), PHOTO: (3, [1]), EXTRA: (3, [2])}, grey.tobytes()),
+        )
+    )
+    out.append(
+        Variant(
+            "tiff/strip_cut.tif",
+            _tiff(w, h, {BPS: (3, [8] * 3), SPP: (3, [3]), PHOTO: (3, [2])}, px[..., :3].tobytes())[:-5],
+        )
+    )
     return out
 
 
@@ -533,7 +832,12 @@ def _animated_webp(canvas, frames: list[tuple[int, int, bytes]], background=(0, 
         parts = [(k, p) for k, p in _riff_chunks(still) if k in (b"ALPH", b"VP8 ", b"VP8L")]
         im = Image.open(io.BytesIO(still))
         fw, fh = im.size
-        head = struct.pack("<I", x // 2)[:3] + struct.pack("<I", y // 2)[:3] + struct.pack("<I", fw - 1)[:3] + struct.pack("<I", fh - 1)[:3]
+        head = (
+            struct.pack("<I", x // 2)[:3]
+            + struct.pack("<I", y // 2)[:3]
+            + struct.pack("<I", fw - 1)[:3]
+            + struct.pack("<I", fh - 1)[:3]
+        )
         head += struct.pack("<I", 100)[:3] + b"\0"
         body += _riff(b"ANMF", head + b"".join(_riff(k, p) for k, p in parts))
     return b"RIFF" + struct.pack("<I", len(body) + 4) + b"WEBP" + body
@@ -553,8 +857,18 @@ def webp_variants(rng: np.random.Generator) -> list[Variant]:
     big = Image.fromarray(_image(rng, 45, 33))
     out.append(Variant("webp/lossy_odd_size.webp", _save(big, "WEBP", quality=75)))
     frames = [Image.fromarray(_image(rng, w, h)) for _ in range(3)]
-    out.append(Variant("webp/pillow_animated.webp", _save(frames[0], "WEBP", save_all=True, append_images=frames[1:], lossless=True)))
-    out.append(Variant("webp/pillow_animated_lossy.webp", _save(frames[0], "WEBP", save_all=True, append_images=frames[1:], quality=60)))
+    out.append(
+        Variant(
+            "webp/pillow_animated.webp",
+            _save(frames[0], "WEBP", save_all=True, append_images=frames[1:], lossless=True),
+        )
+    )
+    out.append(
+        Variant(
+            "webp/pillow_animated_lossy.webp",
+            _save(frames[0], "WEBP", save_all=True, append_images=frames[1:], quality=60),
+        )
+    )
     small = Image.fromarray(_image(rng, 6, 4, 4), "RGBA")
     for name, still in {
         "lossless_alpha": _save(small, "WEBP", lossless=True, exact=True),
@@ -563,7 +877,12 @@ def webp_variants(rng: np.random.Generator) -> list[Variant]:
         "lossy_opaque": _save(small.convert("RGB"), "WEBP", quality=80),
     }.items():
         for bg in ((0, 0, 0, 0), (255, 0, 0, 255)):
-            out.append(Variant(f"webp/animated_small_first_frame_{name}_bg{bg[0]}.webp", _animated_webp((w, h), [(4, 2, still), (0, 0, still)], bg)))
+            out.append(
+                Variant(
+                    f"webp/animated_small_first_frame_{name}_bg{bg[0]}.webp",
+                    _animated_webp((w, h), [(4, 2, still), (0, 0, still)], bg),
+                )
+            )
     return out
 
 
