@@ -322,11 +322,19 @@ pub(super) fn decode(bytes: &[u8], options: &DecodeOptions) -> Result<Decoded, D
     if ox + fw > width || oy + fh > height {
         return Err("APNG first frame leaves the image (Pillow refuses it)".into());
     }
+    if (colour, depth, ox, oy, fw, fh) == (2, 8, 0, 0, width, height) && line == width * 3 {
+        // The common case: the samples are the pixels.
+        raw.truncate(width * height * 3);
+        return Ok(finish(Rgb8Image::new(width, height, raw), reservation));
+    }
     // Pixels outside the IDAT frame are zero: black, or palette entry 0.
     let zero = if colour == 3 { palette.rgb(0) } else { [0; 3] };
-    let mut pixels: Vec<u8> = std::iter::repeat_n(zero, width * height)
-        .flatten()
-        .collect();
+    let mut pixels = vec![0u8; width * height * 3];
+    if zero != [0; 3] {
+        pixels
+            .chunks_exact_mut(3)
+            .for_each(|p| p.copy_from_slice(&zero));
+    }
     for y in 0..fh {
         let row = &raw[y * line..][..line];
         let out = &mut pixels[((oy + y) * width + ox) * 3..][..fw * 3];
@@ -337,6 +345,29 @@ pub(super) fn decode(bytes: &[u8], options: &DecodeOptions) -> Result<Decoded, D
 
 fn unpack_row(row: &[u8], depth: u8, colour: u8, palette: &Palette, out: &mut [u8]) {
     let width = out.len() / 3;
+    // The 8-bit layouts, row at a time.
+    match (colour, depth) {
+        (2, 8) => return out.copy_from_slice(&row[..width * 3]),
+        (6, 8) => {
+            for (o, p) in out.chunks_exact_mut(3).zip(row.chunks_exact(4)) {
+                o.copy_from_slice(&p[..3]);
+            }
+            return;
+        }
+        (0, 8) => {
+            for (o, &v) in out.chunks_exact_mut(3).zip(row) {
+                o.fill(v);
+            }
+            return;
+        }
+        (3, 8) => {
+            for (o, &i) in out.chunks_exact_mut(3).zip(row) {
+                o.copy_from_slice(&palette.rgb(i));
+            }
+            return;
+        }
+        _ => {}
+    }
     let sample = |x: usize| -> u8 {
         // Sub-byte samples, most significant first.
         let per_byte = 8 / depth as usize;

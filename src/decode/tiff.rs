@@ -176,10 +176,14 @@ fn layout(
 }
 
 pub(super) fn decode(bytes: &[u8], options: &DecodeOptions) -> Result<Decoded, DecodeFailure> {
+    // The tiff crate inverts min-is-white samples, drops extra samples it does not know and refuses
+    // palettes: it reads a copy of the file whose directory says min-is-black (one tag value changed),
+    // and the samples are interpreted here.
+    let (patched, photometric) = as_black_is_zero(bytes)?;
     let mut limits = Limits::default();
     limits.decoding_buffer_size = options.max_file_bytes() as usize;
     limits.intermediate_buffer_size = options.max_file_bytes() as usize;
-    let mut decoder = Decoder::new(Cursor::new(bytes))
+    let mut decoder = Decoder::new(Cursor::new(&patched[..]))
         .map_err(|e| describe(&e))?
         .with_limits(limits);
     let width = tag_one(&mut decoder, Tag::ImageWidth)?
@@ -187,7 +191,7 @@ pub(super) fn decode(bytes: &[u8], options: &DecodeOptions) -> Result<Decoded, D
     let height = tag_one(&mut decoder, Tag::ImageLength)?
         .ok_or("TIFF without ImageLength (Pillow refuses it)")? as usize;
     let compression = tag_one(&mut decoder, Tag::Compression)?.unwrap_or(COMPRESSION_NONE);
-    let mut photometric = tag_one(&mut decoder, Tag::PhotometricInterpretation)?.unwrap_or(0);
+    let mut photometric = photometric.unwrap_or(0);
     if compression == 6 {
         photometric = 6;
     }
@@ -246,7 +250,7 @@ pub(super) fn decode(bytes: &[u8], options: &DecodeOptions) -> Result<Decoded, D
     // The decoder's samples (up to 6 × 2 bytes a pixel) and the tiff crate's own strip buffers.
     let reservation = reserve(width, height, 24, options)?;
     let image = if compression == COMPRESSION_JPEG {
-        decode_jpeg_chunks(&mut decoder, bytes, width, height, layout)?
+        decode_jpeg_chunks(&mut decoder, &patched, width, height, layout)?
     } else {
         let palette = match layout {
             Layout::Palette { bits, .. } => {
@@ -267,26 +271,15 @@ pub(super) fn decode(bytes: &[u8], options: &DecodeOptions) -> Result<Decoded, D
             }
             _ => Palette::grey(),
         };
-        drop(decoder);
-        // The tiff crate inverts min-is-white samples, drops extra samples it does not know and refuses
-        // palettes: read every file as min-is-black samples (a copy with that one tag value changed) and
-        // interpret them here.
-        let patched = as_black_is_zero(bytes)
-            .ok_or("TIFF directory cannot be read (no PhotometricInterpretation entry)")?;
-        let mut limits = Limits::default();
-        limits.decoding_buffer_size = options.max_file_bytes() as usize;
-        limits.intermediate_buffer_size = options.max_file_bytes() as usize;
-        let mut decoder = Decoder::new(Cursor::new(&patched[..]))
-            .map_err(|e| describe(&e))?
-            .with_limits(limits);
         let samples = decoder.read_image().map_err(|e| describe(&e))?;
         unpack(samples, width, height, layout, &palette)?
     };
     Ok(finish(orient(image, orientation as u16), reservation))
 }
 
-/// A copy of the file whose first directory says PhotometricInterpretation = 1 (BlackIsZero).
-fn as_black_is_zero(bytes: &[u8]) -> Option<Vec<u8>> {
+/// A copy of the file whose first directory says PhotometricInterpretation = 1 (BlackIsZero), and the
+/// value it said (None when the tag is absent: Pillow then reads 0, WhiteIsZero).
+fn as_black_is_zero(bytes: &[u8]) -> Result<(Vec<u8>, Option<u32>), DecodeFailure> {
     let big = bytes.starts_with(b"MM");
     let u16_at = |at: usize| -> Option<u16> {
         let b = bytes.get(at..at + 2)?;
@@ -296,32 +289,57 @@ fn as_black_is_zero(bytes: &[u8]) -> Option<Vec<u8>> {
             u16::from_le_bytes([b[0], b[1]])
         })
     };
-    let ifd = {
-        let b = bytes.get(4..8)?;
-        (if big {
-            u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+    let u32_at = |at: usize| -> Option<u32> {
+        let b = bytes.get(at..at + 4)?;
+        let b = [b[0], b[1], b[2], b[3]];
+        Some(if big {
+            u32::from_be_bytes(b)
         } else {
-            u32::from_le_bytes([b[0], b[1], b[2], b[3]])
-        }) as usize
+            u32::from_le_bytes(b)
+        })
     };
-    let count = u16_at(ifd)? as usize;
+    let bad = || "TIFF directory is truncated".to_string();
+    let ifd = u32_at(4).ok_or_else(bad)? as usize;
+    let count = u16_at(ifd).ok_or_else(bad)? as usize;
+    let mut patched = bytes.to_vec();
     for i in 0..count {
         let entry = ifd + 2 + 12 * i;
-        if u16_at(entry)? == 262 {
-            let kind = u16_at(entry + 2)?;
-            let mut patched = bytes.to_vec();
-            let value = patched.get_mut(entry + 8..entry + 12)?;
-            match (kind, big) {
-                (3, false) => value[..2].copy_from_slice(&1u16.to_le_bytes()),
-                (3, true) => value[..2].copy_from_slice(&1u16.to_be_bytes()),
-                (4, false) => value.copy_from_slice(&1u32.to_le_bytes()),
-                (4, true) => value.copy_from_slice(&1u32.to_be_bytes()),
-                _ => return None,
-            }
-            return Some(patched);
+        if u16_at(entry).ok_or_else(bad)? != 262 {
+            continue;
         }
+        let (kind, n) = (
+            u16_at(entry + 2).ok_or_else(bad)?,
+            u32_at(entry + 4).ok_or_else(bad)?,
+        );
+        let value = &mut patched[entry + 8..entry + 12];
+        let original = match (kind, n) {
+            (3, 1) => {
+                let v = u16_at(entry + 8).ok_or_else(bad)? as u32;
+                value[..2].copy_from_slice(&if big {
+                    1u16.to_be_bytes()
+                } else {
+                    1u16.to_le_bytes()
+                });
+                v
+            }
+            (4, 1) => {
+                let v = u32_at(entry + 8).ok_or_else(bad)?;
+                value.copy_from_slice(&if big {
+                    1u32.to_be_bytes()
+                } else {
+                    1u32.to_le_bytes()
+                });
+                v
+            }
+            _ => {
+                return Err(
+                    "TIFF PhotometricInterpretation is not one SHORT or LONG (refused)".into(),
+                )
+            }
+        };
+        return Ok((patched, Some(original)));
     }
-    None
+    Ok((patched, None))
 }
 
 /// Bits of one packed row (rows start on a byte boundary).
@@ -338,6 +356,22 @@ fn unpack(
     layout: Layout,
     palette: &Palette,
 ) -> Result<Rgb8Image, DecodeFailure> {
+    // The common case: the samples are the pixels.
+    let samples = match (samples, layout) {
+        (
+            DecodingResult::U8(mut data),
+            Layout::Rgb {
+                bits: 8,
+                samples: 3,
+                premultiplied: false,
+            },
+        ) => {
+            check_len(data.len(), width * height * 3)?;
+            data.truncate(width * height * 3);
+            return Ok(Rgb8Image::new(width, height, data));
+        }
+        (samples, _) => samples,
+    };
     let mut out = vec![0u8; width * height * 3];
     match (samples, layout) {
         (

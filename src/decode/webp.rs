@@ -66,13 +66,13 @@ fn still_from_frame(frame: &[u8], width: usize, height: usize) -> Result<Vec<u8>
     Ok(file)
 }
 
-/// Decode a still WebP to RGBA (alpha 255 where it has none); `admit` sees the size before any pixel
-/// memory is allocated.
+/// Decode a still WebP: RGBA if it has alpha, else RGB; `admit` sees the size before any pixel memory is
+/// allocated.
 fn decode_still(
     bytes: &[u8],
     options: &DecodeOptions,
     admit: impl FnOnce(usize, usize) -> Result<(), DecodeFailure>,
-) -> Result<(usize, usize, Vec<u8>), DecodeFailure> {
+) -> Result<(usize, usize, Vec<u8>, bool), DecodeFailure> {
     let mut decoder = image_webp::WebPDecoder::new(Cursor::new(bytes)).map_err(|e| describe(&e))?;
     decoder.set_memory_limit(options.max_file_bytes() as usize);
     let (w, h) = decoder.dimensions();
@@ -83,15 +83,7 @@ fn decode_still(
         .ok_or("WebP image too large for this machine")?;
     let mut buffer = vec![0u8; size];
     decoder.read_image(&mut buffer).map_err(|e| describe(&e))?;
-    let rgba = if decoder.has_alpha() {
-        buffer
-    } else {
-        buffer
-            .chunks_exact(3)
-            .flat_map(|p| [p[0], p[1], p[2], 255])
-            .collect()
-    };
-    Ok((w, h, rgba))
+    Ok((w, h, buffer, decoder.has_alpha()))
 }
 
 pub(super) fn decode(bytes: &[u8], options: &DecodeOptions) -> Result<Decoded, DecodeFailure> {
@@ -106,14 +98,11 @@ pub(super) fn decode(bytes: &[u8], options: &DecodeOptions) -> Result<Decoded, D
     let animated = matches!(parts.first(), Some((kind, d)) if kind == b"VP8X" && d.len() >= 10 && d[0] & 0x02 != 0);
     if !animated {
         let mut reservation = None;
-        let (width, height, rgba) = decode_still(bytes, options, |w, h| {
+        let (width, height, pixels, alpha) = decode_still(bytes, options, |w, h| {
             reservation = Some(reserve(w, h, 8, options)?);
             Ok(())
         })?;
-        let rgb = rgba
-            .chunks_exact(4)
-            .flat_map(|p| [p[0], p[1], p[2]])
-            .collect();
+        let rgb = if alpha { drop_alpha(&pixels) } else { pixels };
         let reservation = reservation.expect("reserved before decoding");
         return Ok(finish(Rgb8Image::new(width, height, rgb), reservation));
     }
@@ -133,21 +122,26 @@ pub(super) fn decode(bytes: &[u8], options: &DecodeOptions) -> Result<Decoded, D
         return Err("WebP frame leaves the canvas (libwebp refuses it)".into());
     }
     let still = still_from_frame(&frame[16..], fw, fh)?;
-    let (dw, dh, rgba) = decode_still(&still, options, |w, h| super::check_size(w, h, options))?;
+    let (dw, dh, pixels, alpha) =
+        decode_still(&still, options, |w, h| super::check_size(w, h, options))?;
+    let frame_rgb = if alpha { drop_alpha(&pixels) } else { pixels };
     if (dw, dh) != (fw, fh) {
         return Err("WebP frame size disagrees with its bitstream (libwebp refuses it)".into());
     }
     let mut rgb = vec![0u8; width * height * 3];
     for row in 0..fh {
         let out = &mut rgb[((y + row) * width + x) * 3..][..fw * 3];
-        for (o, p) in out
-            .chunks_exact_mut(3)
-            .zip(rgba[row * fw * 4..][..fw * 4].chunks_exact(4))
-        {
-            o.copy_from_slice(&p[..3]);
-        }
+        out.copy_from_slice(&frame_rgb[row * fw * 3..][..fw * 3]);
     }
     Ok(finish(Rgb8Image::new(width, height, rgb), reservation))
+}
+
+fn drop_alpha(rgba: &[u8]) -> Vec<u8> {
+    let mut rgb = vec![0u8; rgba.len() / 4 * 3];
+    for (o, p) in rgb.chunks_exact_mut(3).zip(rgba.chunks_exact(4)) {
+        o.copy_from_slice(&p[..3]);
+    }
+    rgb
 }
 
 fn describe(error: &image_webp::DecodingError) -> String {
