@@ -886,10 +886,342 @@ def webp_variants(rng: np.random.Generator) -> list[Variant]:
     return out
 
 
+# ---------------------------------------------------------------- siblings of each finding
+
+
+def _adam7(values: np.ndarray, depth: int) -> list[bytes]:
+    """Interlaced (Adam7) PNG rows: the seven passes, each row with filter byte 0."""
+    rows = []
+    for x0, y0, dx, dy in [
+        (0, 0, 8, 8),
+        (4, 0, 8, 8),
+        (0, 4, 4, 8),
+        (2, 0, 4, 4),
+        (0, 2, 2, 4),
+        (1, 0, 2, 2),
+        (0, 1, 1, 2),
+    ]:
+        sub = values[y0::dy, x0::dx]
+        if sub.size:
+            rows += _pack(sub.reshape(sub.shape[0], -1), depth)
+    return rows
+
+
+def png_siblings(rng: np.random.Generator) -> list[Variant]:
+    out = []
+    w, h = 11, 9
+    px = _image(rng, w, h, 4)
+    out.append(
+        Variant(
+            "png/interlaced_rgb.png",
+            _png(w, h, 8, 2, _adam7(px[..., :3], 8)).replace(b"\x08\x02\x00\x00\x00", b"\x08\x02\x00\x00\x01", 1),
+        )
+    )
+    grey4 = rng.integers(0, 16, (h, w))
+    ihdr_old = struct.pack(">IIBBBBB", w, h, 4, 0, 0, 0, 0)
+    ihdr_new = struct.pack(">IIBBBBB", w, h, 4, 0, 0, 0, 1)
+    data = _png(w, h, 4, 0, _adam7(grey4[..., None], 4))
+    fixed = data.replace(_chunk(b"IHDR", ihdr_old), _chunk(b"IHDR", ihdr_new))
+    out.append(Variant("png/interlaced_grey4.png", fixed))
+    v16 = rng.integers(0, 65536, (h, w, 3)).astype(np.uint16)
+    data = _png(w, h, 16, 2, _adam7(v16, 16))
+    out.append(
+        Variant(
+            "png/interlaced_rgb16.png",
+            data.replace(
+                _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 0)),
+                _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 16, 2, 0, 0, 1)),
+            ),
+        )
+    )
+    rows = _pack(px[..., :3].reshape(h, -1), 8)
+    full = _png(w, h, 8, 2, rows)
+    out.append(Variant("png/no_iend.png", full[:-12]))
+    out.append(Variant("png/trailing_garbage.png", full + b"garbage after the image"))
+    z = zlib.compress(b"".join(rows))
+    split = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+    split += b"".join(_chunk(b"IDAT", z[i : i + 7]) for i in range(0, len(z), 7)) + _chunk(b"IEND", b"")
+    out.append(Variant("png/idat_split_in_7_byte_chunks.png", split))
+    out.append(Variant("png/extra_rows_in_stream.png", _png(w, h, 8, 2, rows + rows[:2])))
+    # A zlib stream that ends on a row boundary before the image is full: Pillow leaves the rest black; fidrs
+    # refuses it (the png crate reads it as truncated).
+    out.append(Variant("png/stream_ends_early.png", _png(w, h, 8, 2, rows[:4]), "refuse"))
+    out.append(Variant("png/stream_ends_mid_row.png", _png(w, h, 8, 2, rows[:4] + [rows[4][:5]])))
+    g16 = rng.integers(0, 600, (h, w)).astype(np.uint16)
+    out.append(Variant("png/grey16_trns.png", _png(w, h, 16, 0, _pack(g16, 16), [_chunk(b"tRNS", b"\x00\x07")])))
+    out.append(Variant("png/rgb_with_plte.png", _png(w, h, 8, 2, rows, plte=bytes(range(30)))))
+    idx = rng.integers(0, 4, (h, w))
+    two = _png(w, h, 8, 3, _pack(idx, 8), [_chunk(b"PLTE", bytes(range(12)))], plte=bytes(range(100, 112)))
+    out.append(Variant("png/two_plte.png", two, "refuse"))  # the png crate refuses a second PLTE
+    out.append(
+        Variant("png/chunk_before_ihdr.png", b"\x89PNG\r\n\x1a\n" + _chunk(b"tEXt", b"a\0b") + full[8:], "refuse")
+    )
+    out.append(
+        Variant("png/iccp_valid.png", _png(w, h, 8, 2, rows, [_chunk(b"iCCP", b"icc\0\0" + zlib.compress(b"x" * 100))]))
+    )
+    out.append(
+        Variant(
+            "png/ztxt_bomb.png", _png(w, h, 8, 2, rows, [_chunk(b"zTXt", b"k\0\0" + zlib.compress(b"a" * (2 << 20)))])
+        )
+    )
+    # APNG whose IDAT frame (fcTL before IDAT) is smaller than the image: Pillow places it at its offset.
+    small = _pack(px[:4, :5, :3].reshape(4, -1), 8)
+    fctl = struct.pack(">IIIIIHHBB", 0, 5, 4, 3, 2, 1, 10, 0, 0)
+    apng = b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0))
+    apng += _chunk(b"acTL", struct.pack(">II", 1, 0)) + _chunk(b"fcTL", fctl)
+    apng += _chunk(b"IDAT", zlib.compress(b"".join(small))) + _chunk(b"IEND", b"")
+    # The png crate refuses it (the APNG specification requires frame 0 to cover the image).
+    out.append(Variant("png/apng_small_idat_frame.png", apng, "refuse"))
+    fctl_bad = struct.pack(">IIIIIHHBB", 0, 9, 9, 5, 5, 1, 10, 0, 0)
+    out.append(Variant("png/apng_frame_outside.png", apng.replace(_chunk(b"fcTL", fctl), _chunk(b"fcTL", fctl_bad))))
+    return out
+
+
+def bmp_siblings(rng: np.random.Generator) -> list[Variant]:
+    out = []
+    w, h = 10, 5
+    px = _image(rng, w, h)
+    pal3 = bytes(rng.integers(0, 256, 3 * 256).astype(np.uint8))
+    for bits in (1, 4, 8):
+        idx = rng.integers(0, 1 << bits, (h, w))
+        out.append(
+            Variant(f"bmp/os2_{bits}bit.bmp", _bmp(w, h, bits, _rows(idx, bits), header=12, palette=pal3[: 3 << bits]))
+        )
+    out.append(Variant("bmp/os2_24bit.bmp", _bmp(w, h, 24, _rows(px[..., ::-1].reshape(h, -1), 8), header=12)))
+    pal = bytes(rng.integers(0, 256, 4 * 16).astype(np.uint8))
+    idx4 = rng.integers(0, 16, (h, w))
+    # bfOffBits pointing right after the header (bogus): Pillow skips the palette itself.
+    out.append(Variant("bmp/offset_at_header_end.bmp", _bmp(w, h, 4, _rows(idx4, 4), palette=pal, offset=54)))
+    out.append(Variant("bmp/offset_zero.bmp", _bmp(w, h, 4, _rows(idx4, 4), palette=pal, offset=0)))
+    out.append(Variant("bmp/4bit_colours_unset.bmp", _bmp(w, h, 4, _rows(idx4, 4), palette=pal[:24], colors=6)))
+    v16 = rng.integers(0, 65536, (h, w))
+    for header in (108, 124):
+        out.append(
+            Variant(
+                f"bmp/header{header}_565_in_header.bmp",
+                _bmp(w, h, 16, _rows(v16, 16), header=header, compression=3, masks=(0xF800, 0x7E0, 0x1F, 0)),
+            )
+        )
+        v32 = rng.integers(0, 256, (h, w * 4))
+        out.append(
+            Variant(
+                f"bmp/header{header}_rgba_in_header.bmp",
+                _bmp(w, h, 32, _rows(v32, 8), header=header, compression=3, masks=(0xFF0000, 0xFF00, 0xFF, 0xFF000000)),
+            )
+        )
+    out.append(Variant("bmp/16bit_top_down.bmp", _bmp(w, h, 16, _rows(v16, 16)[::-1], top_down=True)))
+    out.append(
+        Variant(
+            "bmp/width_negative.bmp",
+            _bmp(w, h, 24, _rows(px.reshape(h, -1), 8)).replace(struct.pack("<i", w), struct.pack("<i", -w), 1),
+        )
+    )
+    out.append(Variant("bmp/header_unknown_size.bmp", _bmp(w, h, 24, _rows(px.reshape(h, -1), 8), header=44)))
+    grey16 = b"".join(bytes([i, i, i, 0]) for i in range(16))
+    out.append(Variant("bmp/4bit_grey_ramp_palette.bmp", _bmp(w, h, 4, _rows(idx4, 4), palette=grey16)))
+    out.append(
+        Variant(
+            "bmp/1bit_one_colour_black.bmp",
+            _bmp(w, h, 1, _rows(rng.integers(0, 2, (h, w)), 1), palette=b"\0\0\0\0", colors=1),
+        )
+    )
+    return out
+
+
+def gif_siblings(rng: np.random.Generator) -> list[Variant]:
+    out = []
+    w, h = 9, 7
+    pal = bytes(rng.integers(0, 256, 3 * 256).astype(np.uint8))
+    small = [int(v) for v in rng.integers(0, 256, 4 * 3)]
+    out.append(
+        Variant(
+            "gif/small_frame_local_palette_transparent.gif",
+            _gif((w, h), (2, 3, 4, 3), small, global_palette=pal, local_palette=pal[::-1], transparency=200),
+        )
+    )
+    out.append(
+        Variant("gif/small_frame_interlaced.gif", _gif((w, h), (1, 1, 4, 3), small, global_palette=pal, interlace=True))
+    )
+    out.append(
+        Variant("gif/small_frame_no_global_palette_local.gif", _gif((w, h), (1, 2, 4, 3), small, local_palette=pal))
+    )
+    out.append(Variant("gif/small_frame_no_palette_transparent.gif", _gif((w, h), (1, 2, 4, 3), small, transparency=9)))
+    out.append(
+        Variant(
+            "gif/frame_beyond_both_edges.gif", _gif((3, 2), (1, 1, 4, 3), small, global_palette=pal, transparency=3)
+        )
+    )
+    two = pal[:6]
+    idx = [int(v) for v in rng.integers(0, 2, w * h)]
+    out.append(Variant("gif/1bit.gif", _gif((w, h), (0, 0, w, h), idx, global_palette=two, min_size=2)))
+    data = _gif((w, h), (0, 0, 4, 3), small, global_palette=pal)
+    comment = b"!\xfe\x05hello\x00"
+    app = b"!\xff\x0bNETSCAPE2.0\x03\x01\x00\x00\x00"
+    at = 13 + 768
+    out.append(Variant("gif/extensions_before_image.gif", data[:at] + comment + app + data[at:]))
+    out.append(Variant("gif/no_image.gif", data[:at] + b";"))
+    out.append(
+        Variant(
+            "gif/transparency_beyond_palette.gif",
+            _gif((w, h), (2, 2, 4, 3), [1] * 12, global_palette=two, transparency=77, min_size=2),
+        )
+    )
+    return out
+
+
+def _tiff_chunks(w, h, tags, blobs: list[bytes], tile: tuple[int, int] | None = None, big_endian=False) -> bytes:
+    """A TIFF whose image data is `blobs` (strips of `tags[278]` rows, or `tile` = (width, length) tiles)."""
+    e = ">" if big_endian else "<"
+    tags = dict(tags)
+    tags.setdefault(256, (4, [w]))
+    tags.setdefault(257, (4, [h]))
+    offsets_tag, counts_tag = (324, 325) if tile else (273, 279)
+    if tile:
+        tags[322], tags[323] = (4, [tile[0]]), (4, [tile[1]])
+    tags[offsets_tag] = (4, [0] * len(blobs))
+    tags[counts_tag] = (4, [len(b) for b in blobs])
+
+    def encode(kind, values):
+        if kind == 7:
+            return bytes(values)
+        return b"".join(struct.pack(e + {3: "H", 4: "I"}[kind], v) for v in values)
+
+    def layout(tags):
+        entries = sorted(tags.items())
+        at = 8 + 2 + 12 * len(entries) + 4
+        extras = b""
+        ifd = struct.pack(e + "H", len(entries))
+        for tag, (kind, values) in entries:
+            raw = encode(kind, values)
+            if len(raw) <= 4:
+                ifd += struct.pack(e + "HHI", tag, kind, len(values)) + raw + b"\0" * (4 - len(raw))
+            else:
+                ifd += struct.pack(e + "HHII", tag, kind, len(values), at + len(extras))
+                extras += raw + b"\0" * (len(raw) & 1)
+        return ifd + b"\0\0\0\0" + extras
+
+    data_at = 8 + len(layout(tags))
+    offsets, at = [], data_at
+    for b in blobs:
+        offsets.append(at)
+        at += len(b) + (len(b) & 1)
+    tags[offsets_tag] = (4, offsets)
+    head = (b"MM\0*" if big_endian else b"II*\0") + struct.pack(e + "I", 8)
+    return head + layout(tags) + b"".join(b + b"\0" * (len(b) & 1) for b in blobs)
+
+
+def tiff_siblings(rng: np.random.Generator) -> list[Variant]:
+    out = []
+    BPS, SPP, PHOTO, RPS, COMP, SUB, ORIENT = 258, 277, 262, 278, 259, 530, 274
+    w, h = 24, 20
+    px = _image(rng, w, h)
+    rgb = Image.fromarray(px)
+    out.append(Variant("tiff/raw_strips.tif", _save(rgb, "TIFF", strip_size=3 * w * 6)))
+    out.append(Variant("tiff/lzw_strips.tif", _save(rgb, "TIFF", compression="tiff_lzw", strip_size=3 * w * 6)))
+    frames = [Image.fromarray(_image(rng, w, h)) for _ in range(2)]
+    out.append(Variant("tiff/multipage.tif", _save(frames[0], "TIFF", save_all=True, append_images=frames[1:])))
+    out.append(
+        Variant("tiff/deflate_predictor.tif", _save(rgb, "TIFF", compression="tiff_adobe_deflate", tiffinfo={317: 2}))
+    )
+    i16 = Image.fromarray(rng.integers(0, 700, (h, w)).astype(np.uint16))
+    out.append(Variant("tiff/i16_lzw_predictor.tif", _save(i16, "TIFF", compression="tiff_lzw", tiffinfo={317: 2})))
+    # Memory-mapped by Pillow (one uncompressed strip, rawmode = mode) and rotated 90°: scrambled by Pillow.
+    out.append(Variant("tiff/i16_orientation6.tif", _save(i16, "TIFF", tiffinfo={274: 6}), "refuse"))
+    out.append(Variant("tiff/p_orientation7.tif", _save(rgb.quantize(9), "TIFF", tiffinfo={274: 7}), "refuse"))
+    out.append(Variant("tiff/l_orientation3_mapped.tif", _save(rgb.convert("L"), "TIFF", tiffinfo={274: 3})))
+    out.append(
+        Variant(
+            "tiff/cmyk_orientation8_lzw.tif",
+            _save(rgb.convert("CMYK"), "TIFF", compression="tiff_lzw", tiffinfo={274: 8}),
+        )
+    )
+    strips_l = _save(rgb.convert("L"), "TIFF", tiffinfo={274: 6, 278: 5})
+    out.append(Variant("tiff/l_orientation6_strips.tif", strips_l))
+    out.append(Variant("tiff/jpeg_orientation5.tif", _save(rgb, "TIFF", compression="jpeg", tiffinfo={274: 5})))
+    base = {BPS: (3, [8] * 3), SPP: (3, [3]), PHOTO: (3, [2])}
+    out.append(
+        Variant("tiff/big_endian_rgb.tif", _tiff_chunks(w, h, {**base, RPS: (4, [h])}, [px.tobytes()], big_endian=True))
+    )
+    # No PhotometricInterpretation: Pillow reads min-is-white, the tiff crate refuses the file.
+    no_photo = _tiff_chunks(w, h, {BPS: (3, [8]), SPP: (3, [1]), RPS: (4, [h])}, [px[..., 0].tobytes()])
+    out.append(Variant("tiff/no_photometric_grey.tif", no_photo, "refuse"))
+    out.append(
+        Variant("tiff/rows_per_strip_beyond_height.tif", _tiff_chunks(w, h, {**base, RPS: (4, [1000])}, [px.tobytes()]))
+    )
+    tiles = []
+    for ty in range(0, h, 16):
+        for tx in range(0, w, 16):
+            t = np.zeros((16, 16, 3), np.uint8)
+            part = px[ty : ty + 16, tx : tx + 16]
+            t[: part.shape[0], : part.shape[1]] = part
+            tiles.append(t.tobytes())
+    out.append(Variant("tiff/tiled_raw.tif", _tiff_chunks(w, h, base, tiles, tile=(16, 16))))
+    # JPEG-compressed strips and tiles, each a whole JPEG stream (no JPEGTables), YCbCr 4:2:0 as libtiff
+    # writes it: decoded by libjpeg-turbo, like Pillow's libtiff.
+    ycc = {BPS: (3, [8] * 3), SPP: (3, [3]), PHOTO: (3, [6]), COMP: (3, [7]), SUB: (3, [2, 2])}
+    strips = [_save(Image.fromarray(px[y : y + 8]), "JPEG", quality=90) for y in range(0, h, 8)]
+    out.append(Variant("tiff/jpeg_ycbcr_strips_no_tables.tif", _tiff_chunks(w, h, {**ycc, RPS: (4, [8])}, strips)))
+    jtiles = []
+    for ty in range(0, h, 16):
+        for tx in range(0, w, 16):
+            t = np.zeros((16, 16, 3), np.uint8)
+            part = px[ty : ty + 16, tx : tx + 16]
+            t[: part.shape[0], : part.shape[1]] = part
+            jtiles.append(_save(Image.fromarray(t), "JPEG", quality=90))
+    out.append(Variant("tiff/jpeg_ycbcr_tiles.tif", _tiff_chunks(w, h, ycc, jtiles, tile=(16, 16))))
+    grey_jpeg = [_save(Image.fromarray(px[y : y + 10, :, 0]), "JPEG") for y in range(0, h, 10)]
+    for photo in (0, 1):
+        tags = {BPS: (3, [8]), SPP: (3, [1]), PHOTO: (3, [photo]), COMP: (3, [7]), RPS: (4, [10])}
+        out.append(Variant(f"tiff/jpeg_grey_photometric{photo}.tif", _tiff_chunks(w, h, tags, grey_jpeg)))
+    cmyk_jpeg = [_save(Image.fromarray(px).convert("CMYK"), "JPEG")]
+    tags = {BPS: (3, [8] * 4), SPP: (3, [4]), PHOTO: (3, [5]), COMP: (3, [7]), RPS: (4, [h])}
+    out.append(Variant("tiff/jpeg_cmyk.tif", _tiff_chunks(w, h, tags, cmyk_jpeg), "refuse"))
+    out.append(
+        Variant(
+            "tiff/old_jpeg.tif", _tiff_chunks(w, h, {**base, COMP: (3, [6]), RPS: (4, [h])}, strips[:1] * 3), "refuse"
+        )
+    )
+    out.append(
+        Variant("tiff/jpeg_strip_cut.tif", _tiff_chunks(w, h, {**ycc, RPS: (4, [8])}, strips[:2] + [strips[2][:40]]))
+    )
+    out.append(
+        Variant(
+            "tiff/orientation6_big_endian.tif",
+            _tiff_chunks(w, h, {**base, RPS: (4, [h]), ORIENT: (3, [6])}, [px.tobytes()], big_endian=True),
+        )
+    )
+    return out
+
+
+def webp_siblings(rng: np.random.Generator) -> list[Variant]:
+    out = []
+    w, h = 16, 12
+    small = Image.fromarray(_image(rng, 5, 7, 4), "RGBA")
+    still = _save(small, "WEBP", lossless=True, exact=True)
+    out.append(Variant("webp/animated_frame_at_corner.webp", _animated_webp((w, h), [(10, 4, still)])))
+    out.append(Variant("webp/animated_frame_outside_canvas.webp", _animated_webp((w, h), [(12, 8, still)])))
+    out.append(Variant("webp/animated_single_full_frame.webp", _animated_webp((5, 7), [(0, 0, still)])))
+    vp8x_alpha = _save(Image.fromarray(_image(rng, w, h, 4), "RGBA"), "WEBP", quality=50, icc_profile=b"\0" * 40)
+    out.append(Variant("webp/vp8x_alpha_icc.webp", vp8x_alpha))
+    return out
+
+
 def corpus(seed: int = 29) -> list[Variant]:
     rng = np.random.default_rng(seed)
     variants = []
-    for make in (jpeg_variants, png_variants, bmp_variants, gif_variants, tiff_variants, webp_variants):
+    for make in (
+        jpeg_variants,
+        png_variants,
+        bmp_variants,
+        gif_variants,
+        tiff_variants,
+        webp_variants,
+        png_siblings,
+        bmp_siblings,
+        gif_siblings,
+        tiff_siblings,
+        webp_siblings,
+    ):
         variants += make(rng)
     names = [v.name for v in variants]
     assert len(set(names)) == len(names), "variant names are unique"

@@ -297,6 +297,15 @@ pub(super) fn decode(bytes: &[u8], options: &DecodeOptions) -> Result<Decoded, D
     let mut png_options = png::DecodeOptions::default();
     png_options.set_ignore_crc(true);
     png_options.set_ignore_adler32(false);
+    // Pillow needs no IEND chunk (it stops at the end of the file); the png crate does: give it one.
+    const IEND: &[u8] = b"\0\0\0\0IEND\xaeB`\x82";
+    let completed;
+    let bytes = if bytes.ends_with(IEND) {
+        bytes
+    } else {
+        completed = [bytes, IEND].concat();
+        &completed[..]
+    };
     let mut decoder = png::Decoder::new_with_options(Cursor::new(bytes), png_options);
     decoder.set_transformations(png::Transformations::IDENTITY);
     decoder.set_limits(png::Limits {

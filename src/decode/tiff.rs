@@ -247,6 +247,16 @@ pub(super) fn decode(bytes: &[u8], options: &DecodeOptions) -> Result<Decoded, D
         }
     }
     let orientation = tag_one(&mut decoder, Tag::Orientation)?.unwrap_or(1);
+    if compression == COMPRESSION_NONE
+        && (5..=8).contains(&orientation)
+        && memory_mapped(&mut decoder, layout, photometric, height)?
+    {
+        return Err(format!(
+            "uncompressed TIFF with Orientation {orientation} in a layout Pillow memory-maps: opened by path (as \
+             pytorch-fid opens it), Pillow maps the pixels with the rotated width and scrambles them; refused \
+             rather than scored either way"
+        ));
+    }
     // The decoder's samples (up to 6 × 2 bytes a pixel) and the tiff crate's own strip buffers.
     let reservation = reserve(width, height, 24, options)?;
     let image = if compression == COMPRESSION_JPEG {
@@ -275,6 +285,50 @@ pub(super) fn decode(bytes: &[u8], options: &DecodeOptions) -> Result<Decoded, D
         unpack(samples, width, height, layout, &palette)?
     };
     Ok(finish(orient(image, orientation as u16), reservation))
+}
+
+/// Whether Pillow, opening the file by path, memory-maps its pixels (`ImageFile.load`: one tile, the raw
+/// decoder, a rawmode equal to the mode, a mode in `Image._MAPMODES`).
+fn memory_mapped(
+    decoder: &mut Decoder<Cursor<&[u8]>>,
+    layout: Layout,
+    photometric: u32,
+    height: usize,
+) -> Result<bool, DecodeFailure> {
+    let rawmode_is_mode = match layout {
+        Layout::Grey {
+            bits: 8,
+            inverted: false,
+            extra: 0,
+        } => matches!(photometric, 1 | 6),
+        Layout::Palette {
+            bits: 8,
+            samples: 1,
+        }
+        | Layout::Grey16 => true,
+        Layout::Rgb {
+            bits: 8,
+            samples: 4,
+            premultiplied: false,
+        } => {
+            matches!(
+                tag_vec(decoder, Tag::ExtraSamples)?.as_deref(),
+                None | Some([2])
+            )
+        }
+        Layout::Cmyk {
+            bits: 8,
+            samples: 4,
+        } => true,
+        _ => false,
+    };
+    let one_tile = if tag_vec(decoder, Tag::TileOffsets)?.is_some() {
+        tag_one(decoder, Tag::TileLength)?.is_some_and(|t| t as usize >= height)
+            && tag_vec(decoder, Tag::TileOffsets)?.is_some_and(|o| o.len() == 1)
+    } else {
+        tag_one(decoder, Tag::RowsPerStrip)?.is_none_or(|r| r as usize >= height)
+    };
+    Ok(rawmode_is_mode && one_tile)
 }
 
 /// A copy of the file whose first directory says PhotometricInterpretation = 1 (BlackIsZero), and the
