@@ -8,7 +8,7 @@
 //! - `gif`: the `gif` crate for LZW; the first frame is placed on Pillow's canvas here.
 //! - `tiff`: the `tiff` crate for the directory and LZW/Deflate/PackBits; samples are unpacked by Pillow's
 //!   rawmodes here, JPEG strips go through libjpeg-turbo, and the Orientation tag is applied.
-//! - `webp`: `image-webp`; the first frame of an animation is placed on libwebp's canvas here.
+//! - `webp`: libwebp itself, called as Pillow's `_webp.c` calls it.
 //!
 //! `pixels` holds the conversions they share (Pillow's palette lookup, CMYK, 16-bit samples, transposes).
 

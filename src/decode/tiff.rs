@@ -365,7 +365,7 @@ fn as_black_is_zero(bytes: &[u8]) -> Result<(Vec<u8>, Option<u32>), DecodeFailur
             u16_at(entry + 2).ok_or_else(bad)?,
             u32_at(entry + 4).ok_or_else(bad)?,
         );
-        let value = &mut patched[entry + 8..entry + 12];
+        let value = patched.get_mut(entry + 8..entry + 12).ok_or_else(bad)?;
         let original = match (kind, n) {
             (3, 1) => {
                 let v = u16_at(entry + 8).ok_or_else(bad)? as u32;
