@@ -33,7 +33,58 @@ fn with_colour_table(bytes: &[u8]) -> Option<Vec<u8>> {
     Some(patched)
 }
 
+/// Pillow's walk to the first frame's image data (`GifImageFile._seek`: extensions and stray bytes
+/// skipped), then the sub-blocks of that data: Pillow's LZW decoder takes a sub-block only when all of it
+/// is in the file, so a sub-block cut by the end of the file refuses it even where the `gif` crate would
+/// already have the pixels it needs.
+fn check_image_blocks(bytes: &[u8]) -> Result<(), DecodeFailure> {
+    let mut pos = 13;
+    if bytes.get(10).is_some_and(|f| f & 0x80 != 0) {
+        pos += 3 << ((bytes[10] & 7) + 1);
+    }
+    let skip_blocks = |mut pos: usize| -> usize {
+        while let Some(&n) = bytes.get(pos) {
+            pos += 1 + n as usize;
+            if n == 0 {
+                break;
+            }
+        }
+        pos
+    };
+    loop {
+        let Some(&b) = bytes.get(pos) else {
+            return Err("GIF holds no image frame (Pillow refuses it too)".into());
+        };
+        pos += 1;
+        match b {
+            b'!' => pos = skip_blocks(pos + 1),
+            b',' => {
+                let flags = *bytes.get(pos + 8).ok_or(TRUNCATED)?;
+                pos += 9;
+                if flags & 0x80 != 0 {
+                    pos += 3 << ((flags & 7) + 1);
+                }
+                pos += 1; // LZW minimum code size
+                break;
+            }
+            b';' => return Err("GIF holds no image frame (Pillow refuses it too)".into()),
+            _ => {}
+        }
+    }
+    loop {
+        let n = *bytes.get(pos).ok_or(TRUNCATED)? as usize;
+        if pos + 1 + n > bytes.len() {
+            return Err(TRUNCATED.into());
+        }
+        if n == 0 {
+            return Ok(());
+        }
+        pos += 1 + n;
+    }
+}
+
 pub(super) fn decode(bytes: &[u8], options: &DecodeOptions) -> Result<Decoded, DecodeFailure> {
+    check_image_blocks(bytes)?;
     let has_global = bytes.get(10).is_some_and(|f| f & 0x80 != 0);
     let patched = with_colour_table(bytes);
     let bytes = patched.as_deref().unwrap_or(bytes);
@@ -54,6 +105,11 @@ pub(super) fn decode(bytes: &[u8], options: &DecodeOptions) -> Result<Decoded, D
         .ok_or("GIF holds no image frame")?;
     let (left, top) = (frame.left as usize, frame.top as usize);
     let (frame_w, frame_h) = (frame.width as usize, frame.height as usize);
+    if frame_w == 0 || frame_h == 0 {
+        return Err(format!(
+            "GIF frame of {frame_w}x{frame_h} pixels (Pillow refuses it: tile cannot extend outside image)"
+        ));
+    }
     let transparent = frame.transparent;
     let local = frame.palette.as_deref().and_then(palette_of);
     // Pillow grows the canvas to hold a frame that leaves the screen: check that size before allocating.

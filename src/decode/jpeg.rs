@@ -12,15 +12,104 @@ use crate::image::Rgb8Image;
 /// 4 become CMYK that Pillow reads as Adobe-inverted ("CMYK;I", always: it does not look for the APP14
 /// marker) and converts with its own `cmyk2rgb`.
 pub(super) fn decode(bytes: &[u8], options: &DecodeOptions) -> Result<Decoded, DecodeFailure> {
+    check_markers(bytes)?;
     let mut reservation = None;
-    let (width, height, rgb) = decode_stream(bytes, Output::Rgb, |w, h| {
-        // Output (up to 4 bytes a pixel) and libjpeg's whole-image coefficient buffer for progressive
-        // files (2 bytes a sample, up to 4 components).
-        reservation = Some(reserve(w, h, 12, options)?);
-        Ok(())
-    })?;
+    let (width, height, rgb) =
+        decode_stream(bytes, Output::Rgb, Warnings::TruncationOnly, |w, h| {
+            // Output (up to 4 bytes a pixel) and libjpeg's whole-image coefficient buffer for progressive
+            // files (2 bytes a sample, up to 4 components).
+            reservation = Some(reserve(w, h, 12, options)?);
+            Ok(())
+        })?;
     let reservation = reservation.expect("reserved before decoding");
     Ok(finish(Rgb8Image::new(width, height, rgb), reservation))
+}
+
+/// Pillow's own walk over the markers before the scan (`JpegImageFile._open`), which refuses files libjpeg
+/// reads: a marker code it does not know, a segment cut short, a frame of other than 8 bits or of other
+/// than 1, 3 or 4 components, JFIF or Adobe segments too short for their fields, no scan at all.
+fn check_markers(bytes: &[u8]) -> Result<(), DecodeFailure> {
+    let refuse = |what: &str| Err(format!("not a JPEG Pillow reads ({what})"));
+    let be16 = |at: usize| {
+        bytes
+            .get(at..at + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]) as usize)
+    };
+    let mut pos = 3; // after FF D8 FF; the walk resumes at that last FF
+    let mut first = Some(0xFFu8);
+    let mut icc: Vec<&[u8]> = Vec::new();
+    loop {
+        let Some(lead) = first
+            .take()
+            .or_else(|| bytes.get(pos).copied().inspect(|_| pos += 1))
+        else {
+            return refuse("no start of scan");
+        };
+        if lead != 0xFF {
+            continue; // Pillow skips bytes that are not 0xFF
+        }
+        let Some(&code) = bytes.get(pos) else {
+            return refuse("no start of scan");
+        };
+        pos += 1;
+        let marker = 0xFF00 | code as u16;
+        match marker {
+            0xFFFF => first = Some(0xFF),
+            0xFF00 => {}
+            0xFFC0..=0xFFFE => {
+                let no_segment = matches!(marker, 0xFFC8 | 0xFFD0..=0xFFD9 | 0xFFF0..=0xFFFD);
+                if !no_segment {
+                    let Some(length) = be16(pos) else {
+                        return refuse("segment length cut");
+                    };
+                    let n = length.saturating_sub(2);
+                    let Some(s) = bytes.get(pos + 2..pos + 2 + n) else {
+                        return Err(super::TRUNCATED.into());
+                    };
+                    pos += 2 + n;
+                    match marker {
+                        0xFFC0..=0xFFCF if !matches!(marker, 0xFFC4 | 0xFFCC) => {
+                            if s.len() < 6 {
+                                return refuse("frame header cut");
+                            }
+                            if s[0] != 8 {
+                                return refuse(&format!("cannot handle {}-bit layers", s[0]));
+                            }
+                            if !matches!(s[5], 1 | 3 | 4) {
+                                return refuse(&format!("cannot handle {}-layer images", s[5]));
+                            }
+                            if !icc.is_empty() {
+                                icc.sort();
+                                if icc[0].len() < 14 {
+                                    return refuse("ICC profile segment cut");
+                                }
+                            }
+                        }
+                        0xFFE0 if s.starts_with(b"JFIF") && s.len() < 7 => {
+                            return refuse("JFIF segment cut")
+                        }
+                        0xFFEE if s.starts_with(b"Adobe") && s.len() < 7 => {
+                            return refuse("Adobe segment cut")
+                        }
+                        0xFFE2 if s.starts_with(b"ICC_PROFILE\0") => icc.push(s),
+                        0xFFDB => {
+                            let mut t = s;
+                            while !t.is_empty() {
+                                let table = 1 + if t[0] / 16 == 0 { 64 } else { 128 };
+                                if t.len() < table {
+                                    return refuse("bad quantization table marker");
+                                }
+                                t = &t[table..];
+                            }
+                        }
+                        0xFFDA => return Ok(()),
+                        _ => {}
+                    }
+                }
+            }
+            _ => return refuse("no marker found"),
+        }
+    }
 }
 
 /// What a three-component stream becomes: RGB (YCbCr converted), or its components as stored (libtiff's
@@ -31,18 +120,27 @@ pub(super) enum Output {
     Components,
 }
 
+/// Which libjpeg warnings refuse the stream: a premature end (Pillow's "image file is truncated"), or
+/// every warning (libtiff, under Pillow's TIFF reader, fails a strip on corrupt JPEG data).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Warnings {
+    TruncationOnly,
+    All,
+}
+
 /// Decode one JPEG stream to interleaved RGB8 (grey replicated), refusing files Pillow refuses. `admit`
 /// sees the size before any pixel memory is allocated.
 pub(super) fn decode_stream(
     bytes: &[u8],
     output: Output,
+    warnings: Warnings,
     admit: impl FnOnce(usize, usize) -> Result<(), DecodeFailure>,
 ) -> Result<(usize, usize, Vec<u8>), DecodeFailure> {
     // mozjpeg reports libjpeg errors (and, with our manager, a truncated stream) by unwinding.
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
         || -> Result<(usize, usize, Vec<u8>), DecodeFailure> {
             let decompress = mozjpeg::Decompress::builder()
-                .with_err(strict_error_mgr())
+                .with_err(strict_error_mgr(warnings))
                 .from_mem(bytes)
                 .map_err(|e| format!("not a valid JPEG: {e}"))?;
             let (width, height) = (decompress.width(), decompress.height());
@@ -110,13 +208,16 @@ pub(super) fn decode_stream(
 /// libjpeg's error manager with two changes: errors unwind (as the mozjpeg crate's own manager does) and
 /// the warning "premature end of JPEG file" unwinds too. libjpeg pads a truncated stream with grey rows and
 /// carries on; Pillow refuses such a file, and so must we, or a cut file yields a wrong FID and exit 0.
-fn strict_error_mgr() -> mozjpeg_sys::jpeg_error_mgr {
+fn strict_error_mgr(warnings: Warnings) -> mozjpeg_sys::jpeg_error_mgr {
     // SAFETY: jpeg_std_error fills every field of the zeroed struct; we then replace two callbacks.
     unsafe {
         let mut err: mozjpeg_sys::jpeg_error_mgr = std::mem::zeroed();
         mozjpeg_sys::jpeg_std_error(&mut err);
         err.error_exit = Some(unwind_on_error);
-        err.emit_message = Some(unwind_on_truncation);
+        err.emit_message = Some(match warnings {
+            Warnings::TruncationOnly => unwind_on_truncation,
+            Warnings::All => unwind_on_warning,
+        });
         err
     }
 }
@@ -144,6 +245,13 @@ fn libjpeg_message(cinfo: &mut mozjpeg_sys::jpeg_common_struct) -> String {
 extern "C-unwind" fn unwind_on_error(cinfo: &mut mozjpeg_sys::jpeg_common_struct) {
     let message = libjpeg_message(cinfo);
     std::panic::resume_unwind(Box::new(message));
+}
+
+extern "C-unwind" fn unwind_on_warning(cinfo: &mut mozjpeg_sys::jpeg_common_struct, level: c_int) {
+    if level < 0 {
+        let message = libjpeg_message(cinfo);
+        std::panic::resume_unwind(Box::new(format!("corrupt JPEG data ({message})")));
+    }
 }
 
 extern "C-unwind" fn unwind_on_truncation(

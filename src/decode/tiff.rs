@@ -191,7 +191,29 @@ pub(super) fn decode(bytes: &[u8], options: &DecodeOptions) -> Result<Decoded, D
     let height = tag_one(&mut decoder, Tag::ImageLength)?
         .ok_or("TIFF without ImageLength (Pillow refuses it)")? as usize;
     let compression = tag_one(&mut decoder, Tag::Compression)?.unwrap_or(COMPRESSION_NONE);
-    let mut photometric = photometric.unwrap_or(0);
+    // The copy differs from the file in those 4 bytes: refuse image data that would read them.
+    if let Some((_, at)) = photometric {
+        let (offsets, counts) = if tag_vec(&mut decoder, Tag::TileOffsets)?.is_some() {
+            (
+                tag_vec(&mut decoder, Tag::TileOffsets)?,
+                tag_vec(&mut decoder, Tag::TileByteCounts)?,
+            )
+        } else {
+            (
+                tag_vec(&mut decoder, Tag::StripOffsets)?,
+                tag_vec(&mut decoder, Tag::StripByteCounts)?,
+            )
+        };
+        let overlaps = offsets
+            .unwrap_or_default()
+            .iter()
+            .zip(counts.unwrap_or_default())
+            .any(|(&o, c)| (o as usize) < at + 4 && at < o as usize + c as usize);
+        if overlaps {
+            return Err("TIFF image data overlaps its own directory (refused)".into());
+        }
+    }
+    let mut photometric = photometric.map_or(0, |(p, _)| p);
     if compression == 6 {
         photometric = 6;
     }
@@ -259,6 +281,9 @@ pub(super) fn decode(bytes: &[u8], options: &DecodeOptions) -> Result<Decoded, D
     }
     // The decoder's samples (up to 6 × 2 bytes a pixel) and the tiff crate's own strip buffers.
     let reservation = reserve(width, height, 24, options)?;
+    if matches!(compression, 8 | 32946) {
+        check_deflate_chunks(&mut decoder, &patched)?;
+    }
     let image = if compression == COMPRESSION_JPEG {
         decode_jpeg_chunks(&mut decoder, &patched, width, height, layout)?
     } else {
@@ -331,9 +356,12 @@ fn memory_mapped(
     Ok(rawmode_is_mode && one_tile)
 }
 
+/// The patched copy, and the original PhotometricInterpretation with the offset of its 4 value bytes.
+type Patched = (Vec<u8>, Option<(u32, usize)>);
+
 /// A copy of the file whose first directory says PhotometricInterpretation = 1 (BlackIsZero), and the
 /// value it said (None when the tag is absent: Pillow then reads 0, WhiteIsZero).
-fn as_black_is_zero(bytes: &[u8]) -> Result<(Vec<u8>, Option<u32>), DecodeFailure> {
+fn as_black_is_zero(bytes: &[u8]) -> Result<Patched, DecodeFailure> {
     let big = bytes.starts_with(b"MM");
     let u16_at = |at: usize| -> Option<u16> {
         let b = bytes.get(at..at + 2)?;
@@ -356,44 +384,115 @@ fn as_black_is_zero(bytes: &[u8]) -> Result<(Vec<u8>, Option<u32>), DecodeFailur
     let ifd = u32_at(4).ok_or_else(bad)? as usize;
     let count = u16_at(ifd).ok_or_else(bad)? as usize;
     let mut patched = bytes.to_vec();
+    let mut original = None;
+    let mut seen = std::collections::HashSet::new();
     for i in 0..count {
         let entry = ifd + 2 + 12 * i;
-        if u16_at(entry).ok_or_else(bad)? != 262 {
-            continue;
-        }
+        let tag = u16_at(entry).ok_or_else(bad)?;
         let (kind, n) = (
             u16_at(entry + 2).ok_or_else(bad)?,
             u32_at(entry + 4).ok_or_else(bad)?,
         );
-        let value = patched.get_mut(entry + 8..entry + 12).ok_or_else(bad)?;
-        let original = match (kind, n) {
-            (3, 1) => {
-                let v = u16_at(entry + 8).ok_or_else(bad)? as u32;
-                value[..2].copy_from_slice(&if big {
-                    1u16.to_be_bytes()
-                } else {
-                    1u16.to_le_bytes()
-                });
-                v
-            }
-            (4, 1) => {
-                let v = u32_at(entry + 8).ok_or_else(bad)?;
-                value.copy_from_slice(&if big {
-                    1u32.to_be_bytes()
-                } else {
-                    1u32.to_le_bytes()
-                });
-                v
-            }
-            _ => {
-                return Err(
-                    "TIFF PhotometricInterpretation is not one SHORT or LONG (refused)".into(),
-                )
-            }
+        u32_at(entry + 8).ok_or_else(bad)?;
+        // libtiff (Pillow's reader for compressed files) refuses what the tiff crate skips or reads
+        // differently: unknown field types, a tag given twice, the image's own tags in unusual types.
+        if !(1..=12).contains(&kind) {
+            return Err(format!(
+                "TIFF tag {tag} has an unknown field type {kind} (refused, as libtiff refuses it)"
+            ));
+        }
+        if !seen.insert(tag) {
+            return Err(format!(
+                "TIFF tag {tag} appears twice in the directory (refused)"
+            ));
+        }
+        let expected: &[u16] = match tag {
+            256 | 257 | 258 | 259 | 262 | 266 | 273 | 274 | 277 | 278 | 279 | 284 | 317 | 322
+            | 323 | 324 | 325 | 338 | 339 | 530 => &[3, 4],
+            320 => &[3],
+            347 => &[1, 7],
+            _ => &[kind],
         };
-        return Ok((patched, Some(original)));
+        if !expected.contains(&kind) {
+            return Err(format!("TIFF tag {tag} stored as field type {kind} (refused rather than read differently from Pillow)"));
+        }
+        if tag != 262 {
+            continue;
+        }
+        let value = patched.get_mut(entry + 8..entry + 12).ok_or_else(bad)?;
+        original = Some((
+            match (kind, n) {
+                (3, 1) => {
+                    let v = u16_at(entry + 8).ok_or_else(bad)? as u32;
+                    value[..2].copy_from_slice(&if big {
+                        1u16.to_be_bytes()
+                    } else {
+                        1u16.to_le_bytes()
+                    });
+                    v
+                }
+                (4, 1) => {
+                    let v = u32_at(entry + 8).ok_or_else(bad)?;
+                    value.copy_from_slice(&if big {
+                        1u32.to_be_bytes()
+                    } else {
+                        1u32.to_le_bytes()
+                    });
+                    v
+                }
+                _ => return Err("TIFF PhotometricInterpretation is not one value (refused)".into()),
+            },
+            entry + 8,
+        ));
     }
-    Ok((patched, None))
+    Ok((patched, original))
+}
+
+/// libtiff's Deflate decoder feeds zlib a strip's whole data, so zlib checks its Adler-32 and refuses
+/// a corrupt stream that the tiff crate (which stops once it has the strip's pixels) would read.
+fn check_deflate_chunks(
+    decoder: &mut Decoder<Cursor<&[u8]>>,
+    bytes: &[u8],
+) -> Result<(), DecodeFailure> {
+    let tiled = tag_vec(decoder, Tag::TileOffsets)?.is_some();
+    let (offsets, counts) = if tiled {
+        (
+            tag_vec(decoder, Tag::TileOffsets)?,
+            tag_vec(decoder, Tag::TileByteCounts)?,
+        )
+    } else {
+        (
+            tag_vec(decoder, Tag::StripOffsets)?,
+            tag_vec(decoder, Tag::StripByteCounts)?,
+        )
+    };
+    let mut scratch = vec![0u8; 1 << 16];
+    for (&start, &count) in offsets
+        .unwrap_or_default()
+        .iter()
+        .zip(&counts.unwrap_or_default())
+    {
+        let Some(mut input) =
+            bytes.get(start as usize..(start as usize).saturating_add(count as usize))
+        else {
+            return Err(TRUNCATED.into());
+        };
+        let mut inflater = flate2::Decompress::new(true);
+        while !input.is_empty() {
+            let (before_in, before_out) = (inflater.total_in(), inflater.total_out());
+            let status = inflater
+                .decompress(input, &mut scratch, flate2::FlushDecompress::None)
+                .map_err(|e| {
+                    format!("corrupt Deflate data in a TIFF strip ({e}; libtiff refuses it)")
+                })?;
+            input = &input[(inflater.total_in() - before_in) as usize..];
+            let stalled = inflater.total_in() == before_in && inflater.total_out() == before_out;
+            if status == flate2::Status::StreamEnd || stalled {
+                break;
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Bits of one packed row (rows start on a byte boundary).
@@ -618,19 +717,33 @@ fn decode_jpeg_chunks(
         let data = bytes
             .get(start..start.saturating_add(count))
             .ok_or(TRUNCATED)?;
+        // libtiff reads the tables as a datastream of their own (SOI … EOI) and each strip as a stream.
+        if let Some(t) = &tables {
+            if !(t.starts_with(&[0xFF, 0xD8]) && t.ends_with(&[0xFF, 0xD9])) {
+                return Err(
+                    "TIFF JPEGTables is not a JPEG tables datastream (libtiff refuses it)".into(),
+                );
+            }
+        }
+        if !data.starts_with(&[0xFF, 0xD8]) {
+            return Err(
+                "TIFF JPEG strip or tile does not start a JPEG stream (libtiff refuses it)".into(),
+            );
+        }
         let stream = match &tables {
             Some(t) if t.len() >= 4 && data.len() >= 2 => [&t[..t.len() - 2], &data[2..]].concat(),
             _ => data.to_vec(),
         };
         let (cx, cy) = ((index % across) * chunk_w, (index / across) * chunk_h);
-        let (jw, jh, rgb) = super::jpeg::decode_stream(&stream, output, |w, h| {
-            if w != chunk_w || h < chunk_h.min(height - cy) || h > chunk_h {
-                return Err(format!(
-                    "JPEG strip or tile of {w}x{h} where the TIFF declares {chunk_w}x{chunk_h}"
-                ));
-            }
-            Ok(())
-        })?;
+        let (jw, jh, rgb) =
+            super::jpeg::decode_stream(&stream, output, super::jpeg::Warnings::All, |w, h| {
+                if w != chunk_w || h < chunk_h.min(height - cy) || h > chunk_h {
+                    return Err(format!(
+                        "JPEG strip or tile of {w}x{h} where the TIFF declares {chunk_w}x{chunk_h}"
+                    ));
+                }
+                Ok(())
+            })?;
         let _ = jw;
         for y in 0..jh.min(height - cy) {
             let n = chunk_w.min(width - cx);

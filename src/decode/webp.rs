@@ -37,7 +37,10 @@ pub(super) fn decode(bytes: &[u8], options: &DecodeOptions) -> Result<Decoded, D
             "not a valid WebP file (libwebp: {status:?}; Pillow refuses it too)"
         ));
     }
-    let (width, height) = (features.width.max(0) as usize, features.height.max(0) as usize);
+    let (width, height) = (
+        features.width.max(0) as usize,
+        features.height.max(0) as usize,
+    );
     // libwebp's two canvases and a frame (4 + 4 + 4 bytes a pixel).
     let reservation = reserve(width, height, 12, options)?;
     let data = webp::WebPData {
@@ -48,7 +51,10 @@ pub(super) fn decode(bytes: &[u8], options: &DecodeOptions) -> Result<Decoded, D
     // libwebp's defaults, the ones Pillow uses.
     let decoder = unsafe { webp::WebPAnimDecoderNew(&data, std::ptr::null()) };
     if decoder.is_null() {
-        return Err("corrupt or truncated WebP (libwebp could not create a decoder; Pillow refuses it too)".into());
+        return Err(
+            "corrupt or truncated WebP (libwebp could not create a decoder; Pillow refuses it too)"
+                .into(),
+        );
     }
     let decoder = AnimDecoder(decoder);
     let mut info = webp::WebPAnimInfo::default();
@@ -64,7 +70,9 @@ pub(super) fn decode(bytes: &[u8], options: &DecodeOptions) -> Result<Decoded, D
     let mut timestamp = 0;
     // SAFETY: on success libwebp points `frame` at its RGBA canvas of cw × ch × 4 bytes, valid until the
     // next call on this decoder.
-    if unsafe { webp::WebPAnimDecoderGetNext(decoder.0, &mut frame, &mut timestamp) } == 0 || frame.is_null() {
+    if unsafe { webp::WebPAnimDecoderGetNext(decoder.0, &mut frame, &mut timestamp) } == 0
+        || frame.is_null()
+    {
         return Err("corrupt or truncated WebP (libwebp failed to decode the first frame; Pillow refuses it too)".into());
     }
     // SAFETY: see above.
