@@ -44,17 +44,17 @@ def fidrs_verdict(path: Path) -> np.ndarray | None:
 
 
 def judge(path: Path, data: bytes) -> str:
-    """"same", "stricter" (only fidrs refuses), or a finding's description."""
+    """ "same pixels", "both refuse", "stricter" (only fidrs refuses), or a finding's description."""
     path.write_bytes(data)
     theirs, ours = pillow_verdict(path), fidrs_verdict(path)
     if ours is None:
-        return "same" if theirs is None else "stricter"
+        return "both refuse" if theirs is None else "stricter"
     if theirs is None:
         return "fidrs decoded a file Pillow refuses"
     if ours.shape != theirs.shape:
         return f"shape {ours.shape} != Pillow's {theirs.shape}"
     differ = int(np.any(ours != theirs, axis=-1).sum())
-    return f"{differ} pixels differ from Pillow's" if differ else "same"
+    return f"{differ} pixels differ from Pillow's" if differ else "same pixels"
 
 
 INTERESTING = [0, 1, 2, 0x7F, 0x80, 0xFF, 0x100, 0x7FFF, 0x8000, 0xFFFF, 0x10000, 0x7FFFFFFF, 0xFFFFFFFF]
@@ -104,7 +104,8 @@ def run(folder: Path, mutations: int, seed: int = 0) -> tuple[list[str], Counter
         name, data = pool[int(rng.integers(0, len(pool)))]
         mutated = mutate(data, rng)
         verdict = judge(folder / f"m{i % 64}{Path(name).suffix}", mutated)
-        counts[verdict if verdict in ("same", "stricter") else "findings"] += 1
-        if verdict not in ("same", "stricter"):
+        agreed = verdict in ("same pixels", "both refuse", "stricter")
+        counts[verdict if agreed else "findings"] += 1
+        if not agreed:
             findings.append(f"mutation {i} of {name}: {verdict} ({mutated.hex()})")
     return findings, counts
