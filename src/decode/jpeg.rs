@@ -15,7 +15,7 @@ pub(super) fn decode(bytes: &[u8], options: &DecodeOptions) -> Result<Decoded, D
     check_markers(bytes)?;
     let mut reservation = None;
     let (width, height, rgb) =
-        decode_stream(bytes, Output::Rgb, Warnings::TruncationOnly, |w, h| {
+        decode_stream(bytes, Output::Rgb, Warnings::TruncationOnly, |w, h, _| {
             // Output (up to 4 bytes a pixel) and libjpeg's whole-image coefficient buffer for progressive
             // files (2 bytes a sample, up to 4 components).
             reservation = Some(reserve(w, h, 12, options)?);
@@ -129,12 +129,12 @@ pub(super) enum Warnings {
 }
 
 /// Decode one JPEG stream to interleaved RGB8 (grey replicated), refusing files Pillow refuses. `admit`
-/// sees the size before any pixel memory is allocated.
+/// sees the size and each component's sampling factors before any pixel memory is allocated.
 pub(super) fn decode_stream(
     bytes: &[u8],
     output: Output,
     warnings: Warnings,
-    admit: impl FnOnce(usize, usize) -> Result<(), DecodeFailure>,
+    admit: impl FnOnce(usize, usize, &[(u8, u8)]) -> Result<(), DecodeFailure>,
 ) -> Result<(usize, usize, Vec<u8>), DecodeFailure> {
     // mozjpeg reports libjpeg errors (and, with our manager, a truncated stream) by unwinding.
     let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
@@ -144,7 +144,12 @@ pub(super) fn decode_stream(
                 .from_mem(bytes)
                 .map_err(|e| format!("not a valid JPEG: {e}"))?;
             let (width, height) = (decompress.width(), decompress.height());
-            admit(width, height)?;
+            let sampling: Vec<(u8, u8)> = decompress
+                .components()
+                .iter()
+                .map(|c| (c.h_samp_factor as u8, c.v_samp_factor as u8))
+                .collect();
+            admit(width, height, &sampling)?;
             let rgb = match decompress.color_space() {
                 mozjpeg::ColorSpace::JCS_CMYK | mozjpeg::ColorSpace::JCS_YCCK => {
                     let mut started = decompress

@@ -284,6 +284,10 @@ pub(super) fn decode(bytes: &[u8], options: &DecodeOptions) -> Result<Decoded, D
     if matches!(compression, 8 | 32946) {
         check_deflate_chunks(&mut decoder, &patched)?;
     }
+    if compression == 32773 {
+        let bits_per_pixel = bits.iter().sum::<u32>() as usize;
+        check_packbits_chunks(&mut decoder, &patched, width, height, bits_per_pixel)?;
+    }
     let image = if compression == COMPRESSION_JPEG {
         decode_jpeg_chunks(&mut decoder, &patched, width, height, layout)?
     } else {
@@ -495,6 +499,79 @@ fn check_deflate_chunks(
     Ok(())
 }
 
+/// libtiff's PackBits decoder fails a strip whose runs end before the strip is full ("Not enough data
+/// for scanline"); the tiff crate fills the rest. Walk the runs of each strip or tile as libtiff does.
+fn check_packbits_chunks(
+    decoder: &mut Decoder<Cursor<&[u8]>>,
+    bytes: &[u8],
+    width: usize,
+    height: usize,
+    bits_per_pixel: usize,
+) -> Result<(), DecodeFailure> {
+    let (offsets, counts, chunk_w, chunk_h) = if tag_vec(decoder, Tag::TileOffsets)?.is_some() {
+        let tw = tag_one(decoder, Tag::TileWidth)?.unwrap_or(0) as usize;
+        let th = tag_one(decoder, Tag::TileLength)?.unwrap_or(0) as usize;
+        (
+            tag_vec(decoder, Tag::TileOffsets)?,
+            tag_vec(decoder, Tag::TileByteCounts)?,
+            tw,
+            th,
+        )
+    } else {
+        let rows =
+            tag_one(decoder, Tag::RowsPerStrip)?.map_or(height, |r| (r as usize).min(height));
+        (
+            tag_vec(decoder, Tag::StripOffsets)?,
+            tag_vec(decoder, Tag::StripByteCounts)?,
+            width,
+            rows,
+        )
+    };
+    let row_bytes = (chunk_w * bits_per_pixel).div_ceil(8);
+    let counts = counts.unwrap_or_default();
+    for (i, (&start, &count)) in offsets.unwrap_or_default().iter().zip(&counts).enumerate() {
+        let rows = if chunk_w == width {
+            chunk_h.min(height.saturating_sub(i * chunk_h))
+        } else {
+            chunk_h
+        };
+        let mut wanted = rows * row_bytes;
+        let Some(mut input) =
+            bytes.get(start as usize..(start as usize).saturating_add(count as usize))
+        else {
+            return Err(TRUNCATED.into());
+        };
+        while wanted > 0 {
+            let Some((&n, rest)) = input.split_first() else {
+                return Err(
+                    "PackBits strip ends before its rows are full (libtiff refuses it)".into(),
+                );
+            };
+            let n = n as i8;
+            input = rest;
+            if n >= 0 {
+                let literal = n as usize + 1;
+                if input.len() < literal {
+                    return Err(
+                        "PackBits strip ends before its rows are full (libtiff refuses it)".into(),
+                    );
+                }
+                input = &input[literal..];
+                wanted = wanted.saturating_sub(literal);
+            } else if n != -128 {
+                if input.is_empty() {
+                    return Err(
+                        "PackBits strip ends before its rows are full (libtiff refuses it)".into(),
+                    );
+                }
+                input = &input[1..];
+                wanted = wanted.saturating_sub(1 + (-(n as i32)) as usize);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Bits of one packed row (rows start on a byte boundary).
 fn packed(row: &[u8], x: usize, bits: u8) -> u8 {
     let per_byte = 8 / bits as usize;
@@ -682,6 +759,12 @@ fn decode_jpeg_chunks(
         .map_err(|e| describe(&e))?
         .map(|v| v.into_u8_vec().map_err(|e| describe(&e)))
         .transpose()?;
+    let subsampling = tag_vec(decoder, Tag::Unknown(530))?;
+    let expected_sampling = match (layout, subsampling.as_deref()) {
+        (Layout::JpegYcbcr, Some([h, v])) => Some((*h as u8, *v as u8)),
+        (Layout::JpegYcbcr, _) => None,
+        _ => Some((1, 1)),
+    };
     let tiled = tag_vec(decoder, Tag::TileOffsets)?.is_some();
     let (offsets, counts, chunk_w, chunk_h) = if tiled {
         let tw = tag_one(decoder, Tag::TileWidth)?.ok_or("tiled TIFF without TileWidth")? as usize;
@@ -735,15 +818,25 @@ fn decode_jpeg_chunks(
             _ => data.to_vec(),
         };
         let (cx, cy) = ((index % across) * chunk_w, (index / across) * chunk_h);
-        let (jw, jh, rgb) =
-            super::jpeg::decode_stream(&stream, output, super::jpeg::Warnings::All, |w, h| {
+        let (jw, jh, rgb) = super::jpeg::decode_stream(
+            &stream,
+            output,
+            super::jpeg::Warnings::All,
+            |w, h, sampling| {
+                // libtiff's JPEGPreDecode: component 0 sampled as the YCbCrSubsampling tag says (1×1 unless
+                // YCbCr; without the tag libtiff takes the stream's own), every other component 1×1.
+                let first_ok = expected_sampling.is_none_or(|e| sampling.first() == Some(&e));
+                if !first_ok || sampling.iter().skip(1).any(|&s| s != (1, 1)) {
+                    return Err(format!("JPEG strip sampled {sampling:?}, not as the TIFF declares (libtiff refuses it)"));
+                }
                 if w != chunk_w || h < chunk_h.min(height - cy) || h > chunk_h {
                     return Err(format!(
                         "JPEG strip or tile of {w}x{h} where the TIFF declares {chunk_w}x{chunk_h}"
                     ));
                 }
                 Ok(())
-            })?;
+            },
+        )?;
         let _ = jw;
         for y in 0..jh.min(height - cy) {
             let n = chunk_w.min(width - cx);
