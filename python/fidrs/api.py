@@ -61,7 +61,10 @@ def _stats_from_source(source, network: FeaturePass, label: str) -> tuple[Stats,
     for _idx, columns in network.iter_batches(source, report, label=label):
         moments.update(columns[column])
     check_sample_count(moments.n, backbone.feature_dim, label, stacklevel=3)
-    stats = Stats.from_moments(moments, network.options.mode_label, network.model.weights_sha256, backbone.name)
+    model = network.model
+    stats = Stats.from_moments(
+        moments, network.options.mode_label, model.weights_sha256, backbone.name, model.graph_sha256
+    )
     return stats, report
 
 
@@ -114,7 +117,11 @@ def score_details(a: InputLike, b: InputLike, *, method: str = "auto", **options
         raise BadImagesError(bad_a.failures + _decode_failures(b, options)) from None
     stats_b, report_b = _side_stats(b, label_b, options, state)
     network: FeaturePass | None = state.get("network")
-    run = RunInfo.of(network.options, network.model.weights_sha256, network.provider) if network else None
+    run = (
+        RunInfo.of(network.options, network.model.weights_sha256, network.provider, network.model.graph_sha256)
+        if network
+        else None
+    )
     return score_from_stats(
         (label_a, stats_a, report_a), (label_b, stats_b, report_b), run, method=method, started=start
     )
@@ -129,11 +136,12 @@ class RunInfo:
     backbone: str
     default_mode: str
     provider: str
+    graph_sha256: str | None = None
 
     @classmethod
-    def of(cls, options: PassOptions, weights_sha256: str, provider: str) -> RunInfo:
+    def of(cls, options: PassOptions, weights_sha256: str, provider: str, graph_sha256: str | None) -> RunInfo:
         backbone = options.backbone
-        return cls(options.mode_label, weights_sha256, backbone.name, backbone.default_mode, provider)  # type: ignore[union-attr]
+        return cls(options.mode_label, weights_sha256, backbone.name, backbone.default_mode, provider, graph_sha256)  # type: ignore[union-attr]
 
 
 def score_from_stats(
@@ -155,6 +163,7 @@ def score_from_stats(
             mode=run.mode_label,
             weights_sha256=run.weights_sha256,
             backbone=run.backbone,
+            graph_sha256=run.graph_sha256,
         )
         for s in (stats_a, stats_b):
             this_run.check_compatible(s)

@@ -12,11 +12,13 @@ from pathlib import Path
 
 from .errors import InvalidInputError, WeightsError
 from .files import atomic_write_bytes, display, read_regular
+from .identity import external_data_files, graph_sha256
 from .weights import ResolvedModel
 
 KEY_BACKBONE = "fidrs.backbone"
 KEY_WEIGHTS = "fidrs.weights_sha256"
 KEY_GRAPH_VERSION = "fidrs.graph_version"
+_KEY_IDENTITY = " identity"  # not a metadata key: where `_metadata` returns the graph's identity
 
 
 def _max_graph_bytes() -> int:
@@ -78,7 +80,9 @@ def load_exported(path: str | os.PathLike, backbone, weights_sha256: str | None 
     sha = meta[KEY_WEIGHTS]
     if weights_sha256 is not None and sha != weights_sha256.strip().lower():
         raise WeightsError(f"{where}: built from weights with sha256 {sha}, but weights_sha256 pins {weights_sha256}")
-    return ResolvedModel(backbone=backbone, checkpoint=Path(path), weights_sha256=sha, onnx_path=Path(path))
+    # The graph's own identity, from its content: a graph whose metadata claims honest weights but whose
+    # tensors were changed has another identity, so its features and statistics never pass for honest ones.
+    return ResolvedModel(backbone, Path(path), sha, Path(path), meta[_KEY_IDENTITY])
 
 
 def _identity(path: str | os.PathLike) -> tuple[str, int, int]:
@@ -110,4 +114,17 @@ def _metadata(path: str, _size: int, _mtime: int) -> dict[str, str]:
             f"{display(path)}: an ONNX graph without fidrs' metadata ({', '.join(missing)}); only graphs written "
             "by `fidrs models export` can be used, since fidrs must know the weights they hold"
         )
+    meta[_KEY_IDENTITY] = graph_sha256(proto, _external_data(path, proto))
     return meta
+
+
+def _external_data(path: str, proto) -> list[Path]:
+    """The external-data files of a graph: regular files beside it (ONNX Runtime refuses others too)."""
+    folder = Path(path).resolve().parent
+    files = []
+    for location in external_data_files(proto):
+        target = (folder / location).resolve()
+        if target.parent != folder or not target.is_file():
+            raise WeightsError(f"{display(path)}: its external data {location!r} is not a file beside the graph")
+        files.append(target)
+    return files

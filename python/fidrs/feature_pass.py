@@ -17,7 +17,7 @@ import numpy as np
 
 from . import _fidrs, backbones
 from .backbones import Backbone
-from .cache import FeatureCache, content_hash
+from .cache import FeatureCache, content_hash, feature_key
 from .errors import BadImagesError, InvalidInputError, WeightsError
 from .files import display
 from .inputs import ImageArray, ImageFiles, RemoteFiles, ZipImages
@@ -168,7 +168,18 @@ class FeaturePass:
         self._buffers_lock = threading.Lock()
         self.cache: FeatureCache | None = None
         if options.cache:
-            cache = FeatureCache(self.backbone, self.model.weights_sha256, options.mode_label)
+            from .runtime import runtime_version
+
+            key = feature_key(
+                self.backbone,
+                self.model,
+                self.backbone.mode(options.mode),
+                options.mode_label,
+                self.provider,
+                options.allow_tf32,
+                runtime_version(),
+            )
+            cache = FeatureCache(self.backbone, key)
             self.cache = cache if cache.enabled else None
 
     @contextlib.contextmanager

@@ -29,13 +29,16 @@ class FeatureSet:
     weights_sha256: str
     skipped: list[tuple[str, str]] = field(default_factory=list)
     backbone: str | None = None
+    graph_sha256: str | None = None
 
     def __len__(self) -> int:
         return len(self.features)
 
     def stats(self) -> Stats:
         """μ and Σ through the same float64 moments as `fidrs.stats` (so the same FID as `fidrs.score`)."""
-        return Stats.from_moments(_moments(self.features), self.mode, self.weights_sha256, self.backbone)
+        return Stats.from_moments(
+            _moments(self.features), self.mode, self.weights_sha256, self.backbone, self.graph_sha256
+        )
 
 
 def _moments(rows: np.ndarray) -> _fidrs.Moments:
@@ -59,6 +62,7 @@ def feature_set(inputs: InputLike, **options: Any) -> FeatureSet:
         network.model.weights_sha256,
         collected.report.skipped,
         backbone.name,
+        network.model.graph_sha256,
     )
 
 

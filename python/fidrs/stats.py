@@ -82,12 +82,20 @@ class Stats:
     weights_sha256: str | None = None
     moments: _fidrs.Moments | None = None
     backbone: str | None = None  # None: unknown (pytorch-fid, clean-fid files)
+    graph_sha256: str | None = None  # the graph's identity (fidrs.identity); None: not recorded
 
     @classmethod
     def from_moments(
-        cls, moments: _fidrs.Moments, mode: str | None, weights_sha256: str | None, backbone: str | None
+        cls,
+        moments: _fidrs.Moments,
+        mode: str | None,
+        weights_sha256: str | None,
+        backbone: str | None,
+        graph_sha256: str | None = None,
     ) -> Stats:
-        return cls(moments.mean(), moments.covariance(), moments.n, mode, weights_sha256, moments, backbone)
+        return cls(
+            moments.mean(), moments.covariance(), moments.n, mode, weights_sha256, moments, backbone, graph_sha256
+        )
 
     def save(self, path: str | os.PathLike) -> None:
         """Write a `.npz` with `mu` and `sigma` (readable by pytorch-fid) plus fidrs' metadata."""
@@ -101,6 +109,7 @@ class Stats:
                 ("mode", self.mode),
                 ("weights_sha256", self.weights_sha256),
                 ("backbone", self.backbone),
+                ("graph_sha256", self.graph_sha256),
             )
             if v is not None
         }
@@ -113,7 +122,19 @@ class Stats:
         and a covariance, and fidrs files whose stored moments disagree with them."""
         path = os.fspath(path)
         data = read_npz(
-            path, keys=["mu", "sigma", "n", "mode", "weights_sha256", "backbone", "version", "sum", "sum_outer"]
+            path,
+            keys=[
+                "mu",
+                "sigma",
+                "n",
+                "mode",
+                "weights_sha256",
+                "backbone",
+                "graph_sha256",
+                "version",
+                "sum",
+                "sum_outer",
+            ],
         )
         if "mu" not in data or "sigma" not in data:
             raise InvalidInputError(
@@ -129,6 +150,7 @@ class Stats:
         mode = _text(path, data, "mode")
         sha = _text(path, data, "weights_sha256")
         backbone = _text(path, data, "backbone")
+        graph = _text(path, data, "graph_sha256")
         if backbone is None and sha is not None and "version" in data and mu.size == 2048:
             backbone = "inception"  # a fidrs file from before backbones: every one was the Inception's
         moments = None
@@ -144,7 +166,7 @@ class Stats:
             except (InvalidInputError, ValueError, TypeError) as e:
                 raise InvalidInputError(f"{display(path)}: unusable moments ({e})") from None
             _check_moments(path, mu, sigma, moments)
-        return cls(mu, sigma, n, mode, sha, moments, backbone)
+        return cls(mu, sigma, n, mode, sha, moments, backbone, graph)
 
     def check_compatible(self, other: Stats) -> None:
         """Refuse to compare statistics of different backbones, feature sizes, preprocessing modes or weights."""
@@ -153,7 +175,12 @@ class Stats:
                 f"statistics have different feature sizes: {self.mu.size} ({self.backbone or 'unknown backbone'}) "
                 f"vs {other.mu.size} ({other.backbone or 'unknown backbone'})"
             )
-        for field, label in (("backbone", "backbones"), ("mode", "mode"), ("weights_sha256", "weights")):
+        for field, label in (
+            ("backbone", "backbones"),
+            ("mode", "mode"),
+            ("weights_sha256", "weights"),
+            ("graph_sha256", "graphs (the same weights, but another or a modified ONNX graph)"),
+        ):
             mine, theirs = getattr(self, field), getattr(other, field)
             if mine is not None and theirs is not None and mine != theirs:
                 raise IncompatibleStatsError(f"statistics were computed with different {label}: {mine!r} vs {theirs!r}")
@@ -170,6 +197,7 @@ class Stats:
             self.mode or other.mode,
             self.weights_sha256 or other.weights_sha256,
             self.backbone or other.backbone,
+            self.graph_sha256 or other.graph_sha256,
         )
 
 

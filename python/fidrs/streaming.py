@@ -87,8 +87,9 @@ class Accumulator:
         check_sample_count(self.n, backbone.feature_dim, "accumulated images", stacklevel=2)
         m = self._moments
         snapshot = _fidrs.Moments.from_parts(m.n, m.sum, m.sum_outer)
+        model = self._network.model
         return Stats.from_moments(
-            snapshot, self._network.options.mode_label, self._network.model.weights_sha256, backbone.name
+            snapshot, self._network.options.mode_label, model.weights_sha256, backbone.name, model.graph_sha256
         )
 
     def compute(self, reference: Reference) -> float:

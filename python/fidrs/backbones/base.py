@@ -47,6 +47,7 @@ class Mode:
     description: str
     build: Callable[[tuple[int, int, int]], _fidrs.Preprocessing]  # pad colour → preprocessing
     uses_pad_color: bool = False
+    spec: tuple[tuple[str, Any], ...] = ()  # the description's fields, sorted (part of the feature cache key)
 
 
 @dataclass(frozen=True)

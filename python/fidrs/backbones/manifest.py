@@ -68,5 +68,11 @@ def modes(m: dict[str, Any]) -> dict[str, Mode]:
         if unknown:
             raise FidrsError(f"model manifest {m['name']}: mode {name!r} has unknown fields {sorted(unknown)}")
         fields = {k: (tuple(v) if isinstance(v, list) else v) for k, v in spec.items() if k in _MODE_FIELDS}
-        out[name] = Mode(name, spec["description"], _builder(int(m["input_size"]), fields), fields.get("fit") == "pad")
+        out[name] = Mode(
+            name,
+            spec["description"],
+            _builder(int(m["input_size"]), fields),
+            fields.get("fit") == "pad",
+            tuple(sorted(fields.items())),
+        )
     return out

@@ -52,7 +52,7 @@ def _stats_of(side: SideResult, options: PassOptions, job: JobResult, label: str
     n = side.moments.n if side.moments is not None else 0
     check_sample_count(n, backbone.feature_dim, label, stacklevel=4)  # type: ignore[union-attr]
     assert side.moments is not None
-    stats = Stats.from_moments(side.moments, options.mode_label, job.weights_sha256, backbone.name)  # type: ignore[union-attr]
+    stats = Stats.from_moments(side.moments, options.mode_label, job.weights_sha256, backbone.name, job.graph_sha256)  # type: ignore[union-attr]
     return stats, PassReport(n=n, skipped=[(p, r) for _, p, r in side.failures], provider=job.provider)
 
 
@@ -93,7 +93,7 @@ def score_details(
         else:
             assert job is not None
             sides.append((label, *_stats_of(next(computed), pass_options, job, label)))
-    run = RunInfo.of(pass_options, job.weights_sha256, job.provider) if job is not None else None
+    run = RunInfo.of(pass_options, job.weights_sha256, job.provider, job.graph_sha256) if job is not None else None
     result = score_from_stats(sides[0], sides[1], run, method=method, started=started)
     if job is not None:
         result["ray"] = job.summary()
@@ -129,4 +129,5 @@ def feature_set(
         job.weights_sha256,
         [(p, r) for _, p, r in side.failures],
         backbone.name,  # type: ignore[union-attr]
+        job.graph_sha256,
     )

@@ -70,6 +70,7 @@ class JobResult:
     sides: list[SideResult]
     provider: str
     weights_sha256: str
+    graph_sha256: str
     workers: int
     shards: int
     nodes: set[str]  # Ray node ids that ran shards
@@ -194,7 +195,7 @@ def run_job(
             ray.kill(job)
     for side in results:
         side.failures.sort()
-    return JobResult(results, provider, model.weights_sha256, count, len(shards), nodes, retried)
+    return JobResult(results, provider, model.weights_sha256, model.graph_sha256, count, len(shards), nodes, retried)
 
 
 def _results(ray, pool, run, shards):

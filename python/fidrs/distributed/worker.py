@@ -31,6 +31,7 @@ class ShippedGraph:
     data: bytes | None
     digest: str  # sha256 of graph + data: the folder it is written to on each node
     weights_sha256: str
+    graph_sha256: str
     checkpoint: str  # for messages
 
     @classmethod
@@ -48,6 +49,7 @@ class ShippedGraph:
             data,
             digest.hexdigest(),
             model.weights_sha256,
+            model.graph_sha256,
             str(model.checkpoint),
         )
 
@@ -123,7 +125,9 @@ class ShardWorker:
         graph: ShippedGraph = ray.get(self.job.graph.remote())
         pass_options = PassOptions(**{**options, "progress": False, "cache": False})
         backbone = pass_options.backbone
-        model = ResolvedModel(backbone, Path(graph.checkpoint), graph.weights_sha256, graph.materialise())  # type: ignore[arg-type]
+        model = ResolvedModel(
+            backbone, Path(graph.checkpoint), graph.weights_sha256, graph.materialise(), graph.graph_sha256
+        )  # type: ignore[arg-type]
         self.network = FeaturePass(pass_options, model=model)
         self.identity, self.node = worker_identity()
 
