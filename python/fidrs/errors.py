@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ._fidrs import DecodeError, FidrsError, InvalidInputError, NumericalError
+from .display import display
 
 __all__ = [
     "BadImagesError",
@@ -47,8 +48,6 @@ class BadImagesError(DecodeError):
     """Some input files could not be decoded. `failures` lists (path, reason) pairs."""
 
     def __init__(self, failures: list[tuple[str, str]]) -> None:
-        from .files import display
-
         self.failures = failures
         lines = "\n".join(f"  {display(path)}: {reason}" for path, reason in failures)
         super().__init__(f"{len(failures)} file(s) could not be decoded:\n{lines}")

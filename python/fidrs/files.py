@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
+from .display import display
 from .errors import InvalidInputError
 
 
@@ -63,15 +64,6 @@ def read_regular(path: str | os.PathLike, max_bytes: int) -> bytes:
     if len(data) > max_bytes:
         raise FileTooLargeError(f"{display(path)}: grew past the limit of {max_bytes} bytes while being read")
     return data
-
-
-def display(path: str | os.PathLike) -> str:
-    """A path as printed in messages: control characters (a newline in a file name would forge an output line)
-    and undecodable bytes are escaped; everything else is kept as is."""
-    text = os.fsdecode(path) if isinstance(path, bytes) else os.fspath(path)
-    if text.isprintable():
-        return text
-    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
 
 
 class OutputError(InvalidInputError):

@@ -14,6 +14,7 @@ from . import _fidrs
 from .errors import InvalidInputError
 from .feature_pass import FeaturePass, PassOptions
 from .inputs import InputLike, resolve_source
+from .provenance import Provenance, check_compatible
 from .stats import Stats
 
 
@@ -33,6 +34,10 @@ class FeatureSet:
 
     def __len__(self) -> int:
         return len(self.features)
+
+    @property
+    def provenance(self) -> Provenance:
+        return Provenance(self.backbone, self.mode, self.weights_sha256, self.graph_sha256, self.features.shape[1])
 
     def stats(self) -> Stats:
         """μ and Σ through the same float64 moments as `fidrs.stats` (so the same FID as `fidrs.score`)."""
@@ -71,6 +76,18 @@ FeaturesLike = Union[FeatureSet, InputLike]
 
 def _as_feature_set(x: FeaturesLike, options: dict[str, Any]) -> FeatureSet:
     return x if isinstance(x, FeatureSet) else feature_set(x, **options)
+
+
+def _label(x: FeaturesLike, default: str) -> str:
+    return str(x) if isinstance(x, str) else default
+
+
+def _comparable_pair(a: FeaturesLike, b: FeaturesLike, options: dict[str, Any], names: tuple[str, str]):
+    """Both sides as feature sets, refused (IncompatibleStatsError naming both) unless they come from the same
+    backbone, mode, weights and graph: the check `score` makes, before any metric of two sets."""
+    fa, fb = _as_feature_set(a, options), _as_feature_set(b, options)
+    check_compatible([(_label(a, names[0]), fa.provenance), (_label(b, names[1]), fb.provenance)], "feature sets")
+    return fa, fb
 
 
 # --- KID ---------------------------------------------------------------------------------------------
@@ -113,7 +130,7 @@ def kid_from_features(
 def kid(
     a: FeaturesLike, b: FeaturesLike, *, subset_size: int = 1000, subsets: int = 100, seed: int = 0, **options: Any
 ) -> tuple[float, float]:
-    fa, fb = _as_feature_set(a, options), _as_feature_set(b, options)
+    fa, fb = _comparable_pair(a, b, options, ("a", "b"))
     return kid_from_features(fa.features, fb.features, subset_size=subset_size, subsets=subsets, seed=seed)
 
 
@@ -214,7 +231,7 @@ def precision_recall_from_features(real: np.ndarray, fake: np.ndarray, *, k: int
 
 def precision_recall(a: FeaturesLike, b: FeaturesLike, *, k: int = 3, **options: Any) -> dict[str, float]:
     """`a` real, `b` generated."""
-    fa, fb = _as_feature_set(a, options), _as_feature_set(b, options)
+    fa, fb = _comparable_pair(a, b, options, ("real", "generated"))
     return precision_recall_from_features(fa.features, fb.features, k=k)
 
 
@@ -259,7 +276,7 @@ def memorization_from_features(
 def memorization(
     generated: FeaturesLike, training: FeaturesLike, *, threshold: float = 0.1, top: int = 10, **options: Any
 ) -> dict[str, Any]:
-    fg, ft = _as_feature_set(generated, options), _as_feature_set(training, options)
+    fg, ft = _comparable_pair(generated, training, options, ("generated", "training"))
     return memorization_from_features(
         fg.features, ft.features, threshold=threshold, top=top, generated_paths=fg.paths, training_paths=ft.paths
     )
@@ -314,5 +331,5 @@ def fid_confidence_from_features(
 def fid_confidence(
     a: FeaturesLike, b: FeaturesLike, *, rounds: int = 50, confidence: float = 0.95, seed: int = 0, **options: Any
 ) -> dict[str, Any]:
-    fa, fb = _as_feature_set(a, options), _as_feature_set(b, options)
+    fa, fb = _comparable_pair(a, b, options, ("a", "b"))
     return fid_confidence_from_features(fa.features, fb.features, rounds=rounds, confidence=confidence, seed=seed)

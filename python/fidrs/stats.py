@@ -9,8 +9,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _fidrs
-from .errors import IncompatibleStatsError, InvalidInputError
+from .errors import InvalidInputError
 from .files import atomic_output, display, read_npz
+from .provenance import Provenance, check_compatible
 
 # 2: records the backbone. Version-1 files (fidrs before backbones) were all computed with the Inception.
 FORMAT_VERSION = 2
@@ -168,22 +169,14 @@ class Stats:
             _check_moments(path, mu, sigma, moments)
         return cls(mu, sigma, n, mode, sha, moments, backbone, graph)
 
-    def check_compatible(self, other: Stats) -> None:
-        """Refuse to compare statistics of different backbones, feature sizes, preprocessing modes or weights."""
-        if self.mu.shape != other.mu.shape:
-            raise IncompatibleStatsError(
-                f"statistics have different feature sizes: {self.mu.size} ({self.backbone or 'unknown backbone'}) "
-                f"vs {other.mu.size} ({other.backbone or 'unknown backbone'})"
-            )
-        for field, label in (
-            ("backbone", "backbones"),
-            ("mode", "mode"),
-            ("weights_sha256", "weights"),
-            ("graph_sha256", "graphs (the same weights, but another or a modified ONNX graph)"),
-        ):
-            mine, theirs = getattr(self, field), getattr(other, field)
-            if mine is not None and theirs is not None and mine != theirs:
-                raise IncompatibleStatsError(f"statistics were computed with different {label}: {mine!r} vs {theirs!r}")
+    @property
+    def provenance(self) -> Provenance:
+        return Provenance(self.backbone, self.mode, self.weights_sha256, self.graph_sha256, int(self.mu.size))
+
+    def check_compatible(self, other: Stats, labels: tuple[str, str] = ("a", "b")) -> None:
+        """Refuse to compare statistics of different backbones, feature sizes, preprocessing modes, weights or
+        graphs (IncompatibleStatsError naming both sides by `labels`)."""
+        check_compatible([(labels[0], self.provenance), (labels[1], other.provenance)])
 
     def merge(self, other: Stats) -> Stats:
         """Statistics of the union of both sample sets (needs the raw moments of both)."""
