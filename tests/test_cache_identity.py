@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from conftest import ROOT, write_images
 from fidrs import _fidrs, feature_pass
-from fidrs.feature_pass import FeaturePass, PassOptions, PassReport
-from fidrs.inputs import resolve_source
+from fidrs.feature_pass import FeaturePass, PassReport
+from fidrs.sources import resolve as resolve_source
 from fidrs.weights import ResolvedModel
 
 # --- the decoder/preprocessing code identity ---------------------------------------------------------------
@@ -73,7 +73,7 @@ def stand_in(tmp_path, monkeypatch):
 
     def run(provider: str, value: float, model: ResolvedModel = model, **options):
         monkeypatch.setattr(feature_pass, "get_session", lambda *a, **k: _StandInSession(provider, value, dims))
-        network = FeaturePass(PassOptions(batch_size=2, **options), model=model)
+        network = FeaturePass(fidrs.Options(batch_size=2, **options).resolve(), model=model)
         report = PassReport()
         rows = [c[0] for _, c in network.iter_batches(resolve_source(str(folder)), report)]
         return np.concatenate(rows), report.cache_hits

@@ -17,7 +17,7 @@ def _set(backbone="inception", mode="pytorch-fid", weights="a" * 64, graph="b" *
 METRICS = {
     "kid": lambda a, b: fidrs.kid(a, b, subset_size=10, subsets=2),
     "precision_recall": lambda a, b: fidrs.precision_recall(a, b),
-    "memorization": lambda a, b: fidrs.memorization(a, b),
+    "memorization": lambda a, b: fidrs.memorization(reference=a, generated=b),
     "fid_confidence": lambda a, b: fidrs.fid_confidence(a, b, rounds=2),
 }
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import _fidrs
+from .errors import CacheWarning
 from .identity import cpu_features
 from .weights import cache_dir
 
@@ -173,10 +174,6 @@ class FeatureCache:
         db = self._connection()
         with db:  # one transaction: all rows or none
             db.executemany("INSERT OR REPLACE INTO features VALUES (?, ?, ?, ?)", rows)
-
-
-class CacheWarning(UserWarning):
-    """The feature cache could not be used; the run goes on without it."""
 
 
 def _graph_files() -> list[Path]:

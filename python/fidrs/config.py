@@ -4,6 +4,7 @@ naming the variable (exit 2) wherever it is first needed."""
 from __future__ import annotations
 
 import os
+from functools import cache
 
 from .errors import InvalidInputError
 
@@ -21,8 +22,17 @@ def _positive_int(name: str) -> int | None:
     return number
 
 
+@cache
 def num_threads() -> int | None:
-    """`FIDRS_NUM_THREADS`: threads for decoding, linear algebra and ONNX Runtime (None: all cores)."""
+    """`FIDRS_NUM_THREADS`: threads for decoding, linear algebra and ONNX Runtime (None: all cores), read once.
+
+    The Rust core sizes its thread pool from the same variable when it is loaded; once it exposes its own
+    validated reading (`_fidrs.configured_threads()`), that is the one reader and this returns it."""
+    from . import _fidrs
+
+    configured = getattr(_fidrs, "configured_threads", None)
+    if configured is not None:
+        return configured()
     return _positive_int("FIDRS_NUM_THREADS")
 
 

@@ -13,11 +13,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .display import display
-from .errors import InvalidInputError
-
-
-class NotRegularFileError(InvalidInputError, OSError):
-    """A path names a FIFO, socket, device or directory where a regular file is needed."""
+from .errors import FileTooLargeError, InvalidInputError, NotRegularFileError, OutputError
 
 
 def _kind(mode: int) -> str:
@@ -49,10 +45,6 @@ def open_regular(path: str | os.PathLike) -> BinaryIO:
         raise
 
 
-class FileTooLargeError(InvalidInputError):
-    """A file is larger than anything a valid input of its kind can be."""
-
-
 def read_regular(path: str | os.PathLike, max_bytes: int) -> bytes:
     """The bytes of a regular file of at most `max_bytes` (checked before reading, and while reading, in case
     the file grows)."""
@@ -64,10 +56,6 @@ def read_regular(path: str | os.PathLike, max_bytes: int) -> bytes:
     if len(data) > max_bytes:
         raise FileTooLargeError(f"{display(path)}: grew past the limit of {max_bytes} bytes while being read")
     return data
-
-
-class OutputError(InvalidInputError):
-    """An output file could not be written."""
 
 
 def _umask() -> int:

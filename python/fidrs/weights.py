@@ -15,8 +15,8 @@ checkpoint's sha256.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
-import sys
 import tempfile
 import time
 import urllib.error
@@ -27,12 +27,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import config
-from .errors import InvalidInputError, WeightsError, WeightsHashMismatchError, WeightsUnavailableError
-from .files import atomic_write_bytes, display, open_regular
+from .display import display
+from .errors import CacheWarning, InvalidInputError, WeightsError, WeightsHashMismatchError, WeightsUnavailableError
+from .files import atomic_write_bytes, open_regular
 from .identity import memoised, sha256_file
 
 if TYPE_CHECKING:
     from .backbones import Backbone
+
+log = logging.getLogger("fidrs")
 
 # A download that has not finished in this many seconds is abandoned, however steadily bytes trickle in.
 DOWNLOAD_DEADLINE_S = 600.0
@@ -79,7 +82,7 @@ def download_weights(
     rename a complete, verified file."""
     sha256_prefix, max_bytes = backbone.weights.sha256, backbone.weights.max_bytes
     destination.parent.mkdir(parents=True, exist_ok=True)
-    print(f"fidrs: downloading {backbone.title} weights from {url}", file=sys.stderr)
+    log.info("downloading %s weights from %s", backbone.title, url)
     start = time.monotonic()
     digest = hashlib.sha256()
     received = 0
@@ -201,6 +204,11 @@ def _check_official_copy(backbone: Backbone, checkpoint: Path, sha: str) -> None
 EXTERNAL_DATA_BYTES = 1 << 30
 
 
+def graph_path(backbone: Backbone, weights_sha256: str) -> Path:
+    """Where the graph of a checkpoint is cached: under the converter's identity and the checkpoint's sha256."""
+    return cache_dir() / f"{backbone.name}-c{backbone.converter_sha256[:16]}-{weights_sha256}.onnx"
+
+
 def _data_path(onnx_path: Path) -> Path:
     return onnx_path.with_name(onnx_path.name + ".data")
 
@@ -307,7 +315,7 @@ def resolve_model(
     official = checkpoint == official_path(backbone)
     if official:
         _check_official_copy(backbone, checkpoint, sha)
-    onnx_path = cache_dir() / f"{backbone.name}-g{backbone.graph_version}-{sha}.onnx"
+    onnx_path = graph_path(backbone, sha)
     graph_sha = _intact_graph_sha256(onnx_path)
     if graph_sha is None:
         state = backbone.load_state(checkpoint)  # its errors name the file already
@@ -322,6 +330,7 @@ def resolve_model(
         except OSError as e:  # a read-only or full cache costs the rebuild next time, never this run
             warnings.warn(
                 f"cannot cache the ONNX graph in {display(onnx_path.parent)} ({e}); using a temporary copy",
+                CacheWarning,
                 stacklevel=2,
             )
             onnx_path = Path(tempfile.mkdtemp(prefix="fidrs-")) / onnx_path.name

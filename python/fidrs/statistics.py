@@ -1,16 +1,18 @@
-"""Feature statistics (μ, Σ, n) with the backbone, mode and weights they came from; `.npz` files compatible
-with pytorch-fid and clean-fid (`mu`, `sigma`)."""
+"""Feature statistics (μ, Σ, n) with the backbone, mode, weights and graph they came from; `.npz` files
+compatible with pytorch-fid and clean-fid (`mu`, `sigma`)."""
 
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import _fidrs
-from .errors import InvalidInputError
-from .files import atomic_output, display, read_npz
+from .display import display
+from .errors import EmptyInputError, InvalidInputError, SmallSampleWarning
+from .files import atomic_output, read_npz
 from .provenance import Provenance, check_compatible
 
 # 2: records the backbone. Version-1 files (fidrs before backbones) were all computed with the Inception.
@@ -71,6 +73,23 @@ def _check_moments(path: str, mu: np.ndarray, sigma: np.ndarray, moments: _fidrs
         raise InvalidInputError(
             f"{display(path)}: the stored sums and n disagree with mu/sigma "
             f"(max differences {mu_err:.3g} and {cov_err:.3g}): the file was altered"
+        )
+
+
+def check_sample_count(n: int, dim: int, label: str, stacklevel: int = 3) -> None:
+    """At least 2 images for a covariance; fewer than d gives a singular one (warned)."""
+    if n == 0:
+        raise EmptyInputError(f"{display(label)}: no image could be used")
+    if n < 2:
+        raise InvalidInputError(
+            f"{display(label)}: a single image gives no covariance; a Fréchet distance needs at least 2"
+        )
+    if n < dim:
+        warnings.warn(
+            f"{display(label)}: {n} images < {dim} feature dimensions: the covariance is singular and "
+            "the Fréchet distance is biased upwards; compare values only at equal n",
+            SmallSampleWarning,
+            stacklevel=stacklevel + 1,
         )
 
 
