@@ -9,17 +9,20 @@ from functools import cache
 from .errors import InvalidInputError
 
 
-def _positive_int(name: str) -> int | None:
+def _thread_count(name: str) -> int | None:
+    """A thread count: unset, empty or 0 mean every core (None), as the Rust core reads the same variable."""
     value = os.environ.get(name)
     if value is None or value.strip() == "":
         return None
     try:
         number = int(value)
     except ValueError:
-        number = 0
-    if number < 1:
-        raise InvalidInputError(f"environment variable {name} must be a positive integer, got {value!r}")
-    return number
+        number = -1
+    if number < 0:
+        raise InvalidInputError(
+            f"environment variable {name} must be a number of threads (0: every core), got {value!r}"
+        )
+    return number or None
 
 
 @cache
@@ -33,7 +36,7 @@ def num_threads() -> int | None:
     configured = getattr(_fidrs, "configured_threads", None)
     if configured is not None:
         return configured()
-    return _positive_int("FIDRS_NUM_THREADS")
+    return _thread_count("FIDRS_NUM_THREADS")
 
 
 def _suffix(backbone: str) -> str:
