@@ -12,8 +12,6 @@ from collections.abc import Sequence
 
 from fidrs.errors import EXIT_BAD_INPUT, EXIT_BROKEN_PIPE, EXIT_INTERNAL, EXIT_OK, FidrsError, exit_code
 
-from .parser import build_parser
-
 
 def _execute(args) -> int:
     from . import commands
@@ -54,14 +52,23 @@ def _report_to_stderr() -> None:
     log.propagate = False
 
 
+def _version() -> int:
+    from fidrs import _fidrs
+
+    print(f"fidrs {_fidrs.__version__} (JPEG SIMD: {_fidrs.JPEG_SIMD})")
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv == ["--version"]:  # before the parser, which reads the registries (and so imports numpy)
+        return _version()
+    from .parser import build_parser
+
     parser = build_parser()
     args = parser.parse_args(argv)  # usage errors exit 2
     if args.version:
-        from fidrs import _fidrs
-
-        print(f"fidrs {_fidrs.__version__} (JPEG SIMD: {_fidrs.JPEG_SIMD})")
-        return EXIT_OK
+        return _version()
     if args.command is None:
         parser.print_usage(sys.stderr)
         return EXIT_BAD_INPUT
