@@ -94,10 +94,10 @@ def _load_packaged() -> None:
     if _loaded["packaged"]:
         return
     _loaded["packaged"] = True
-    for family in dict.fromkeys(manifest.manifest(n).get("family", "") for n in manifest.names()):
-        module = importlib.import_module(f"{__name__}.{family}")
-        for backbone in module.backbones():
-            _add(backbone)
+    families = dict.fromkeys(manifest.manifest(n).get("family", "") for n in manifest.names())
+    found = [b for family in families for b in importlib.import_module(f"{__name__}.{family}").backbones()]
+    for backbone in sorted(found, key=lambda b: b.name != DEFAULT):  # the default first, then as found
+        _add(backbone)
 
 
 def _load_plugins() -> None:

@@ -101,8 +101,8 @@ def load_checkpoint(path: Path) -> StateDict:
 
 
 def names() -> list[str]:
-    """Every packaged DINOv2 backbone (a manifest of family "dinov2" each)."""
-    return manifest.of_family("dinov2")
+    """Every packaged DINOv2 backbone (a manifest of family "dinov2" each), smallest first."""
+    return sorted(manifest.of_family("dinov2"), key=lambda name: int(manifest.manifest(name)["architecture"]["width"]))
 
 
 @cache
