@@ -30,8 +30,8 @@ import numpy as np
 with atheris.instrument_imports():
     from fidrs.checkpoint import LEGACY_MAGIC_NUMBER, load_state_dict
     from fidrs.errors import InvalidInputError, WeightsError
-    from fidrs.inputs import resolve_source
-    from fidrs.stats import Stats
+    from fidrs import Stats
+    from fidrs.sources import resolve as resolve_source
 
 
 def _fake_torch():
