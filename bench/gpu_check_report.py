@@ -94,8 +94,10 @@ class Report:
         if not self.networks:
             return []
         header = ["network", "GFLOP/image", "reductions on the longest path", "longest reduction", "built in (s)"]
+        header += ["inputs: mode"]
         rows = [
             [name, f"{n['flops'] / 1e9:.2f}", n["depth"], n["longest_reduction"], f"{n['seconds']:.1f}"]
+            + [n.get("mode", "") + (f" ({n['stand_in']})" if n.get("stand_in") else "")]
             for name, n in self.networks.items()
         ]
         return ["", "## Networks (seeded random weights, official layouts)", "", *_table(header, rows)]

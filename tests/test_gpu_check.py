@@ -140,7 +140,7 @@ def test_a_budget_too_small_skips_rather_than_overruns(tmp_path):
 def test_inception_flops_depth_and_longest_reduction():
     """11.4 GFLOP per image is the Inception V3's published cost at 299² (5.7 G multiply-adds); the longest
     path has 47 convolutions and the fc layer; the longest reduction is Mixed_7b/c's 3×3 over 448 channels."""
-    from fidrs.model import build_fid_inception
+    from fidrs.backbones.inception_graph import build_fid_inception
 
     costs = graph_costs(build_fid_inception(inception_state(0)))
     assert costs.flops == pytest.approx(11.43e9, rel=1e-3)
