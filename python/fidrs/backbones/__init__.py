@@ -8,12 +8,13 @@ from __future__ import annotations
 
 from ..errors import InvalidInputError
 from .base import Backbone, Mode, Output, StateDict, WeightsSource
+from .clip import CLIP
 from .dinov2 import DINOV2
 from .inception import INCEPTION
 
 DEFAULT = "inception"
 
-_REGISTERED: tuple[Backbone, ...] = (INCEPTION, *DINOV2)
+_REGISTERED: tuple[Backbone, ...] = (INCEPTION, *DINOV2, *CLIP)
 _BY_NAME = {name: b for b in _REGISTERED for name in (b.name, *b.aliases)}
 
 
