@@ -317,6 +317,7 @@ def _load_legacy(file: io.BufferedIOBase) -> Any:
     return result
 
 
+_ZIP_LOCAL_HEADER = b"PK\x03\x04"  # what a zip starts with; its directory is at the end
 # torch.save stores zip members uncompressed; a deflated copy compresses float weights by well under 16x.
 _MAX_ZIP_EXPANSION = 16
 
@@ -380,6 +381,11 @@ def load_state_dict(
         with open_regular(path) as f:  # a FIFO or device is refused before any read
             if zipfile.is_zipfile(f):
                 return _load_zip(f, finish, torchscript)
+            f.seek(0)
+            if f.read(4) == _ZIP_LOCAL_HEADER:
+                raise WeightsError(
+                    "not a readable PyTorch checkpoint (a zip without its directory: truncated or damaged)"
+                )
             f.seek(0)
             return finish(_load_legacy(f))
     except NotRegularFileError as e:

@@ -18,8 +18,8 @@ OpenAI's `build_model`, the FFN is 4·width with QuickGELU, LayerNorm eps 1e-5. 
 not a source of the architecture but a check of it: every field transformers would read (its defaults where the
 file is sparse, as in the upstream `CLIPConfig`) must agree with the tensors and with OpenAI's CLIP (QuickGELU,
 eps 1e-5, 64-wide heads), or the file is refused. So the graph built from a weights file depends on that file
-alone (the ONNX cache is keyed by its sha256), and a CLIP of another design (GELU, other heads) is not taken for
-OpenAI's.
+alone (the ONNX cache is keyed by its sha256: the config is checked when the graph is built), and a CLIP of
+another design (GELU, other heads) is not taken for OpenAI's.
 """
 
 from __future__ import annotations
@@ -304,20 +304,13 @@ def check_hf_config(config: dict[str, Any], arch: ClipArchitecture) -> None:
         "hidden_act": "quick_gelu",
         "layer_norm_eps": LAYER_NORM_EPS,
     }
+    openai_design = ("hidden_act", "layer_norm_eps", "num_attention_heads", "num_channels")
     for key, want in expected.items():
         got = vision[key]
-        same = (
-            got == want
-            if isinstance(want, str)
-            else (isinstance(got, (int, float)) and not isinstance(got, bool) and got == want)
-        )
-        if not same:
-            why = (
-                "OpenAI's CLIP"
-                if key in ("hidden_act", "layer_norm_eps", "num_attention_heads", "num_channels")
-                else "the tensors"
-            )
-            raise WeightsError(f"vision {key} is {got!r:.50}, {why} need {want!r}")
+        number = isinstance(got, (int, float)) and not isinstance(got, bool)
+        if not (got == want if isinstance(want, str) else number and got == want):
+            who = "OpenAI's CLIP needs" if key in openai_design else "the tensors need"
+            raise WeightsError(f"vision {key} is {got!r:.50}, {who} {want!r}")
 
 
 def _load_safetensors(path: Path) -> dict[str, np.ndarray]:
