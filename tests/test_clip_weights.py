@@ -4,9 +4,11 @@ the manifests, and hostile files refused by name."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import re
+import shutil
 import zipfile
 
 import fidrs
@@ -25,13 +27,14 @@ from clip_support import (
     write_torch_zip,
     write_torchscript,
 )
-from conftest import DATA, run_cli, write_images
+from conftest import DATA, run_cli, serve_folder, write_images
+from fidrs import weights as w
 from fidrs.backbones import get as backbone
 from fidrs.backbones import manifest
 from fidrs.backbones.clip import build_clip
 from fidrs.backbones.clip_weights import ClipArchitecture, architecture_of, expected_shapes
 from fidrs.checkpoint import load_state_dict
-from fidrs.errors import WeightsError
+from fidrs.errors import WeightsError, WeightsHashMismatchError
 
 
 def random_state(arch: ClipArchitecture, seed: int = 0) -> dict[str, np.ndarray]:
@@ -227,6 +230,23 @@ def test_manifests_carry_the_url_hash_licence_and_modes():
         assert b.weights.max_bytes > vision_bytes  # the cap admits at least the fp32 image tower
     assert backbone("clip") is backbone("clip-vitb32")
     assert backbone("clip").mode(None).build((255, 255, 255)).size == 224
+
+
+def test_a_download_is_verified_against_the_sha256_in_its_url(tmp_path):
+    """The official URL's sha256 is checked on the downloaded bytes: another file (here the random archive) is
+    deleted; the same backbone expecting that file's sha256 keeps it."""
+    root = tmp_path / "www"
+    root.mkdir()
+    shutil.copy(B32_ARCHIVE, root / "ViT-B-32.pt")
+    official = backbone("clip")
+    destination = tmp_path / "cache" / "ViT-B-32.pt"
+    with serve_folder(root) as url:
+        with pytest.raises(WeightsHashMismatchError, match=official.weights.sha256):
+            w.download_weights(official, f"{url}/ViT-B-32.pt", destination)
+        assert not destination.parent.exists() or list(destination.parent.iterdir()) == []
+        actual = w.sha256_file(B32_ARCHIVE)
+        stand_in = dataclasses.replace(official, weights=dataclasses.replace(official.weights, sha256=actual))
+        assert w.sha256_file(w.download_weights(stand_in, f"{url}/ViT-B-32.pt", destination)) == actual
 
 
 # --- hostile files ----------------------------------------------------------------------------------------------
