@@ -179,3 +179,20 @@ def test_the_inception_score_refuses_clip(options):
     folder = DATA / "training" / "apple_red_1"
     out = run_cli("is", str(folder), "--backbone", options["backbone"], "--weights", options["weights"])
     assert out.returncode == 2 and "class logits" in out.stderr, out.stderr
+
+
+def test_the_companion_metrics_run_on_clip_features():
+    """KID, precision/recall and memorisation read the backbone's feature output (the 512-d embedding): one
+    feature pass, and a set compared with itself is a perfect match for the neighbour-based metrics."""
+    red = [str(f) for f in sorted((DATA / "training" / "apple_red_1").iterdir())[:20]]
+    golden = [str(f) for f in sorted((DATA / "training" / "apple_golden_1").iterdir())[:20]]
+    a, b = fidrs.feature_set(red, **B32), fidrs.feature_set(golden, **B32)
+    assert a.backbone == "clip-vitb32" and a.logits is None and a.features.shape == (20, 512)
+    np.testing.assert_array_equal(a.features, fidrs.features(red, **B32))
+    same = fidrs.precision_recall(a, a)
+    assert same["precision"] == same["recall"] == same["coverage"] == 1.0
+    itself = fidrs.memorization(a, a)
+    assert itself["fraction_below_threshold"] == 1.0 and itself["min_distance"] < 1e-12
+    assert all(p["generated"] == p["training"] for p in itself["closest_pairs"])
+    mean, std = fidrs.kid(a, b, subset_size=10, subsets=5)
+    assert np.isfinite(mean) and np.isfinite(std) and mean > fidrs.kid(a, a, subset_size=10, subsets=5)[0]

@@ -176,6 +176,22 @@ def test_the_upstream_config_defaults_are_transformers(tmp_path, small_state):
         backbone("clip").load_state(path)
 
 
+def test_a_clip_vision_config_is_read_too(tmp_path, small_state):
+    """`CLIPVisionModelWithProjection.save_pretrained` writes a CLIPVisionConfig (model_type clip_vision_model)
+    at the top level; a config of another model is refused."""
+    path = write_hf_folder(tmp_path / "hf", small_state)
+    config_path = tmp_path / "hf" / "config.json"
+    vision = json.loads(config_path.read_text())["vision_config"]
+    config_path.write_text(json.dumps({**vision, "hidden_act": "quick_gelu", "layer_norm_eps": 1e-5}))
+    assert backbone("clip").load_state(path).keys() == small_state.keys()
+    config_path.write_text(json.dumps({"model_type": "siglip_vision_model"}))
+    with pytest.raises(WeightsError, match="'siglip_vision_model' is not a CLIP config"):
+        backbone("clip").load_state(path)
+    config_path.write_text("[1, NaN]")
+    with pytest.raises(WeightsError, match="not a JSON config"):
+        backbone("clip").load_state(path)
+
+
 @pytest.mark.parametrize(
     ("edit", "message"),
     [
