@@ -119,6 +119,7 @@ def test_cmmd_embeddings_through_fidrs_own_pipeline(cmmd_reference):
     assert relative_errors(ours, cmmd_reference["features"]).max() <= FEATURE_RTOL
 
 
+@pytest.mark.slow
 def test_the_cmmd_embedding_sets_are_the_official_ones(cmmd_reference):
     """The helper the CMMD acceptance uses (first n images of each class, sorted names) on a small n: the rows of
     features_cmmd.npz for the same files (which are the first 50 of their classes, sorted)."""
