@@ -26,8 +26,8 @@ from typing import Any
 
 import numpy as np
 
-from .errors import WeightsError
-from .files import NotRegularFileError, open_regular
+from .errors import NotRegularFileError, WeightsError
+from .files import open_regular
 
 LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 

@@ -14,17 +14,23 @@ holds both and either metric can be computed from either backbone's features.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..errors import WeightsError
 from . import manifest
 from .base import Backbone, StateDict
 from .clip_weights import LAYER_NORM_EPS, ClipArchitecture, architecture_of, load_checkpoint
-from .vit_graph import VitBlock, VitSpec, VitWeights, build_vit
 
-NAMES = ("clip-vitb32", "clip-vitl14-336")  # models/<name>.toml each
+if TYPE_CHECKING:
+    from .vit_graph import VitSpec, VitWeights
+
+# The ViT converter (vit_graph) imports onnx: it is imported where a graph is built, not with the registry.
 
 
 def vit_weights(state: StateDict) -> tuple[VitSpec, VitWeights]:
     """OpenAI `visual.*` tensors as the builder's spec and weights."""
+    from .vit_graph import VitBlock, VitSpec, VitWeights
+
     arch = architecture_of(state)
 
     def pair(key: str):
@@ -69,6 +75,8 @@ def vit_weights(state: StateDict) -> tuple[VitSpec, VitWeights]:
 
 def build_clip(state: StateDict, outputs: tuple[str, ...] = ("embedding", "embedding_l2")):
     """Input `images` N×3×R×R (normalised with CLIP's mean/std); the named outputs, N × E each."""
+    from .vit_graph import build_vit
+
     return build_vit(*vit_weights(state), outputs)
 
 
@@ -108,30 +116,28 @@ def _official_checker(arch: ClipArchitecture):
     return check
 
 
-def _backbone(name: str) -> Backbone:
-    """A CLIP backbone from its manifest (weights, architecture, modes, outputs) and this module's code."""
-    m = manifest.manifest(name)
+def _graph_builder(outputs: tuple[str, ...]):
+    def build(state: StateDict):
+        return build_clip(state, outputs)
+
+    return build
+
+
+def names() -> list[str]:
+    """Every packaged CLIP backbone (a manifest of family "clip" each), smallest input first."""
+    return sorted(manifest.of_family("clip"), key=lambda name: int(manifest.manifest(name)["input_size"]))
+
+
+def backbone(m: dict) -> Backbone:
+    """A CLIP backbone from its manifest (weights, architecture, modes, outputs) and this module's code; the graph
+    computes every output the manifest lists."""
     arch = _architecture(m)
-    outputs = manifest.outputs(m)
-    names = tuple(o.name for o in outputs)
-    return Backbone(
-        name=m["name"],
-        title=m["title"],
-        weights=manifest.weights_source(m),
-        input_size=arch.image_size,
-        modes=manifest.modes(m),
-        default_mode=m["default_mode"],
-        outputs=outputs,
-        feature_output=m["feature_output"],
-        logits_output=m.get("logits_output"),
-        graph_version=1,
-        load_state=load_checkpoint,
-        check_state=_user_checker(arch, m["name"]),
-        check_official=_official_checker(arch),
-        build_graph=lambda state: build_clip(state, names),
-        comparable_with=m["comparable_with"],
-        aliases=tuple(m["aliases"]),
-    )
+    outputs = tuple(o.name for o in manifest.outputs(m))
+    checks = _user_checker(arch, m["name"]), _official_checker(arch)
+    code = manifest.Code(load_checkpoint, *checks, _graph_builder(outputs))
+    return manifest.backbone(m, code)
 
 
-CLIP = tuple(_backbone(name) for name in NAMES)
+def backbones() -> list[Backbone]:
+    """Every packaged manifest of this family (models/clip-*.toml)."""
+    return [backbone(manifest.manifest(name)) for name in names()]
