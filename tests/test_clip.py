@@ -23,8 +23,9 @@ from clip_support import (
     network_input,
 )
 from conftest import DATA, run_cli
-from fidrs import _fidrs
+from fidrs import _fidrs, backbones
 from fidrs.backbones import preprocessing
+from fidrs.metrics import LOGITS, get_metric
 
 B32 = {"backbone": "clip", "weights": str(B32_ARCHIVE), "cache": False}
 L14 = {"backbone": "clip-vitl14-336", "weights": str(L14_SAFETENSORS), "cache": False}
@@ -175,11 +176,26 @@ def test_cli_scores_clip_fid_with_the_alias(reference_json):
     assert abs(result["fid"] - expected) / expected <= 1e-4
 
 
-@pytest.mark.parametrize("options", [B32, L14], ids=["clip", "clip-vitl14-336"])
-def test_the_inception_score_refuses_clip(options):
-    folder = DATA / "training" / "apple_red_1"
-    out = run_cli("is", str(folder), "--backbone", options["backbone"], "--weights", options["weights"])
-    assert out.returncode == 2 and "class logits" in out.stderr, out.stderr
+@pytest.mark.parametrize("name", ["clip", "clip-vitb32", "clip-vitl14-336"])
+def test_the_inception_score_refuses_clip_before_anything_is_read(name, tmp_path):
+    """The metric declares that it reads class logits, the CLIP manifests declare none: the Evaluator refuses the
+    pair when it is asked, so neither the images (a folder that does not exist) nor the weights (a file that does
+    not exist; none cached) are read, and no network is loaded."""
+    assert get_metric("inception_score").reads == LOGITS and backbones.get(name).logits_output is None
+    missing, weights = tmp_path / "no-such-images", tmp_path / "no-such-weights.pt"
+    env = {"FIDRS_CACHE": str(tmp_path / "cache")}
+    for extra in ((), ("--weights", str(weights))):
+        out = run_cli("is", str(missing), "--backbone", name, *extra, env=env)
+        assert out.returncode == 2 and "needs class logits" in out.stderr, out.stderr
+        assert "no-such" not in out.stderr and "Traceback" not in out.stderr, out.stderr
+    evaluator = fidrs.Evaluator(backbone=name, weights=str(weights))
+    with pytest.raises(
+        fidrs.InvalidInputError, match=f"needs class logits, which backbone '{backbones.get(name).name}'"
+    ):
+        evaluator.compute("inception_score", str(missing))
+    assert not evaluator.loaded
+    with pytest.raises(fidrs.InvalidInputError, match="needs class logits"):
+        fidrs.inception_score(str(missing), backbone=name)
 
 
 def test_the_companion_metrics_run_on_clip_features():
@@ -191,9 +207,43 @@ def test_the_companion_metrics_run_on_clip_features():
     assert a.backbone == "clip-vitb32" and a.logits is None and a.features.shape == (20, 512)
     np.testing.assert_array_equal(a.features, fidrs.features(red, **B32))
     same = fidrs.precision_recall(a, a)
-    assert same["precision"] == same["recall"] == same["coverage"] == 1.0
-    itself = fidrs.memorization(a, a)
-    assert itself["fraction_below_threshold"] == 1.0 and itself["min_distance"] < 1e-12
-    assert all(p["generated"] == p["training"] for p in itself["closest_pairs"])
-    mean, std = fidrs.kid(a, b, subset_size=10, subsets=5)
-    assert np.isfinite(mean) and np.isfinite(std) and mean > fidrs.kid(a, a, subset_size=10, subsets=5)[0]
+    assert same.precision == same.recall == same.coverage == 1.0
+    itself = fidrs.memorization(reference=a, generated=a)
+    assert itself.fraction_below_threshold == 1.0 and itself.min_distance < 1e-12
+    assert all(p["generated"] == p["training"] for p in itself.closest_pairs)
+    kid = fidrs.kid(a, b, subset_size=10, subsets=5)
+    assert (
+        np.isfinite(kid.value) and np.isfinite(kid.std) and kid.value > fidrs.kid(a, a, subset_size=10, subsets=5).value
+    )
+    assert kid.provenance.backbone == same.provenance.backbone == "clip-vitb32"
+    with pytest.raises(fidrs.InvalidInputError, match="needs class logits"):  # a CLIP feature set has none
+        fidrs.inception_score(a)
+
+
+def test_the_cli_and_the_model_listing_name_both_clips(tmp_path):
+    """The packaged manifests (family "clip") are in the registry, so in everything generated from it: the
+    `--backbone` and `--mode` choices of every subcommand, `fidrs models list` (table and JSON), the converter
+    identity that keys their cached graphs."""
+    for name, alias, mode, dim, size in (
+        ("clip-vitb32", "clip", "clean-fid", 512, 224),
+        ("clip-vitl14-336", None, "cmmd", 768, 336),
+    ):
+        b = backbones.get(name)
+        assert b.family == "clip" and b.default_mode == mode and b.feature_dim == dim and b.input_size == size
+        assert b.aliases == ((alias,) if alias else ()) and (alias is None or backbones.get(alias) is b)
+        assert b.converter_sha256 == backbones.get("dinov2-vits14").converter_sha256  # one converter identity
+    help_text = run_cli("score", "--help").stdout
+    choices = help_text.split("--backbone {", 1)[1].split("}", 1)[0].split(",")
+    assert choices == backbones.names() and {"clip", "clip-vitb32", "clip-vitl14-336"} <= set(choices)
+    modes = help_text.split("--mode {", 1)[1].split("}", 1)[0].split(",")
+    assert {"clean-fid", "cmmd"} <= set(modes) and modes == backbones.all_modes()
+    assert "CLIP-FID" in run_cli("--help").stdout
+    env = {"FIDRS_CACHE": str(tmp_path / "cache")}
+    listed = {m["name"]: m for m in json.loads(run_cli("models", "list", "--json", env=env).stdout)["models"]}
+    assert listed["clip-vitb32"]["aliases"] == ["clip"] and listed["clip-vitb32"]["modes"] == ["clean-fid"]
+    assert listed["clip-vitl14-336"]["modes"] == ["cmmd"] and listed["clip-vitl14-336"]["feature_dim"] == 768
+    table = run_cli("models", env=env).stdout.splitlines()
+    assert any(line.startswith("clip-vitb32 (clip) ") and "MIT (openai/CLIP)" in line for line in table), table
+    assert any(line.startswith("clip-vitl14-336 ") for line in table), table
+    mismatch = run_cli("score", "a", "b", "--backbone", "clip", "--mode", "cmmd", env=env)
+    assert mismatch.returncode == 2 and "has no preprocessing mode 'cmmd'" in mismatch.stderr, mismatch.stderr
