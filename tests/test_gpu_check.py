@@ -28,6 +28,7 @@ from gpu_check_weights import inception_state  # noqa: E402
 from onnx_costs import graph_costs  # noqa: E402
 
 DRY_NETWORKS = ("inception", "dinov2-vits14", "clip-vitl14-336")
+DEFAULT_MODES = {"inception": "pytorch-fid", "dinov2-vits14": "dgm-eval", "clip-vitl14-336": "cmmd"}
 
 
 @pytest.fixture(scope="module")
@@ -48,14 +49,19 @@ def dry_run(tmp_path_factory):
 
 
 def _allowed_skip(item: str, summary: str) -> bool:
-    """The only items a dry run may skip, each for its one reason."""
-    import fidrs
+    """The only item a dry run may skip, for its one reason (every network, the CLIP included, runs)."""
+    return item == "nvidia-smi" and shutil.which("nvidia-smi") is None and "no nvidia-smi" in summary
 
-    if item == "nvidia-smi":
-        return shutil.which("nvidia-smi") is None and "no nvidia-smi" in summary
-    if "/clip-vitl14-336" in item:
-        return "clip-vitl14-336" not in fidrs.backbones.names() and "not in fidrs.backbones" in summary
-    return False
+
+def _has_native_fit(fit: str, size: int) -> bool:
+    from fidrs import _fidrs
+    from fidrs.errors import InvalidInputError
+
+    try:
+        _fidrs.Preprocessing(size=size, resize="pil-bicubic-u8", fit=fit)
+    except InvalidInputError:
+        return False
+    return True
 
 
 @pytest.mark.slow
@@ -80,7 +86,7 @@ def test_dry_run_items_carry_their_measurements(dry_run):
     provider = items["provider"]["data"]
     assert provider["provider"] == "CPUExecutionProvider" == provider["session_providers"][0]
     assert provider["onnxruntime"] and provider["fidrs"]
-    for name in DRY_NETWORKS[:2]:
+    for name in DRY_NETWORKS:
         built = report["networks"][name]
         for precision in ("fp32", "tf32"):
             d = items[f"fidelity/{name}/{precision}"]["data"]
@@ -104,6 +110,19 @@ def test_dry_run_items_carry_their_measurements(dry_run):
         assert e2e["max_relative_error_vs_cpu"] == 0.0 and e2e["images_per_s"] > 0
         assert e2e["bound_by"] in ("network", "host decode + preprocess")
         assert items[f"host/{name}"]["data"]["images_per_s"] > 0
+    # CMMD's fit (square-crop) comes with the preprocessing branch; until this build has it, the CLIP's inputs
+    # are made with the labelled center-crop stand-in, and only then.
+    needs_stand_in = not _has_native_fit("square-crop", 336)
+    for name in DRY_NETWORKS:
+        labelled = [report["networks"][name]["stand_in"]] + [
+            items[f"{k}/{name}"]["data"].get("stand_in", "") for k in ("host", "e2e")
+        ]
+        expected = needs_stand_in and name == "clip-vitl14-336"
+        assert all(bool(note) == expected for note in labelled), (name, labelled)
+        assert report["networks"][name]["mode"] == DEFAULT_MODES[name] == items[f"host/{name}"]["data"]["mode"]
+        if expected:
+            assert all("'center-crop' for 'square-crop'" in note for note in labelled), labelled
+            assert "stand-in: fit center-crop" in items[f"e2e/{name}"]["summary"]
 
 
 def _driver(out: Path, *args: str) -> subprocess.CompletedProcess:
@@ -171,6 +190,22 @@ def test_random_inception_has_the_official_layout():
     ours = inception_state(0)
     assert sorted(ours) == sorted(official)
     assert all(ours[k].shape == official[k].shape and ours[k].dtype == official[k].dtype for k in official)
+
+
+def test_the_preprocessing_stand_in_gives_the_official_cmmd_pixels_on_the_checks_images(tmp_path):
+    """The CLIP rows' inputs while this build lacks CMMD's square-crop fit: center-crop on the check's square
+    256² JPEGs gives exactly google-research/cmmd's pixels (centred square, Pillow bicubic to 336; the tests'
+    Pillow replica, itself equal to the official debug pixels in test_clip.py), network-normalised."""
+    from clip_support import cmmd_pixels, network_input
+    from gpu_check_fidrs import load_inputs, preprocessing_note
+    from gpu_check_items import write_jpegs
+
+    paths = write_jpegs(tmp_path, 3, 3, 1)
+    ours = load_inputs(paths, "clip-vitl14-336")
+    official = network_input(np.stack([cmmd_pixels(Path(p)) for p in paths]))
+    np.testing.assert_array_equal(ours, official)
+    assert bool(preprocessing_note("clip-vitl14-336")) != _has_native_fit("square-crop", 336)
+    assert preprocessing_note("inception") == preprocessing_note("dinov2-vits14") == ""
 
 
 def test_fd_bound_holds_for_features_moved_within_the_per_image_bound():
