@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from . import strictjson
 from .frechet import METHODS
 from .run_records import record_run
+from .stdout_guard import print_result, results_only_on_stdout
 
 EXIT_OK, EXIT_ABOVE_THRESHOLD, EXIT_BAD_INPUT, EXIT_INTERNAL = 0, 1, 2, 3
 EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of our output went away (`fidrs ... | head`)
@@ -272,9 +273,9 @@ def _run(args: argparse.Namespace) -> int:
             result["passed"] = passed
         record_run(result, args.a, args.b, jsonl=args.jsonl)
         if args.json:
-            print(strictjson.dumps(result))
+            print_result(strictjson.dumps(result))
         else:
-            print(f"{result['fid']:.6f}")
+            print_result(f"{result['fid']:.6f}")
             if "bootstrap" in result:
                 bs = result["bootstrap"]
                 print(
@@ -418,7 +419,9 @@ def _execute(args: argparse.Namespace) -> int:
 
     try:
         config.validate()
-        return _run(args)
+        # Ray prints on its own (worker deaths, lost nodes): on a cluster run stdout gets the result alone.
+        with results_only_on_stdout(enabled=getattr(args, "ray", None) is not None):
+            return _run(args)
     except (InvalidInputError, IncompatibleStatsError, WeightsError, DecodeError) as e:
         print(f"fidrs: error: {e}", file=sys.stderr)
         return EXIT_BAD_INPUT
