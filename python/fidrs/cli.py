@@ -121,6 +121,13 @@ def _add_ray(p: argparse.ArgumentParser) -> None:
     )
     group.add_argument("--workers", type=_positive_int, help="workers (default: one per GPU, else one per CPU)")
     group.add_argument("--shard-size", type=_positive_int, help="images per shard (default: from the job size)")
+    group.add_argument(
+        "--retry-timeout",
+        type=_non_negative_float,
+        metavar="SECONDS",
+        help="stop when workers keep failing for this long with no shard completed (default: 300; at least "
+        "twice the longest shard)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -231,11 +238,13 @@ def _on_ray(args: argparse.Namespace) -> dict | None:
     from .errors import InvalidInputError
 
     if getattr(args, "ray", None) is None:
-        if getattr(args, "workers", None) or getattr(args, "shard_size", None):
-            raise InvalidInputError("--workers and --shard-size need --ray")
+        if any(getattr(args, k, None) is not None for k in ("workers", "shard_size", "retry_timeout")):
+            raise InvalidInputError("--workers, --shard-size and --retry-timeout need --ray")
         return None
     options = _options(args)
     options.update(cache=False, address=args.ray or None, workers=args.workers, shard_size=args.shard_size)
+    if args.retry_timeout is not None:
+        options["retry_timeout"] = args.retry_timeout
     return options
 
 

@@ -23,7 +23,7 @@ from .plan import sample_indices, sampling_keys
 
 __all__ = ["feature_set", "sample_indices", "sampling_keys", "score", "score_details", "stats"]
 
-_RAY_OPTIONS = ("address", "workers", "shard_size")
+_RAY_OPTIONS = ("address", "workers", "shard_size", "retry_timeout")
 
 
 def _split(options: dict[str, Any]) -> tuple[PassOptions, dict[str, Any]]:
@@ -62,8 +62,10 @@ def _raise_or_list_bad(job: JobResult, options: PassOptions) -> None:
 
 def stats(inputs: InputLike, *, address: str | None = None, **options: Any) -> Stats:
     """`fidrs.stats` on Ray. `address`: a cluster ("ray://host:10001", "host:6379", "auto"), None for the
-    cluster this process is connected to or a local one. Also `workers` (default: one per GPU, else per CPU)
-    and `shard_size` (images per shard; default from the job size, at most 4,096). The feature cache is off."""
+    cluster this process is connected to or a local one. Also `workers` (default: one per GPU, else per CPU),
+    `shard_size` (images per shard; default from the job size, at most 4,096) and `retry_timeout` (seconds
+    workers may keep failing with no shard completed before the job stops; default 300: a lost worker or node
+    costs a rerun of its shards, not the job). The feature cache is off."""
     pass_options, ray_options = _split({**options, "address": address})
     label = _label(inputs, "input")
     job = run_job([(label, _files(inputs, label))], pass_options, **ray_options)
