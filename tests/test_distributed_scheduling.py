@@ -209,3 +209,14 @@ def test_a_worker_that_cannot_start_ends_the_job_at_once():
     scheduler, _ = _schedule(ray, count=1)
     with pytest.raises(Exception, match="a worker could not start .*WeightsError: graph unreadable"):
         scheduler.run()
+
+
+def test_retry_timeout_of_the_api_is_checked_before_ray_starts(tmp_path):
+    import fidrs.distributed
+    from conftest import write_images
+    from fidrs.errors import InvalidInputError
+
+    folder = write_images(tmp_path / "imgs", 2)
+    for bad in (-1, True, "60", float("nan")):
+        with pytest.raises(InvalidInputError, match="retry_timeout must be a number of seconds >= 0"):
+            fidrs.distributed.stats(str(folder), retry_timeout=bad)
