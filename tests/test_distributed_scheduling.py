@@ -5,13 +5,16 @@ killed, is in test_distributed.py."""
 
 from __future__ import annotations
 
+import logging
+
 import numpy as np
 import pytest
-from fidrs.distributed.ledger import Ledger, RetryBudgetExhaustedError
+from fidrs.distributed.ledger import Ledger
 from fidrs.distributed.plan import plan_shards
-from fidrs.distributed.scheduler import ClusterLostError, Scheduler
+from fidrs.distributed.scheduler import Scheduler
 from fidrs.distributed.worker import ShardResult
-from fidrs.inputs import ImageFiles
+from fidrs.errors import ClusterLostError, RetryBudgetExhaustedError, exit_code
+from fidrs.sources import ImageFiles
 
 # --- the ledger ------------------------------------------------------------------------------------------
 
@@ -182,26 +185,58 @@ def _schedule(ray, count, n_shards=6, retry_timeout=60):
     return scheduler, merged
 
 
-def test_a_lost_workers_shard_runs_on_a_surviving_worker_and_is_counted_once(capsys):
+@pytest.fixture
+def fidrs_log():
+    """The `fidrs` logger's records (attached to that logger itself: the CLI, when a test ran it in this
+    process, stops its records from propagating to the root logger where caplog listens)."""
+
+    class Records(logging.Handler):
+        def __init__(self) -> None:
+            super().__init__(logging.DEBUG)
+            self.lines: list[str] = []
+
+        def emit(self, record: logging.LogRecord) -> None:
+            self.lines.append(f"{record.levelname}: {record.getMessage()}")
+
+    handler, log = Records(), logging.getLogger("fidrs")
+    log.addHandler(handler)
+    try:
+        yield handler.lines
+    finally:
+        log.removeHandler(handler)
+
+
+def test_a_lost_workers_shard_runs_on_a_surviving_worker_and_is_counted_once(fidrs_log, capsys):
     ray = _FakeRay(["n1", "n2", "n3", "n1"], doomed={"n2"}, nodes_alive={"n1": True, "n2": False, "n3": True})
     scheduler, merged = _schedule(ray, count=3)
     scheduler.run()
+    assert capsys.readouterr().out == ""  # the library prints nothing: it logs (the CLI prints the records)
     assert sorted(r.shard_id for r in merged) == list(range(6))  # every shard, each once
     lost_shard = next(s for s, node in ray.runs if node == "n2")
     assert [node for s, node in ray.runs if s == lost_shard][-1] != "n2"  # it ran again elsewhere
     assert len(scheduler.retried) == 1 and f"shard {lost_shard} ran again on" in scheduler.retried[0]
     assert scheduler.lost_nodes == {"n2": "10.0.0.9"}
-    err = capsys.readouterr().err
+    err = "\n".join(fidrs_log)
     assert f"(node n2) was lost running shard {lost_shard} (_ActorError: The actor is unavailable" in err
     assert f"node n2 (10.0.0.9) was lost (Ray declared it dead); its workers' shards ({lost_shard}) run" in err
+    assert all(line.startswith("WARNING: ") for line in fidrs_log) and len(fidrs_log) == 3, fidrs_log
     assert len(ray.placements) == 0  # a replacement was asked for (the fourth actor)
 
 
 def test_no_node_left_ends_the_job_with_the_reason():
     ray = _FakeRay(["n1", "n1", "n1"], doomed={"n1"}, nodes_alive={"n1": False, "head": True}, cpus={"head": 0})
     scheduler, _ = _schedule(ray, count=1)
-    with pytest.raises(ClusterLostError, match=r"no node that can run a worker \(cpus 1\) is left .*lost: n1"):
+    with pytest.raises(ClusterLostError, match=r"no node that can run a worker \(cpus 1\) is left .*lost: n1") as e:
         scheduler.run()
+    assert exit_code(e.value) == 3  # the input is fine: the cluster went away
+
+
+def test_a_spent_retry_budget_is_exit_3():
+    ledger = Ledger(1, retry_timeout=0, now=0)
+    ledger.fail(0, "w", "lost", now=0)
+    with pytest.raises(RetryBudgetExhaustedError) as e:
+        ledger.check(1, working=False)
+    assert exit_code(e.value) == 3
 
 
 def test_a_worker_that_cannot_start_ends_the_job_at_once():
@@ -220,3 +255,21 @@ def test_retry_timeout_of_the_api_is_checked_before_ray_starts(tmp_path):
     for bad in (-1, True, "60", float("nan")):
         with pytest.raises(InvalidInputError, match="retry_timeout must be a number of seconds >= 0"):
             fidrs.distributed.stats(str(folder), retry_timeout=bad)
+
+
+def test_the_cluster_flags_the_api_keywords_and_the_defaults_are_one_declaration():
+    """`retry_timeout` (like `workers`, `shard_size`, `address`) is declared once, in `ClusterOptions`: the CLI's
+    flags are made from it and give its values and default."""
+    from fidrs.cli import commands
+    from fidrs.cli.parser import build_parser
+    from fidrs.options import ClusterOptions
+
+    parser = build_parser()
+    default = commands._cluster(parser.parse_args(["stats", "x", "-o", "y.npz", "--ray"]))
+    assert default == ClusterOptions().keywords() and default["retry_timeout"] == 300.0
+    given = parser.parse_args(["score", "a", "b", "--ray", "h:1", "--retry-timeout", "7.5", "--workers", "2"])
+    assert commands._cluster(given) == ClusterOptions(address="h:1", workers=2, retry_timeout=7.5).keywords()
+    assert set(ClusterOptions.names()) == {"address", "workers", "shard_size", "retry_timeout"}
+    for bad in ("-1", "nan", "inf", "soon"):
+        with pytest.raises(SystemExit):  # argparse's usage error: exit 2
+            parser.parse_args(["stats", "x", "-o", "y.npz", "--ray", "--retry-timeout", bad])

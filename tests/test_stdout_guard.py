@@ -28,7 +28,7 @@ def _run(script: str) -> subprocess.CompletedProcess:
 
 def test_only_the_result_reaches_stdout_and_the_rest_goes_to_stderr():
     out = _run(
-        "from fidrs.stdout_guard import print_result, results_only_on_stdout\n"
+        "from fidrs.cli.stdout_guard import print_result, results_only_on_stdout\n"
         "with results_only_on_stdout():\n" + textwrap.indent(NOISE, "    ") + "    print_result('RESULT ü')\n"
         "print('after the guard: stdout again')\n"
     )
@@ -41,7 +41,7 @@ def test_only_the_result_reaches_stdout_and_the_rest_goes_to_stderr():
 def test_the_noise_reaches_stdout_without_the_guard():
     """The control: each kind of noise above does reach stdout when nothing guards it."""
     out = _run(
-        "from fidrs.stdout_guard import print_result, results_only_on_stdout\n"
+        "from fidrs.cli.stdout_guard import print_result, results_only_on_stdout\n"
         "with results_only_on_stdout(enabled=False):\n"
         + textwrap.indent(NOISE, "    ")
         + "    print_result('RESULT')\n"

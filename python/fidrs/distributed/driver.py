@@ -9,6 +9,7 @@ each shard once, whichever attempts came back."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 import time
@@ -16,12 +17,13 @@ import uuid
 from dataclasses import dataclass, field
 
 from .. import _fidrs
+from ..display import display
 from ..errors import InvalidInputError
-from ..feature_pass import PassOptions, resolve_pass_model
-from ..files import display
-from ..inputs import ImageFiles, RemoteFiles
+from ..feature_pass import load_model
+from ..options import ClusterOptions, Options, Resolved
 from ..progress import progress_bar
-from .ledger import RETRY_TIMEOUT_S, Ledger
+from ..sources import Source
+from .ledger import Ledger
 from .plan import SampleRows, default_shard_size, plan_shards, sampling_keys
 from .scheduler import Scheduler
 from .worker import JobState, ShardResult, ShardWorker, ShippedGraph
@@ -71,6 +73,7 @@ class JobResult:
     sides: list[SideResult]
     provider: str
     weights_sha256: str
+    graph_sha256: str
     workers: int
     shards: int
     nodes: set[str]  # Ray node ids that ran shards
@@ -124,45 +127,35 @@ def _worker_slots(ray, workers: int | None) -> tuple[int, dict]:
     return workers or max(1, cpus // CPUS_PER_WORKER), {"num_cpus": CPUS_PER_WORKER}
 
 
+def worker_options(resolved: Resolved) -> Options:
+    """What every worker runs with: the whole options value, each machine-local option at its cluster value,
+    and the backbone by the name the driver resolved (a worker never reads the driver's `model` file: it gets
+    the driver's graph)."""
+    return dataclasses.replace(resolved.options.on_workers(), backbone=resolved.backbone.name)
+
+
 def run_job(
-    sides: list[tuple[str, ImageFiles | RemoteFiles]],
-    options: PassOptions,
+    sides: list[tuple[str, Source]],
+    resolved: Resolved,
+    cluster: ClusterOptions | None = None,
     *,
-    address: str | None = None,
-    workers: int | None = None,
-    shard_size: int | None = None,
     sample_size: int | None = None,
     seed: int = 0,
-    retry_timeout: float = RETRY_TIMEOUT_S,
 ) -> JobResult:
-    """Moments (and, with `sample_size`, a seeded sample of rows) of every side, computed on Ray.
-    `retry_timeout`: seconds workers may keep failing with no shard completed before the job stops."""
-    if workers is not None and (isinstance(workers, bool) or workers < 1):
-        raise InvalidInputError(f"workers must be at least 1, got {workers}")
-    if shard_size is not None and (isinstance(shard_size, bool) or shard_size < 1):
-        raise InvalidInputError(f"shard_size must be at least 1, got {shard_size}")
+    """Moments (and, with `sample_size`, a seeded sample of rows) of every side, computed on Ray, where and as
+    `cluster` says (default: the defaults)."""
+    cluster = cluster if cluster is not None else ClusterOptions()
     if sample_size is not None and (isinstance(sample_size, bool) or sample_size < 1):
         raise InvalidInputError(f"sample_size must be at least 1, got {sample_size}")
-    if isinstance(retry_timeout, bool) or not isinstance(retry_timeout, (int, float)) or not retry_timeout >= 0:
-        raise InvalidInputError(f"retry_timeout must be a number of seconds >= 0, got {retry_timeout!r}")
-    backbone = options.backbone
-    model = resolve_pass_model(options)
+    model = load_model(resolved)
     shipped = ShippedGraph.of(model)
-    worker_options = {
-        "backbone": backbone.name,  # type: ignore[union-attr]
-        "mode": options.mode,
-        "batch_size": options.batch_size,
-        "device": options.device,
-        "pad_color": options.pad_color,
-        "max_pixels": options.max_pixels,
-        "allow_tf32": options.allow_tf32,
-    }
-    with Cluster(address) as ray:
+    options = worker_options(resolved)
+    with Cluster(cluster.address) as ray:
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        count, resources = _worker_slots(ray, workers)
+        count, resources = _worker_slots(ray, cluster.workers)
         total = sum(len(source) for _, source in sides)
-        size = shard_size or default_shard_size(total, count)
+        size = cluster.shard_size or default_shard_size(total, count)
         keys = [sampling_keys(len(source), seed) if sample_size else None for _, source in sides]
         shards = plan_shards([source for _, source in sides], size, keys)
         count = min(count, len(shards))
@@ -180,7 +173,7 @@ def run_job(
         results = [SideResult() for _ in sides]
         nodes: set[str] = set()
         provider = ""
-        bars = _progress_bars(sides, options.progress)
+        bars = _progress_bars(sides, resolved.options.progress)
 
         def merge(result: ShardResult) -> None:
             nonlocal provider
@@ -188,15 +181,15 @@ def run_job(
             results[shard.side].add(result, sample_size)
             provider = result.provider
             nodes.add(result.node)
-            bars[shard.side].update(len(shard.paths))
+            bars[shard.side].update(len(shard.source))
 
         scheduler = Scheduler(
             ray,
-            lambda: actor_class.remote(job_name, worker_options),
+            lambda: actor_class.remote(job_name, options),
             count,
             shards,
             sample_size,
-            Ledger(len(shards), retry_timeout, time.monotonic()),
+            Ledger(len(shards), cluster.retry_timeout, time.monotonic()),
             resources,
             lambda shard: shard.describe(display(sides[shard.side][0])),
             merge,
@@ -214,6 +207,7 @@ def run_job(
         results,
         provider,
         model.weights_sha256,
+        model.graph_sha256,
         count,
         len(shards),
         nodes,

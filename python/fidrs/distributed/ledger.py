@@ -5,29 +5,21 @@ the budget is tested without a cluster.
 The budget is time and progress, not attempts. Ray's own retries are counted in attempts, and a lost node spends
 them within seconds, while Ray is still declaring it dead (~15 s: its health checks must fail several times in a
 row). Here a failure only starts a clock, and any completed shard stops it: the job stops when workers have kept
-failing for `retry_timeout` seconds with no shard completed. Failures are looked at when they happen and, while
-no worker is running a shard, every poll. A long healthy shard after a failure does not stop the job (no new
-failure, and a worker is running), and the budget is never less than twice the longest shard so far, so a
-shard slower than the timeout gets its rerun. A shard that kills every worker that runs it ends the job once
-nothing else completes for that long. The job also stops, sooner, when no node that can run a worker is left
+failing for `retry_timeout` seconds (`fidrs.options.ClusterOptions`) with no shard completed. Failures are looked at
+when they happen and, while no worker is running a shard, every poll. A long healthy shard after a failure does not
+stop the job (no new failure, and a worker is running), and the budget is never less than twice the longest shard so
+far, so a shard slower than the timeout gets its rerun. A shard that kills every worker that runs it ends the job
+once nothing else completes for that long. The job also stops, sooner, when no node that can run a worker is left
 (the scheduler asks Ray)."""
 
 from __future__ import annotations
 
 from collections import deque
 
-from ..errors import FidrsError
+from ..errors import RetryBudgetExhaustedError
 
-# Seconds workers may keep failing with no shard completed before the job stops (`--retry-timeout`): well above
-# the ~15 s Ray takes to declare a lost node dead plus a new worker's start (the graph shipped, a session built),
-# short enough that a job that cannot finish says so within minutes.
-RETRY_TIMEOUT_S = 300.0
 # The budget is at least this many times the longest shard so far: a rerun must have time to finish.
 SHARD_TIME_FACTOR = 2.0
-
-
-class RetryBudgetExhaustedError(FidrsError):
-    """Workers kept failing for the whole retry budget and no shard completed."""
 
 
 class Ledger:

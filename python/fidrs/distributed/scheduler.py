@@ -7,30 +7,23 @@ dead actor and cannot tell."""
 
 from __future__ import annotations
 
-import sys
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import FidrsError
+from ..errors import ClusterLostError, FidrsError
 from .ledger import Ledger
 from .plan import Shard
 from .worker import ShardResult
+
+log = logging.getLogger("fidrs")  # lost workers and nodes, reruns: the CLI prints them on stderr
 
 # Seconds one `ray.wait` blocks at most: the budget and the nodes are looked at about this often.
 POLL_S = 1.0
 # After a worker was lost, how often Ray is asked which nodes are alive (one GCS call listing the nodes).
 NODE_CHECK_S = 2.0
-
-
-class ClusterLostError(FidrsError):
-    """No node that can run a worker is left in the cluster."""
-
-
-def notify(message: str) -> None:
-    """One line for the user, on stderr (the CLI keeps stdout for the result)."""
-    print(f"fidrs: {message}", file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -164,14 +157,14 @@ class Scheduler:
         except Exception:  # noqa: BLE001 - already gone
             pass
         if shard is not None:
-            notify(
+            log.warning(
                 f"{worker.name} was lost running {self.describe(self.shards[shard])} ({reason}); the shard goes "
                 "back to the queue"
             )
             if worker.node is not None:
                 self.nodes_of_lost_shards.setdefault(worker.node, []).append(shard)
         else:
-            notify(f"{worker.name} was lost while starting ({reason})")
+            log.warning(f"{worker.name} was lost while starting ({reason})")
         self.ledger.fail(shard, worker.name, reason, now)  # may end the job: the budget is spent
         for idle in [w for w in self.workers if w.call is None]:  # a waiting worker takes the shard now
             self._give_work(idle, now)
@@ -193,7 +186,7 @@ class Scheduler:
                 f"worker(s) ({', '.join(earlier)}) were lost; its images are counted once"
             )
             self.retried.append(note)
-            notify(note)
+            log.warning(note)
 
     # --- the nodes ---------------------------------------------------------------------------------------
 
@@ -208,7 +201,7 @@ class Scheduler:
                 self.lost_nodes[node_id] = node.get("NodeManagerAddress", "?")
                 shards = sorted(set(self.nodes_of_lost_shards.get(node_id, [])))
                 held = f"its workers' shards ({', '.join(map(str, shards))}) run on the nodes left" if shards else ""
-                notify(
+                log.warning(
                     f"node {node_id[:8]} ({self.lost_nodes[node_id]}) was lost (Ray declared it dead)"
                     + (f"; {held}" if held else "")
                 )
