@@ -255,6 +255,8 @@ def test_retry_timeout_of_the_api_is_checked_before_ray_starts(tmp_path):
     for bad in (-1, True, "60", float("nan")):
         with pytest.raises(InvalidInputError, match="retry_timeout must be a number of seconds >= 0"):
             fidrs.distributed.stats(str(folder), retry_timeout=bad)
+    with pytest.raises(InvalidInputError, match=r"unknown option retry_timout: .* on a cluster .*retry_timeout"):
+        fidrs.distributed.stats(str(folder), retry_timout=60)
 
 
 def test_the_cluster_flags_the_api_keywords_and_the_defaults_are_one_declaration():

@@ -34,6 +34,12 @@ def _split(keywords: dict[str, Any]) -> tuple[Resolved, ClusterOptions]:
     """The options of the job (its cache refused: it is local to one machine) and the cluster run's own, each
     checked before Ray starts."""
     cluster = ClusterOptions.of(None, **{k: keywords.pop(k) for k in ClusterOptions.names() if k in keywords})
+    unknown = sorted(set(keywords) - set(Options.names()))
+    if unknown:
+        raise InvalidInputError(
+            f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: the options are "
+            f"{', '.join(Options.names())}, and on a cluster {', '.join(ClusterOptions.names())}"
+        )
     if keywords.get("cache"):
         raise InvalidInputError("the feature cache is local to one machine; a cluster run does not use it")
     keywords["cache"] = False
