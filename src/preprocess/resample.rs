@@ -10,15 +10,18 @@
 //! are the same floats (tested against `reference` in `super::tests`). Only the loops are restructured:
 //! - the horizontal pass runs once per source row, not once per output row and tap;
 //! - a kernel's branches are hoisted out of the inner loops, and the vertical pass keeps a block of outputs
-//!   in registers over all taps, so the inner loops vectorise (and are built for AVX2 too);
+//!   in registers over all taps, so the inner loops vectorise (and are built for AVX2 and AVX-512 too,
+//!   `simd`);
 //! - the axis taps are cached per thread, and the buffers are reused: no allocation once warm.
 
 use std::cell::RefCell;
 use std::ops::Range;
 use std::rc::Rc;
 
+use super::simd::dispatch;
 use super::taps::{
-    pil_bicubic_axis, pil_bicubic_axis_fixed, tf1_axis, torch_axis, LinearTap, PIL_PRECISION_BITS,
+    pil_bicubic_axis, pil_bicubic_axis_fixed, tf1_axis, torch_aa_bicubic_axis, torch_aa_dot,
+    torch_axis, LinearTap, PIL_PRECISION_BITS,
 };
 use super::{Preprocessing, Resize, Unit};
 use crate::image::Rgb8View;
@@ -37,6 +40,16 @@ pub struct Window {
 }
 
 impl Window {
+    /// The whole `size × size` output, resized to exactly that (`Fit::Stretch`).
+    pub fn whole(size: usize) -> Self {
+        Window {
+            resized: (size, size),
+            from: (0, 0),
+            len: (size, size),
+            to: (0, 0),
+        }
+    }
+
     /// The window's share of a horizontal axis' taps (one per resized column).
     fn columns<'a, U>(&self, xs: &'a [U]) -> &'a [U] {
         &xs[self.from.0..][..self.len.0]
@@ -117,6 +130,7 @@ struct Scratch {
     tf1: AxisCache<Vec<LinearTap>>,
     bicubic: AxisCache<Vec<(usize, Vec<f64>)>>,
     bicubic_fixed: AxisCache<Vec<(usize, Vec<i32>)>>,
+    torch_aa: AxisCache<Vec<(usize, Vec<f32>)>>,
     /// One source row as three planar lines of source values, for the bilinear horizontal pass to read (faster
     /// there than table lookups per tap; slower for the bicubic ones, measured).
     line: Vec<f32>,
@@ -149,6 +163,11 @@ pub fn resize_into(image: Rgb8View<'_>, p: &Preprocessing, window: Window, out: 
                 let (xs, ys) = s.bicubic.axes(image, window, pil_bicubic_axis);
                 let (xs, ys) = (window.columns(&xs), window.rows(&ys));
                 float_image(image, p, window, &Bicubic { xs, ys }, s, out);
+            }
+            Resize::TorchBicubicAntialias => {
+                let (xs, ys) = s.torch_aa.axes(image, window, torch_aa_bicubic_axis);
+                let (xs, ys) = (window.columns(&xs), window.rows(&ys));
+                float_image(image, p, window, &TorchAa { xs, ys }, s, out);
             }
             Resize::PilBicubicU8 => {
                 let (xs, ys) = s.bicubic_fixed.axes(image, window, pil_bicubic_axis_fixed);
@@ -312,6 +331,74 @@ impl FloatKernel for Bicubic<'_> {
     }
 }
 
+/// torch's antialiased bicubic: f32 taps, each output `v₀·w₀` then fused `+= vⱼ·wⱼ` (`taps::torch_aa_dot`).
+struct TorchAa<'a> {
+    xs: &'a [(usize, Vec<f32>)],
+    ys: &'a [(usize, Vec<f32>)],
+}
+
+impl FloatKernel for TorchAa<'_> {
+    fn rows_needed(&self) -> Range<usize> {
+        rows_spanned(self.ys)
+    }
+
+    #[inline(always)]
+    fn horizontal(
+        &self,
+        pixels: &[u8],
+        table: &[f32; 256],
+        [r, g, b]: Rows3<'_>,
+        _: &mut Vec<f32>,
+    ) {
+        for (x, (start, weights)) in self.xs.iter().enumerate() {
+            let px = &pixels[3 * start..];
+            let v = |c: usize| torch_aa_dot(weights, |j| table[px[3 * j + c] as usize]);
+            (r[x], g[x], b[x]) = (v(0), v(1), v(2));
+        }
+    }
+
+    #[inline(always)]
+    fn vertical(&self, j: usize, rows: &[f32], first_row: usize, width: usize, out: &mut [f32]) {
+        let (start, weights) = &self.ys[j];
+        let first = (start - first_row) * width;
+        let mut blocks = out.chunks_exact_mut(LANES);
+        for (block, o) in blocks.by_ref().enumerate() {
+            let acc: [f32; LANES] = vertical_fused(rows, first + block * LANES, width, weights);
+            o.copy_from_slice(&acc);
+        }
+        let done = width - blocks.into_remainder().len();
+        for (x, o) in out.iter_mut().enumerate().skip(done) {
+            let [a]: [f32; 1] = vertical_fused(rows, first + x, width, weights);
+            *o = a;
+        }
+    }
+}
+
+/// `vertical_taps` for `taps::torch_aa_dot`'s order: the first product, then fused multiply-adds.
+#[inline(always)]
+fn vertical_fused<const N: usize>(
+    rows: &[f32],
+    offset: usize,
+    width: usize,
+    taps: &[f32],
+) -> [f32; N] {
+    let row = |k: usize| -> &[f32; N] {
+        rows[offset + k * width..][..N]
+            .try_into()
+            .expect("N values")
+    };
+    let Some(&w0) = taps.first() else {
+        return [0.0; N];
+    };
+    let mut acc = row(0).map(|v| v * w0);
+    for (k, &tap) in taps.iter().enumerate().skip(1) {
+        for (a, &v) in acc.iter_mut().zip(row(k)) {
+            *a = v.mul_add(tap, *a);
+        }
+    }
+    acc
+}
+
 /// N adjacent output values of a vertical pass: for each, `init` plus `term(tap, value)` over the taps in order,
 /// from `rows` at `offset`, `offset + width`, … The N accumulators stay in registers across the taps.
 #[inline(always)]
@@ -335,39 +422,6 @@ fn vertical_taps<T: Copy, W: Copy, A: Copy + std::ops::AddAssign, const N: usize
     acc
 }
 
-/// Whether this call runs the AVX2 build of the kernels (std caches the CPU check).
-fn avx2() -> bool {
-    #[cfg(test)]
-    if tests::BASELINE_ONLY.with(|b| b.get()) {
-        return false;
-    }
-    #[cfg(target_arch = "x86_64")]
-    return std::is_x86_feature_detected!("avx2");
-    #[allow(unreachable_code)]
-    false
-}
-
-/// `$body(args)` compiled twice, for the baseline x86-64 (SSE2) and for AVX2, the latter run where the CPU has
-/// it. The kernels are inlined into each copy, so their loops use the wider vectors. Both give the same floats:
-/// IEEE operations round the same whatever the vector width, and Rust never contracts a·b + c into a fused
-/// multiply-add. (The `multiversion` crate does this too, but offers no way to run the baseline copy on an
-/// AVX2 machine, which the tests need to check it.)
-macro_rules! dispatch_avx2 {
-    ($avx2:ident, $body:ident, [$($generic:tt)*], ($($arg:ident: $ty:ty),*)) => {
-        #[cfg(target_arch = "x86_64")]
-        #[target_feature(enable = "avx2")]
-        fn $avx2<$($generic)*>($($arg: $ty),*) {
-            $body($($arg),*)
-        }
-        #[cfg(target_arch = "x86_64")]
-        if avx2() {
-            // SAFETY: the CPU has AVX2 (checked just above).
-            return unsafe { $avx2($($arg),*) };
-        }
-        $body($($arg),*)
-    };
-}
-
 /// Every channel through a float kernel into its plane.
 fn float_image<K: FloatKernel>(
     image: Rgb8View<'_>,
@@ -377,9 +431,9 @@ fn float_image<K: FloatKernel>(
     s: &mut Scratch,
     out: &mut [f32],
 ) {
-    dispatch_avx2!(float_image_avx2, float_image_body, [K: FloatKernel], (
+    dispatch!(float_image_body, [K: FloatKernel], (
         image: Rgb8View<'_>, p: &Preprocessing, window: Window, kernel: &K, s: &mut Scratch, out: &mut [f32]
-    ));
+    ), avx512: true);
 }
 
 #[inline(always)]
@@ -428,9 +482,9 @@ fn u8_image(
     s: &mut Scratch,
     out: &mut [f32],
 ) {
-    dispatch_avx2!(u8_image_avx2, u8_image_body, [], (
+    dispatch!(u8_image_body, [], (
         image: Rgb8View<'_>, p: &Preprocessing, window: Window, taps: FixedTaps<'_>, s: &mut Scratch, out: &mut [f32]
-    ));
+    ), avx512: true);
 }
 
 /// Pillow's fixed-point taps of the window's columns and rows.
@@ -652,15 +706,5 @@ impl Normalise {
                 .iter_mut()
                 .for_each(|v| *v = (v.clamp(0.0, top) / 255.0 - m) / s),
         }
-    }
-}
-
-#[cfg(test)]
-pub mod tests {
-    use std::cell::Cell;
-
-    thread_local! {
-        /// Set by tests to run the baseline (SSE2) build of the kernels on a machine with AVX2.
-        pub static BASELINE_ONLY: Cell<bool> = const { Cell::new(false) };
     }
 }
