@@ -11,6 +11,8 @@ use std::str::FromStr;
 use crate::error::FidrsError;
 use crate::image::Rgb8View;
 
+#[cfg(test)]
+mod bench;
 mod crop;
 #[cfg(test)]
 mod reference;

@@ -137,6 +137,9 @@ struct Scratch {
     /// The horizontal pass: per channel, the needed source rows × the window's columns.
     rows: Vec<f32>,
     rows_u8: Vec<u8>,
+    /// LANES source rows transposed, for the column-wise horizontal pass (`columns_pass`).
+    strip: Vec<f32>,
+    strip_u8: Vec<u8>,
 }
 
 thread_local! {
@@ -186,7 +189,7 @@ pub fn resize_into(image: Rgb8View<'_>, p: &Preprocessing, window: Window, out: 
 
 /// Output values a vertical pass keeps in registers at once: each accumulates over every tap before it is
 /// stored, instead of a row of accumulators being loaded and stored once per tap.
-const LANES: usize = 8;
+const LANES: usize = 16;
 
 /// The three channels' horizontal-pass rows of one source row.
 type Rows3<'a, T = f32> = [&'a mut [T]; 3];
@@ -194,6 +197,9 @@ type Rows3<'a, T = f32> = [&'a mut [T]; 3];
 /// A float kernel's two passes. An axis whose size does not change is copied instead (what every kernel's
 /// taps compute there: 1·a + 0·a, a + (a − a)·0, or Pillow skipping the pass).
 trait FloatKernel {
+    /// Whether this kernel runs its AVX-512 build on CPUs that have it (else its AVX2 build): only where that
+    /// measured faster (`preprocess::bench`).
+    const AVX512: bool = false;
     /// The source rows that the window's output rows read.
     fn rows_needed(&self) -> Range<usize>;
     /// One interleaved source row → the window's columns of each channel, reading samples through `table`.
@@ -201,6 +207,19 @@ trait FloatKernel {
     fn horizontal(&self, pixels: &[u8], table: &[f32; 256], out: Rows3<'_>, line: &mut Vec<f32>);
     /// Output row `j` of the window from `rows` (source rows from `first_row`, `width` values each).
     fn vertical(&self, j: usize, rows: &[f32], first_row: usize, width: usize, out: &mut [f32]);
+    /// The whole horizontal pass over `rows` column-wise (`columns_pass`) into `out` (the three channels'
+    /// planes, `rows.len()` rows of the window's width each), reading samples through `table`; false where the
+    /// kernel has no column-wise pass (then `horizontal` runs row by row). `strip`: a buffer it may use.
+    fn columns(
+        &self,
+        _image: Rgb8View<'_>,
+        _rows: Range<usize>,
+        _table: &[f32; 256],
+        _strip: &mut Vec<f32>,
+        _out: &mut [f32],
+    ) -> bool {
+        false
+    }
 }
 
 struct Linear<'a> {
@@ -289,6 +308,19 @@ impl FloatKernel for Bicubic<'_> {
     }
 
     #[inline(always)]
+    fn columns(
+        &self,
+        image: Rgb8View<'_>,
+        rows: Range<usize>,
+        table: &[f32; 256],
+        strip: &mut Vec<f32>,
+        out: &mut [f32],
+    ) -> bool {
+        columns_pass(&BicubicColumns { table }, image, rows, self.xs, strip, out);
+        true
+    }
+
+    #[inline(always)]
     fn horizontal(
         &self,
         pixels: &[u8],
@@ -340,6 +372,19 @@ struct TorchAa<'a> {
 impl FloatKernel for TorchAa<'_> {
     fn rows_needed(&self) -> Range<usize> {
         rows_spanned(self.ys)
+    }
+
+    #[inline(always)]
+    fn columns(
+        &self,
+        image: Rgb8View<'_>,
+        rows: Range<usize>,
+        table: &[f32; 256],
+        strip: &mut Vec<f32>,
+        out: &mut [f32],
+    ) -> bool {
+        columns_pass(&TorchAaColumns { table }, image, rows, self.xs, strip, out);
+        true
     }
 
     #[inline(always)]
@@ -433,15 +478,15 @@ fn float_image<K: FloatKernel>(
 ) {
     dispatch!(float_image_body, [K: FloatKernel], (
         image: Rgb8View<'_>, p: &Preprocessing, window: Window, kernel: &K, s: &mut Scratch, out: &mut [f32]
-    ), avx512: true);
+    ), avx512: K::AVX512);
 }
 
 #[inline(always)]
-fn float_image_body(
+fn float_image_body<K: FloatKernel>(
     image: Rgb8View<'_>,
     p: &Preprocessing,
     window: Window,
-    kernel: &impl FloatKernel,
+    kernel: &K,
     s: &mut Scratch,
     out: &mut [f32],
 ) {
@@ -449,12 +494,24 @@ fn float_image_body(
     let (ww, wh) = window.len;
     let rows_needed = window.source_rows(h, || kernel.rows_needed());
     let table = source_table(p);
-    let mut pass = FloatRows {
-        kernel,
-        table: &table,
-        line: &mut s.line,
-    };
-    let n = horizontal_pass(image, window, rows_needed.clone(), &mut s.rows, &mut pass);
+    let n = rows_needed.len() * ww;
+    s.rows.resize(3 * n, 0.0);
+    let column_wise = window.resized.0 != image.width
+        && kernel.columns(
+            image,
+            rows_needed.clone(),
+            &table,
+            &mut s.strip,
+            &mut s.rows,
+        );
+    if !column_wise {
+        let mut pass = FloatRows {
+            kernel,
+            table: &table,
+            line: &mut s.line,
+        };
+        horizontal_pass(image, window, rows_needed.clone(), &mut s.rows, &mut pass);
+    }
     for (c, plane) in out.chunks_exact_mut(p.size * p.size).enumerate() {
         let rows = &s.rows[c * n..][..n];
         let norm = Normalise::new(p, c);
@@ -484,8 +541,11 @@ fn u8_image(
 ) {
     dispatch!(u8_image_body, [], (
         image: Rgb8View<'_>, p: &Preprocessing, window: Window, taps: FixedTaps<'_>, s: &mut Scratch, out: &mut [f32]
-    ), avx512: true);
+    ), avx512: U8_AVX512);
 }
+
+/// Whether Pillow's 8-bit kernel runs its AVX-512 build on CPUs that have it (`FloatKernel::AVX512`).
+const U8_AVX512: bool = false;
 
 /// Pillow's fixed-point taps of the window's columns and rows.
 type FixedTaps<'a> = (&'a [(usize, Vec<i32>)], &'a [(usize, Vec<i32>)]);
@@ -503,14 +563,28 @@ fn u8_image_body(
     let (ww, wh) = window.len;
     let half = 1i32 << (PIL_PRECISION_BITS - 1);
     let rows_needed = window.source_rows(h, || rows_spanned(ys));
-    let mut pass = PilFixedRows { xs, half };
-    let n = horizontal_pass(
-        image,
-        window,
-        rows_needed.clone(),
-        &mut s.rows_u8,
-        &mut pass,
-    );
+    let n = rows_needed.len() * ww;
+    if window.resized.0 != image.width {
+        s.rows_u8.resize(3 * n, 0);
+        let columns = PilU8Columns { half };
+        columns_pass(
+            &columns,
+            image,
+            rows_needed.clone(),
+            xs,
+            &mut s.strip_u8,
+            &mut s.rows_u8,
+        );
+    } else {
+        let mut pass = PilFixedRows { xs, half };
+        horizontal_pass(
+            image,
+            window,
+            rows_needed.clone(),
+            &mut s.rows_u8,
+            &mut pass,
+        );
+    }
     for (c, plane) in out.chunks_exact_mut(p.size * p.size).enumerate() {
         let rows = &s.rows_u8[c * n..][..n];
         let table = output_table(p, c);
@@ -641,6 +715,133 @@ fn horizontal_pass<H: HorizontalPass>(
         }
     }
     n
+}
+
+/// A Pillow-style kernel's horizontal pass run column-wise (`columns_pass`): how it reads a source sample and
+/// computes one output column for LANES adjacent source rows.
+trait Columns {
+    /// A source sample as the pass reads it (the byte itself, or its `source_value`).
+    type Value: Copy + Default;
+    type Weight;
+    /// What the pass stores (a byte, or an f32).
+    type Out: Copy;
+    fn load(&self, v: u8) -> Self::Value;
+    /// One output column for the strip's LANES rows: `strip` holds LANES values per source column (lane l:
+    /// row l of the strip), `first` is the offset of the first tap's column. The vertical pass's arithmetic on
+    /// adjacent values, so each lane is the row-wise pass's sum, term for term in tap order.
+    fn block(
+        &self,
+        strip: &[Self::Value],
+        first: usize,
+        taps: &[Self::Weight],
+    ) -> [Self::Out; LANES];
+}
+
+/// Pillow's 8-bit bicubic: i32 sums from the rounding half, clipped to a byte.
+struct PilU8Columns {
+    half: i32,
+}
+
+impl Columns for PilU8Columns {
+    type Value = u8;
+    type Weight = i32;
+    type Out = u8;
+
+    #[inline(always)]
+    fn load(&self, v: u8) -> u8 {
+        v
+    }
+
+    #[inline(always)]
+    fn block(&self, strip: &[u8], first: usize, taps: &[i32]) -> [u8; LANES] {
+        let acc: [i32; LANES] =
+            vertical_taps(strip, first, LANES, taps, self.half, |t, v| t * v as i32);
+        acc.map(clip8_i32)
+    }
+}
+
+/// Pillow's float bicubic: f64 sums from −0.0 of `source_value`s.
+struct BicubicColumns<'a> {
+    table: &'a [f32; 256],
+}
+
+impl Columns for BicubicColumns<'_> {
+    type Value = f32;
+    type Weight = f64;
+    type Out = f32;
+
+    #[inline(always)]
+    fn load(&self, v: u8) -> f32 {
+        self.table[v as usize]
+    }
+
+    #[inline(always)]
+    fn block(&self, strip: &[f32], first: usize, taps: &[f64]) -> [f32; LANES] {
+        let acc: [f64; LANES] = vertical_taps(strip, first, LANES, taps, -0.0, |w, v| w * v as f64);
+        acc.map(|a| a as f32)
+    }
+}
+
+/// torch's antialiased bicubic: fused f32 sums (`taps::torch_aa_dot`).
+struct TorchAaColumns<'a> {
+    table: &'a [f32; 256],
+}
+
+impl Columns for TorchAaColumns<'_> {
+    type Value = f32;
+    type Weight = f32;
+    type Out = f32;
+
+    #[inline(always)]
+    fn load(&self, v: u8) -> f32 {
+        self.table[v as usize]
+    }
+
+    #[inline(always)]
+    fn block(&self, strip: &[f32], first: usize, taps: &[f32]) -> [f32; LANES] {
+        vertical_fused(strip, first, LANES, taps)
+    }
+}
+
+/// The horizontal pass over the source rows `rows`, column-wise: LANES rows at a time are transposed into
+/// `strip` (per channel, LANES values per source column), then each output column of the window (`xs`) is one
+/// `block` for all of them: the taps' sums vectorised across rows instead of computed one pixel at a time. A
+/// last strip of fewer rows computes its unused lanes from stale values and stores only its own. `out`: the
+/// three channels' planes, `rows.len()` rows of `xs.len()` values each.
+#[inline(always)]
+fn columns_pass<C: Columns>(
+    columns: &C,
+    image: Rgb8View<'_>,
+    rows: Range<usize>,
+    xs: &[(usize, Vec<C::Weight>)],
+    strip: &mut Vec<C::Value>,
+    out: &mut [C::Out],
+) {
+    let (w, ww, n) = (image.width, xs.len(), rows.len());
+    let plane = w * LANES;
+    strip.resize(3 * plane, C::Value::default());
+    for y0 in (0..n).step_by(LANES) {
+        let lanes = LANES.min(n - y0);
+        for l in 0..lanes {
+            for (x, px) in image.row(rows.start + y0 + l).chunks_exact(3).enumerate() {
+                for (c, &v) in px.iter().enumerate() {
+                    strip[c * plane + x * LANES + l] = columns.load(v);
+                }
+            }
+        }
+        for c in 0..3 {
+            let (strip, out) = (
+                &strip[c * plane..][..plane],
+                &mut out[c * n * ww..][..n * ww],
+            );
+            for (j, (start, taps)) in xs.iter().enumerate() {
+                let block = columns.block(strip, start * LANES, taps);
+                for (l, &v) in block[..lanes].iter().enumerate() {
+                    out[(y0 + l) * ww + j] = v;
+                }
+            }
+        }
+    }
 }
 
 /// The source rows that Pillow-style taps (first row, one weight per row) read, together.

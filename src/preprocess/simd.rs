@@ -4,8 +4,10 @@
 //! `a·b + c` on its own, and the kernels' explicit `mul_add`s are fused in every build, in hardware or in
 //! libm); the tests check that bit for bit for each build the machine can run.
 //!
-//! `FIDRS_KERNELS=baseline|avx2|avx512` caps the choice (for benchmarks comparing the builds, and for
-//! reproducing a report from a smaller CPU); a build the CPU lacks is never run.
+//! By default each kernel runs its AVX-512 build only where that measured faster than its AVX2 one (the
+//! `avx512:` flag of its `dispatch!`). `FIDRS_KERNELS=baseline|avx2|avx512` chooses the build instead, for
+//! every kernel (for benchmarks comparing the builds, and for reproducing a report from a smaller CPU); a build
+//! the CPU lacks is never run.
 
 use std::sync::OnceLock;
 
@@ -62,28 +64,30 @@ fn cap_from_env() -> Option<Build> {
     })
 }
 
-/// The build this call runs: the best supported one, capped by the environment and, in tests, per thread.
-pub fn current() -> Build {
-    let mut build = supported();
-    if let Some(cap) = cap_from_env() {
-        build = build.min(cap);
-    }
+/// The build chosen explicitly (`FIDRS_KERNELS`, or in tests per thread), if any.
+pub fn chosen() -> Option<Build> {
     #[cfg(test)]
     if let Some(cap) = tests::CAP.with(|c| c.get()) {
-        build = build.min(cap);
+        return Some(cap);
     }
-    build
+    cap_from_env()
+}
+
+/// The largest build this call may run: the best supported one, capped by an explicit choice.
+pub fn current() -> Build {
+    let best = supported();
+    chosen().map_or(best, |cap| best.min(cap))
 }
 
 /// `$body(args)` compiled once per build (the kernels are `inline(always)` into each copy, so their loops use
 /// that build's vectors) and dispatched on `current()`. `avx512: false` leaves a kernel on AVX2 where its
-/// AVX-512 copy measured no faster (bench/bench_preprocess.py). (The `multiversion` crate does the same, but
+/// AVX-512 copy measured no faster (`preprocess::bench`), unless AVX-512 was chosen explicitly. (The `multiversion` crate does the same, but
 /// offers no way to run a smaller build on a bigger CPU, which the tests need.)
 macro_rules! dispatch {
     ($body:ident, [$($generic:tt)*], ($($arg:ident: $ty:ty),*), avx512: $use_avx512:expr) => {
         #[cfg(target_arch = "x86_64")]
         {
-            use $crate::preprocess::simd::{current, Build};
+            use $crate::preprocess::simd::{chosen, current, Build};
 
             #[target_feature(enable = "avx2,fma")]
             fn avx2<$($generic)*>($($arg: $ty),*) {
@@ -97,7 +101,9 @@ macro_rules! dispatch {
 
             match current() {
                 // SAFETY: `current()` never returns a build whose instructions the CPU lacks.
-                Build::Avx512 if $use_avx512 => return unsafe { avx512($($arg),*) },
+                Build::Avx512 if $use_avx512 || chosen().is_some() => {
+                    return unsafe { avx512($($arg),*) }
+                }
                 Build::Avx512 | Build::Avx2 => return unsafe { avx2($($arg),*) },
                 Build::Baseline => {}
             }
