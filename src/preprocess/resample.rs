@@ -2,13 +2,16 @@
 //! straight into the caller's output planes.
 //!
 //! 1. Horizontal: each needed source row is resampled, all three channels at once, straight from the
-//!    interleaved bytes through a 256-entry table of `source_value`, for the window's columns only.
+//!    interleaved bytes through a 256-entry table of `source_value`, for the window's columns only. The
+//!    bicubic kernels (many taps) do it column-wise instead: 16 rows at a time are transposed into a strip and
+//!    each output column is computed for all of them at once, vectorised across rows (`columns_pass`).
 //! 2. Vertical: each output row of the window is resampled from those rows into its plane, then normalised
 //!    in place (Pillow's 8-bit kernel maps its bytes through a table of the normalised values instead).
 //!
 //! Every arithmetic expression is the scalar reference's, term for term and in the same order, so the results
 //! are the same floats (tested against `reference` in `super::tests`). Only the loops are restructured:
-//! - the horizontal pass runs once per source row, not once per output row and tap;
+//! - the horizontal pass runs once per source row, not once per output row and tap, and the bicubic ones run
+//!   across rows, not along them (each value's sum still in tap order);
 //! - a kernel's branches are hoisted out of the inner loops, and the vertical pass keeps a block of outputs
 //!   in registers over all taps, so the inner loops vectorise (and are built for AVX2 and AVX-512 too,
 //!   `simd`);
