@@ -32,8 +32,13 @@ impl Build {
     }
 }
 
-/// The best build this CPU can run (std caches the CPU checks).
+/// The best build this CPU can run.
 pub fn supported() -> Build {
+    static BEST: OnceLock<Build> = OnceLock::new();
+    *BEST.get_or_init(detect)
+}
+
+fn detect() -> Build {
     #[cfg(target_arch = "x86_64")]
     {
         use std::is_x86_feature_detected as has;
