@@ -165,12 +165,9 @@ def main() -> None:
         print(measure(json.loads(Path(listing).read_text()), what, float(min_seconds)))
         return
     rounds, min_seconds, count = (1, 0.3, 48) if args.quick else (args.rounds, 1.5, 640)
-    variants: dict[str, dict[str, str]] = {}
-    if args.before:
-        variants["before"] = {"PYTHONPATH": args.before}
-    for build in args.kernels.split(",") if args.kernels else []:
-        variants[build] = {"FIDRS_KERNELS": build}
-    variants = variants or {"now": {}}
+    variants: dict[str, dict[str, str]] = {"before": {"PYTHONPATH": args.before}} if args.before else {}
+    for build in args.kernels.split(",") if args.kernels else ["now"]:
+        variants[build] = {} if build == "now" else {"FIDRS_KERNELS": build}
     modes = args.modes.split(",")
     columns = [] if args.no_load else [("Pillow decode", "pillow", 1, False), ("decode", "decode", 1, True)]
     if not args.no_load:
