@@ -18,8 +18,10 @@ class NumericalError(FidrsError): ...
 
 _Path = str | PathLike[str]
 
-ResizeKernel = Literal["torch-bilinear", "tf1-bilinear", "pil-bicubic-float", "pil-bicubic-u8"]
-Fit = Literal["stretch", "pad", "center-crop"]
+ResizeKernel = Literal[
+    "torch-bilinear", "tf1-bilinear", "pil-bicubic-float", "pil-bicubic-u8", "torch-bicubic-antialias"
+]
+Fit = Literal["stretch", "pad", "center-crop", "square-crop"]
 Unit = Literal["never", "before-resize", "after-resize"]
 FrechetMethod = Literal["eigh", "newton-schulz"]
 
