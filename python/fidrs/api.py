@@ -22,8 +22,8 @@ _METHOD = get_metric("fid").param("method")
 
 
 def features(inputs: InputLike, **options: Any) -> np.ndarray:
-    """The backbone's features (N × d float32: pool3 for the Inception, the CLS token for DINOv2) in input
-    order. Options: the fields of `fidrs.Options`."""
+    """The backbone's features (N × d float32: pool3 for the Inception, the CLS token for DINOv2, the image
+    embedding for CLIP) in input order. Options: the fields of `fidrs.Options`."""
     return Evaluator(**options).features(inputs)
 
 

@@ -69,8 +69,8 @@ class Evaluator:
     # --- one input ---------------------------------------------------------------------------------------
 
     def features(self, inputs: InputLike) -> np.ndarray:
-        """The backbone's features (N × d float32: pool3 for the Inception, the CLS token for DINOv2) in input
-        order."""
+        """The backbone's features (N × d float32: pool3 for the Inception, the CLS token for DINOv2, the image
+        embedding for CLIP) in input order."""
         source = sources.resolve(inputs, allow_stats=False)
         network = self.network
         return network.collect(source).outputs[network.backbone.feature_output]

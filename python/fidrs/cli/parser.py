@@ -67,7 +67,7 @@ def _add_metric(sub, metric: metrics.Metric) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="fidrs", description="Fast, exact Fréchet distances (FID, FD_DINOv2) and companion metrics."
+        prog="fidrs", description="Fast, exact Fréchet distances (FID, FD_DINOv2, CLIP-FID) and companion metrics."
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command")
