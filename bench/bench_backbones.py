@@ -1,14 +1,16 @@
 """Each backbone end to end (files → statistics, `fidrs.stats`, cache off) against its bare network (ONNX Runtime
-on preloaded inputs of the same batch size), in the same run. DINOv2 ViT-S/14 and ViT-L/14 use random weights
-of the real shapes (written as Hugging Face safetensors to a temporary folder): speed does not depend on the
-values.
+on preloaded inputs of the same batch size), in the same run. DINOv2 ViT-S/14 and ViT-L/14 and CLIP ViT-B/32 and
+ViT-L/14@336 use random weights of the real shapes (full depth; written as Hugging Face / open_clip safetensors
+to a temporary folder): speed does not depend on the values.
 
-Usage: python bench/bench_backbones.py [--images N] [--large-images M]
+Usage: python bench/bench_backbones.py [--images N] [--large-images M] [--clip-large-images K] [--only NAME...]
+(small-size check: --images 16 --large-images 16 --clip-large-images 16)
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import tempfile
 import time
 import warnings
@@ -18,8 +20,11 @@ import fidrs
 import numpy as np
 from common import DATA, WEIGHTS, machine
 from fidrs import _fidrs
-from fidrs.backbones import get
+from fidrs.backbones import Backbone, get, manifest
+from fidrs.backbones.clip_weights import ClipArchitecture
+from fidrs.backbones.clip_weights import expected_shapes as clip_shapes
 from fidrs.backbones.vit_graph import Architecture, expected_shapes
+from fidrs.errors import InvalidInputError
 from fidrs.runtime import get_session
 from fidrs.weights import resolve_model
 
@@ -64,7 +69,40 @@ def random_dinov2(arch: Architecture, folder: Path) -> Path:
     return path
 
 
-def measure(name: str, backbone: str, weights: str, files: list[str]) -> None:
+def random_clip(arch: ClipArchitecture, folder: Path) -> Path:
+    """A random CLIP image tower of `arch` with OpenAI / open_clip names, float32 safetensors."""
+    from safetensors.numpy import save_file
+
+    rng = np.random.default_rng(0)
+    tensors = {}
+    for key, shape in clip_shapes(arch).items():
+        value = rng.normal(scale=0.02, size=shape).astype(np.float32)
+        tensors[key] = value + 1 if key.endswith(("ln_1.weight", "ln_2.weight", "pre.weight", "post.weight")) else value
+    path = folder / f"clip_w{arch.width}_l{arch.depth}_p{arch.patch}_r{arch.image_size}.safetensors"
+    save_file(tensors, str(path))
+    return path
+
+
+def runnable(backbone: Backbone) -> tuple[Backbone, str]:
+    """The backbone, or, while this build lacks its mode's native fit (CMMD's `square-crop`), a stand-in with the
+    `center-crop` fit: the same work, and on square photos the same pixels."""
+    mode = backbone.mode(None)
+    try:
+        mode.build((255, 255, 255))
+        return backbone, ""
+    except InvalidInputError:
+        spec = manifest.manifest(backbone.name)["modes"][mode.name]
+        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items() if k != "description"}
+        fields["fit"] = "center-crop"
+
+        def build(fill):
+            return _fidrs.Preprocessing(size=backbone.input_size, fill=fill, **fields)
+
+        stand_in = dataclasses.replace(mode, build=build)
+        return dataclasses.replace(backbone, modes={mode.name: stand_in}), " (center-crop stand-in)"
+
+
+def measure(name: str, backbone: str | Backbone, weights: str, files: list[str]) -> None:
     model = resolve_model(backbone, weights)
     session = get_session(str(model.onnx_path), model.backbone.output_names)
     preprocessing = get(backbone).mode(None).build((255, 255, 255))
@@ -87,17 +125,33 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--images", type=int, default=128)
     parser.add_argument("--large-images", type=int, default=32)
+    parser.add_argument("--clip-large-images", type=int, default=16, help="for CLIP ViT-L/14@336 (~0.4 TFLOP each)")
+    parser.add_argument("--only", nargs="*", help="rows whose backbone name contains one of these words")
     args = parser.parse_args()
     files = sorted(str(p) for p in (DATA / "training").glob("*/*.jpg"))
     print(f"machine: {machine()}; batch {BATCH}; fruit JPEGs (100×100)")
     print("| backbone | images | bare network, images/s | end to end, images/s | end to end / bare |")
     print("|---|---|---|---|---|")
+
+    def wanted(name: str) -> bool:
+        return not args.only or any(word in name for word in args.only)
+
     with tempfile.TemporaryDirectory(prefix="fidrs-bench-") as tmp:
-        measure("inception (pytorch-fid)", "inception", str(WEIGHTS), files[: args.images])
-        small = random_dinov2(Architecture(384, 12, "mlp", 37), Path(tmp))
-        measure("dinov2-vits14 (dgm-eval)", "dinov2-vits14", str(small), files[: args.images])
-        large = random_dinov2(Architecture(1024, 24, "mlp", 37), Path(tmp))
-        measure("dinov2-vitl14 (dgm-eval)", "dinov2-vitl14", str(large), files[: args.large_images])
+        if wanted("inception"):
+            measure("inception (pytorch-fid)", "inception", str(WEIGHTS), files[: args.images])
+        if wanted("dinov2-vits14"):
+            small = random_dinov2(Architecture(384, 12, "mlp", 37), Path(tmp))
+            measure("dinov2-vits14 (dgm-eval)", "dinov2-vits14", str(small), files[: args.images])
+        if wanted("dinov2-vitl14"):
+            large = random_dinov2(Architecture(1024, 24, "mlp", 37), Path(tmp))
+            measure("dinov2-vitl14 (dgm-eval)", "dinov2-vitl14", str(large), files[: args.large_images])
+        if wanted("clip-vitb32"):
+            b32 = random_clip(ClipArchitecture(768, 12, 32, 224, 512), Path(tmp))
+            measure("clip-vitb32 (clean-fid)", "clip-vitb32", str(b32), files[: args.images])
+        if wanted("clip-vitl14-336"):
+            l14 = random_clip(ClipArchitecture(1024, 24, 14, 336, 768), Path(tmp))
+            backbone, note = runnable(get("clip-vitl14-336"))
+            measure(f"clip-vitl14-336 (cmmd){note}", backbone, str(l14), files[: args.clip_large_images])
 
 
 if __name__ == "__main__":

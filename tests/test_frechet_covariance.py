@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from conftest import run_cli
 from fidrs import _fidrs
-from fidrs.stats import check_statistics
+from fidrs.statistics import check_statistics
 
 
 def _gaussian(d: int, n: int, seed: int, shift: float = 0.0):

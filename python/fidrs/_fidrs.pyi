@@ -10,6 +10,7 @@ import numpy.typing as npt
 
 __version__: str
 JPEG_SIMD: str  # "yes (NASM version …)" or "no": whether libjpeg-turbo's SIMD decoder is in this build
+PIXEL_CODE_SHA256: str  # sha256 of the Rust sources that decode and preprocess (build.rs): the feature cache key
 
 class FidrsError(Exception): ...
 class DecodeError(FidrsError): ...
@@ -21,8 +22,10 @@ class InternalError(FidrsError):
 
 _Path = str | PathLike[str]
 
-ResizeKernel = Literal["torch-bilinear", "tf1-bilinear", "pil-bicubic-float", "pil-bicubic-u8"]
-Fit = Literal["stretch", "pad", "center-crop"]
+ResizeKernel = Literal[
+    "torch-bilinear", "tf1-bilinear", "pil-bicubic-float", "pil-bicubic-u8", "torch-bicubic-antialias"
+]
+Fit = Literal["stretch", "pad", "center-crop", "square-crop"]
 Unit = Literal["never", "before-resize", "after-resize"]
 FrechetMethod = Literal["eigh", "newton-schulz"]
 StoragePrecision = Literal["float64", "float32"]

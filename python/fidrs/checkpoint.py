@@ -1,10 +1,16 @@
-"""Read PyTorch checkpoints (legacy and zip serialisation) into NumPy arrays, without torch.
+"""Read PyTorch checkpoints (legacy and zip serialisation, and TorchScript archives) into NumPy arrays, without
+torch.
 
 Every pickle record goes through an allow-list unpickler: the legacy header records (magic number,
 protocol, sys_info, storage keys) admit no global at all, the state dict only the handful a state dict
 needs. So a hostile checkpoint cannot run code. Tensor views are checked against their storage before
 they are read, and storage sizes against the file, so a crafted file cannot read memory or allocate
 more than it holds. torch's own loader is not an option: torch is not a dependency.
+
+A TorchScript archive (`torch.jit.save`: OpenAI's CLIP releases) is the same zip layout, whose `data.pkl`
+pickles the scripted modules as objects of `__torch__.*` classes. Read with `torchscript=True`, each such
+class becomes an inert attribute record (no class is looked up, no code of the archive's `code/` is read, let
+alone run) and the tensors are named by their attribute paths, as `torch.jit.load(f).state_dict()` names them.
 """
 
 from __future__ import annotations
@@ -14,12 +20,14 @@ import os
 import pickle
 import zipfile
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .errors import WeightsError
+from .errors import NotRegularFileError, WeightsError
+from .files import open_regular
 
 LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 
@@ -44,12 +52,19 @@ class _StorageType:
 
 
 class _Storage:
-    """A storage whose bytes are attached once they have been read."""
+    """A storage whose bytes are attached once they have been read (by `loader`, on first use, where given: the
+    tensors a caller does not select are never read)."""
 
-    def __init__(self, dtype: np.dtype, numel: int) -> None:
+    def __init__(self, dtype: np.dtype, numel: int, loader: Callable[[], np.ndarray] | None = None) -> None:
         self.dtype = dtype
         self.numel = numel
         self.data: np.ndarray | None = None
+        self._loader = loader
+
+    def load(self) -> np.ndarray | None:
+        if self.data is None and self._loader is not None:
+            self.data, self._loader = self._loader(), None
+        return self.data
 
 
 class _TensorRef:
@@ -57,7 +72,7 @@ class _TensorRef:
         self.storage, self.offset, self.size, self.stride = storage, offset, tuple(size), tuple(stride)
 
     def materialise(self) -> np.ndarray:
-        data = self.storage.data
+        data = self.storage.load()
         if data is None:
             raise WeightsError("checkpoint references a tensor storage that is not in the file")
         self._check_bounds(len(data))
@@ -102,6 +117,65 @@ _ALLOWED_GLOBALS = {
     ("torch._utils", "_rebuild_tensor_v2"): _rebuild_tensor,
     ("torch._utils", "_rebuild_parameter"): _rebuild_parameter,
 }
+
+
+# TorchScript's typed-container helpers (`torch.jit._pickle`): each returns its first argument unchanged.
+def _identity(value, *_rest):
+    return value
+
+
+_TORCHSCRIPT_GLOBALS = {
+    ("torch.jit._pickle", name): _identity
+    for name in ("restore_type_tag", "build_intlist", "build_doublelist", "build_boollist", "build_tensorlist")
+}
+# No real archive nests modules this deep (CLIP: 6 levels); a crafted one could nest until Python's stack ends.
+_MAX_MODULE_DEPTH = 64
+
+
+class _ScriptObject:
+    """An object of a TorchScript class (`__torch__.<module> <name>`) in an archive's data.pkl: its attributes
+    (submodules, parameters, buffers, flags) are kept as data; the class itself is never resolved."""
+
+    type_name = "?"
+
+    def __new__(cls, *args):
+        if args:
+            raise WeightsError(f"TorchScript object {cls.type_name} is built with arguments")
+        obj = super().__new__(cls)
+        obj.attributes = {}
+        return obj
+
+    def __setstate__(self, state: Any) -> None:
+        if not isinstance(state, dict) or not all(isinstance(k, str) for k in state):
+            raise WeightsError(f"TorchScript object {self.type_name} has a state that is not named attributes")
+        self.attributes.update(state)
+
+
+def _script_class(module: str, name: str) -> type:
+    if not name.isidentifier() or not all(part.isidentifier() for part in module.split(".")):
+        raise WeightsError(f"checkpoint contains a malformed TorchScript class name {module}.{name!r:.100}")
+    return type(name, (_ScriptObject,), {"type_name": f"{module}.{name}", "__slots__": ()})
+
+
+def script_tensors(root: _ScriptObject) -> OrderedDict[str, Any]:
+    """Every tensor attribute of a TorchScript module tree, named by its dotted attribute path
+    (`visual.conv1.weight`). Other attributes (flags, None, strings) are not tensors and are left out."""
+    out: OrderedDict[str, Any] = OrderedDict()
+    on_path: set[int] = set()
+
+    def visit(obj: _ScriptObject, prefix: str, depth: int) -> None:
+        if depth > _MAX_MODULE_DEPTH or id(obj) in on_path:
+            raise WeightsError(f"TorchScript module {prefix.rstrip('.') or 'root'} nests too deep or in a cycle")
+        on_path.add(id(obj))
+        for key, value in obj.attributes.items():
+            if isinstance(value, _TensorRef):
+                out[prefix + key] = value
+            elif isinstance(value, _ScriptObject):
+                visit(value, f"{prefix}{key}.", depth + 1)
+        on_path.discard(id(obj))
+
+    visit(root, "", 0)
+    return out
 
 
 class _BoundedUnpickler(pickle._Unpickler):
@@ -154,14 +228,24 @@ def _load_plain(f) -> Any:
 
 
 class _RestrictedUnpickler(_BoundedUnpickler):
-    def __init__(self, file, storages: dict[str, _Storage], load_storage=None) -> None:
+    def __init__(self, file, storages: dict[str, _Storage], load_storage=None, torchscript: bool = False) -> None:
         super().__init__(file)
         self._storages = storages
         self._load_storage = load_storage
+        self._torchscript = torchscript
+        self._script_classes: dict[tuple[str, str], type] = {}
 
     def find_class(self, module: str, name: str) -> Any:
         if module == "torch" and name.endswith("Storage"):
             return _StorageType(name)
+        if self._torchscript:
+            if module == "__torch__" or module.startswith("__torch__."):
+                key = (module, name)
+                if key not in self._script_classes:
+                    self._script_classes[key] = _script_class(module, name)
+                return self._script_classes[key]
+            if (module, name) in _TORCHSCRIPT_GLOBALS:
+                return _TORCHSCRIPT_GLOBALS[(module, name)]
         try:
             return _ALLOWED_GLOBALS[(module, name)]
         except KeyError:
@@ -175,11 +259,15 @@ class _RestrictedUnpickler(_BoundedUnpickler):
         if not isinstance(storage_type, _StorageType) or not isinstance(numel, int) or numel < 0:
             raise WeightsError(f"malformed storage reference in checkpoint: {pid!r:.200}")
         if key not in self._storages:
-            storage = _Storage(storage_type.dtype, numel)
+            loader = None
             if self._load_storage is not None:
-                storage.data = self._load_storage(key, storage.dtype)
-            self._storages[key] = storage
-        return self._storages[key]
+                load, dtype = self._load_storage, storage_type.dtype
+                loader = lambda: load(key, dtype)  # noqa: E731 - read on first use
+            self._storages[key] = _Storage(storage_type.dtype, numel, loader)
+        storage = self._storages[key]
+        if storage.dtype != storage_type.dtype or storage.numel != numel:
+            raise WeightsError(f"storage {key!r:.50} is referenced with two different types or sizes")
+        return storage
 
 
 def _materialise(obj: Any) -> Any:
@@ -229,13 +317,16 @@ def _load_legacy(file: io.BufferedIOBase) -> Any:
     return result
 
 
+_ZIP_LOCAL_HEADER = b"PK\x03\x04"  # what a zip starts with; its directory is at the end
 # torch.save stores zip members uncompressed; a deflated copy compresses float weights by well under 16x.
 _MAX_ZIP_EXPANSION = 16
 
 
-def _load_zip(path: Path) -> Any:
-    budget = _MAX_ZIP_EXPANSION * max(os.path.getsize(path), 1 << 20)
-    with zipfile.ZipFile(path) as archive:
+def _load_zip(file: io.BufferedIOBase, finish: Callable[[Any], Any], torchscript: bool) -> Any:
+    """The unpickled data.pkl of a zip checkpoint, passed to `finish` while the archive is open (storages are read
+    when `finish` materialises their tensors)."""
+    budget = _MAX_ZIP_EXPANSION * max(os.fstat(file.fileno()).st_size, 1 << 20)
+    with zipfile.ZipFile(file) as archive:
         names = archive.namelist()
         pickles = [n for n in names if n.endswith("/data.pkl") or n == "data.pkl"]
         if not pickles:
@@ -261,27 +352,47 @@ def _load_zip(path: Path) -> Any:
             raise WeightsError(f"zip member {info.filename!r} expands to more than the file can hold")
         with archive.open(info) as f:
             data = f.read()
-        return _RestrictedUnpickler(_BoundedReader(io.BytesIO(data), len(data)), {}, load_storage).load()
+        reader = _BoundedReader(io.BytesIO(data), len(data))
+        return finish(_RestrictedUnpickler(reader, {}, load_storage, torchscript).load())
 
 
-def load_state_dict(path: str | Path) -> OrderedDict[str, np.ndarray]:
-    """All tensors of a PyTorch checkpoint as NumPy arrays, keyed by name."""
+def load_state_dict(
+    path: str | Path, *, torchscript: bool = False, select: Callable[[str], bool] | None = None
+) -> OrderedDict[str, np.ndarray]:
+    """The tensors of a PyTorch checkpoint as NumPy arrays, keyed by name.
+
+    `torchscript`: also read a TorchScript archive (`torch.jit.save`), its tensors named by attribute path.
+    `select`: keep only the tensors whose names it accepts; in a zip the others' bytes are never read."""
     path = Path(path)
+
+    def finish(obj: Any) -> OrderedDict[str, np.ndarray]:
+        if torchscript and isinstance(obj, _ScriptObject):
+            obj = script_tensors(obj)
+        if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
+            obj = obj["state_dict"]
+        if not isinstance(obj, dict):
+            what = "a state dict or a TorchScript module" if torchscript else "a state dict"
+            raise WeightsError(f"checkpoint does not hold {what}")
+        if select is not None:
+            obj = OrderedDict((k, v) for k, v in obj.items() if isinstance(k, str) and select(k))
+        return _materialise(obj)
+
     try:
-        if zipfile.is_zipfile(path):
-            obj = _load_zip(path)
-        else:
-            with open(path, "rb") as f:
-                obj = _load_legacy(f)
-        obj = _materialise(obj)
+        with open_regular(path) as f:  # a FIFO or device is refused before any read
+            if zipfile.is_zipfile(f):
+                return _load_zip(f, finish, torchscript)
+            f.seek(0)
+            if f.read(4) == _ZIP_LOCAL_HEADER:
+                raise WeightsError(
+                    "not a readable PyTorch checkpoint (a zip without its directory: truncated or damaged)"
+                )
+            f.seek(0)
+            return finish(_load_legacy(f))
+    except NotRegularFileError as e:
+        raise WeightsError(str(e)) from None
     except WeightsError as e:
         raise WeightsError(f"{path}: {e}") from None
     except OSError as e:
         raise WeightsError(f"{path}: cannot read the checkpoint ({e.strerror or e})") from None
     except Exception as e:  # noqa: BLE001 - the unpicklers run no code: any failure is a bad file
         raise WeightsError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e!s:.200})") from None
-    if isinstance(obj, dict) and "state_dict" in obj and isinstance(obj["state_dict"], dict):
-        obj = obj["state_dict"]
-    if not isinstance(obj, dict):
-        raise WeightsError(f"{path}: checkpoint does not hold a state dict")
-    return obj

@@ -1,18 +1,30 @@
 //! The scalar implementation that `resample` replaced, kept verbatim (per channel: gather, resize into a new
 //! buffer, normalise each value through `Preprocessing::normalise`) as the oracle of the fast path's tests.
 
+use super::crop::copy_centred_square;
 use super::taps::{
-    clip8, pil_bicubic_axis, pil_bicubic_axis_fixed, tf1_axis, torch_axis, PIL_PRECISION_BITS,
+    clip8, pil_bicubic_axis, pil_bicubic_axis_fixed, tf1_axis, torch_aa_bicubic_axis, torch_aa_dot,
+    torch_axis, PIL_PRECISION_BITS,
 };
 use super::{crop_offset, fit_within, shorter_side_to, Fit, Preprocessing, Resize};
 use crate::image::Rgb8View;
 
 pub fn preprocess_into(image: Rgb8View<'_>, p: &Preprocessing, out: &mut [f32]) {
+    if p.fit == Fit::SquareCrop {
+        // The centred square, then the square stretched to the output (which it fills exactly).
+        let mut square = Vec::new();
+        let side = copy_centred_square(image, &mut square);
+        let stretch = Preprocessing {
+            fit: Fit::Stretch,
+            ..*p
+        };
+        return preprocess_into(Rgb8View::new(side, side, &square), &stretch, out);
+    }
     let size = p.size;
     assert_eq!(out.len(), p.image_len());
     let (w, h) = (image.width, image.height);
     let (rw, rh) = match p.fit {
-        Fit::Stretch => (size, size),
+        Fit::Stretch | Fit::SquareCrop => (size, size),
         Fit::Pad { .. } if w.max(h) > size => fit_within(w, h, size),
         Fit::Pad { .. } => (w, h),
         Fit::CenterCrop => shorter_side_to(w, h, size),
@@ -20,7 +32,7 @@ pub fn preprocess_into(image: Rgb8View<'_>, p: &Preprocessing, out: &mut [f32]) 
     for (c, plane) in out.chunks_exact_mut(size * size).enumerate() {
         let resized = resize_channel(image, c, p, rw, rh);
         match p.fit {
-            Fit::Stretch => {
+            Fit::Stretch | Fit::SquareCrop => {
                 for (o, &v) in plane.iter_mut().zip(&resized) {
                     *o = p.normalise(v, c);
                 }
@@ -67,7 +79,42 @@ fn resize_channel(
         Resize::TorchBilinear => torch_bilinear(&src, w, h, out_w, out_h),
         Resize::Tf1Bilinear => tf1_bilinear(&src, w, h, out_w, out_h),
         Resize::PilBicubicFloat | Resize::PilBicubicU8 => pil_bicubic(&src, w, h, out_w, out_h),
+        Resize::TorchBicubicAntialias => torch_bicubic_aa(&src, w, h, out_w, out_h),
     }
+}
+
+/// torch's separable antialiased resize: the width first, then the height; an axis whose size does not change
+/// is not resampled (`separable_upsample_generic_Nd_kernel_impl`).
+fn torch_bicubic_aa(
+    src: &[f32],
+    width: usize,
+    height: usize,
+    out_w: usize,
+    out_h: usize,
+) -> Vec<f32> {
+    let horizontal: Vec<f32> = if out_w == width {
+        src.to_vec()
+    } else {
+        let xs = torch_aa_bicubic_axis(width, out_w);
+        let mut tmp = vec![0f32; out_w * height];
+        for (row_out, row_in) in tmp.chunks_exact_mut(out_w).zip(src.chunks_exact(width)) {
+            for (o, (start, weights)) in row_out.iter_mut().zip(&xs) {
+                *o = torch_aa_dot(weights, |j| row_in[start + j]);
+            }
+        }
+        tmp
+    };
+    if out_h == height {
+        return horizontal;
+    }
+    let ys = torch_aa_bicubic_axis(height, out_h);
+    let mut out = vec![0f32; out_w * out_h];
+    for (row_out, (start, weights)) in out.chunks_exact_mut(out_w).zip(&ys) {
+        for (x, o) in row_out.iter_mut().enumerate() {
+            *o = torch_aa_dot(weights, |j| horizontal[(start + j) * out_w + x]);
+        }
+    }
+    out
 }
 
 fn torch_bilinear(

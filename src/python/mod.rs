@@ -79,6 +79,8 @@ fn _fidrs(m: &Bound<'_, PyModule>) -> PyResult<()> {
         mmd::register(m)?;
         process::register(m)?;
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+        // The sha256 of the sources that decode and preprocess (build.rs): part of every feature cache key.
+        m.add("PIXEL_CODE_SHA256", env!("FIDRS_PIXEL_CODE_SHA256"))?;
         Ok(())
     })
 }

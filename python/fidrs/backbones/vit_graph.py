@@ -1,14 +1,21 @@
-"""The DINOv2 ViT as an ONNX graph, built from an official-layout state dict (numpy arrays) without torch.
+"""Vision transformers as ONNX graphs, built from numpy arrays without torch: one builder (`build_vit`) for
+DINOv2 and CLIP, and DINOv2's official state dicts read into it (`build_dinov2`).
 
-The graph follows `dinov2/models/vision_transformer.py` at a fixed input of 224×224: patch embedding (14×14
-convolution), CLS token, the position embedding resized from the checkpoint's grid exactly as
-`interpolate_pos_encoding` does (precomputed here, it is a constant at a fixed size), L pre-norm blocks with
-LayerScale, the final LayerNorm, and the CLS token as the feature. Depth, width and FFN kind come from the
-tensors; heads are width/64 as in every hub model.
+The builder: patch embedding (a P×P convolution of stride P, with or without bias), the class token, a position
+embedding already at the input's grid, an optional LayerNorm before the blocks (CLIP's `ln_pre`), L pre-norm
+blocks (multi-head self-attention with packed q|k|v, an MLP with exact GELU or QuickGELU, or SwiGLU; optional
+LayerScale), the final LayerNorm on the class token, then optionally a projection (CLIP's `proj`) and its L2
+normalisation. Named outputs: `cls` (the normed class token), `embedding` (its projection), `embedding_l2`.
+
+DINOv2 follows `dinov2/models/vision_transformer.py` at a fixed input of 224×224: the position embedding is
+resized from the checkpoint's grid exactly as `interpolate_pos_encoding` does (precomputed here, it is a
+constant at a fixed size), LayerScale, exact GELU or SwiGLU, and the CLS token as the feature. Depth, width and
+FFN kind come from the tensors; heads are width/64 as in every hub model.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -203,15 +210,20 @@ class _Graph:
         self.nodes.append(helper.make_node(kind, inputs, [out], **attrs))
         return out
 
+    def named(self, kind: str, inputs: list[str], output: str, **attrs) -> str:
+        """A node whose output has a fixed name (a graph output)."""
+        self.nodes.append(helper.make_node(kind, inputs, [output], **attrs))
+        return output
+
     def linear(self, x: str, weight: np.ndarray, bias: np.ndarray, hint: str) -> str:
         """x Wᵀ + b (torch's nn.Linear); ORT fuses MatMul + Add."""
         w = self.const(f"{hint}.weight_t", weight.T.astype(np.float32))
         b = self.const(f"{hint}.bias", bias.astype(np.float32))
         return self.op("Add", [self.op("MatMul", [x, w]), b], hint)
 
-    def layer_norm(self, x: str, weight: np.ndarray, bias: np.ndarray, hint: str) -> str:
-        w, b = self.const(f"{hint}.weight", weight), self.const(f"{hint}.bias", bias)
-        return self.op("LayerNormalization", [x, w, b], hint, axis=-1, epsilon=LAYER_NORM_EPS)
+    def layer_norm(self, x: str, norm: tuple[np.ndarray, np.ndarray], eps: float, hint: str) -> str:
+        w, b = self.const(f"{hint}.weight", norm[0]), self.const(f"{hint}.bias", norm[1])
+        return self.op("LayerNormalization", [x, w, b], hint, axis=-1, epsilon=eps)
 
     def gelu(self, x: str) -> str:
         """Exact GELU, 0.5·x·(1 + erf(x/√2)), in the form ONNX Runtime fuses into one kernel."""
@@ -219,25 +231,108 @@ class _Graph:
         erf = self.op("Erf", [self.op("Div", [x, root2])])
         return self.op("Mul", [self.op("Mul", [x, self.op("Add", [erf, one])]), half], "gelu")
 
+    def quick_gelu(self, x: str) -> str:
+        """CLIP's QuickGELU, x·σ(1.702·x) (the float32 constant, as torch and JAX apply a Python float)."""
+        scaled = self.op("Mul", [x, self.scalar("quick_gelu_alpha", QUICK_GELU_ALPHA)])
+        return self.op("Mul", [x, self.op("Sigmoid", [scaled])], "quick_gelu")
 
-def build_dinov2(state: StateDict, image_size: int = 224) -> onnx.ModelProto:
-    """Input `images` N×3×S×S (normalised); output `cls` N×D: the CLS token after the final LayerNorm."""
-    arch = architecture_of(state)
-    if image_size % PATCH:
-        raise WeightsError(f"input size {image_size} is not a multiple of the patch size {PATCH}")
-    side = image_size // PATCH
-    tokens, d, heads = 1 + side * side, arch.width, arch.heads
+
+QUICK_GELU_ALPHA = 1.702
+FFN_KINDS = ("gelu", "quick-gelu", "swiglu")
+OUTPUT_NAMES = ("cls", "embedding", "embedding_l2")
+
+
+@dataclass(frozen=True)
+class VitSpec:
+    """The shape of a pre-norm ViT graph: everything in which DINOv2 and the CLIPs differ."""
+
+    width: int
+    depth: int
+    heads: int
+    patch: int
+    image_size: int
+    ffn: str  # one of FFN_KINDS: fc1 → GELU | QuickGELU → fc2, or SwiGLU (w12 → SiLU(x1)·x2 → w3)
+    hidden: int  # the FFN's hidden size (SwiGLU: of each half of w12)
+    layer_norm_eps: float
+    name: str  # the ONNX graph's name
+
+    @property
+    def head_dim(self) -> int:
+        return self.width // self.heads
+
+    @property
+    def side(self) -> int:
+        return self.image_size // self.patch
+
+
+Pair = tuple[np.ndarray, np.ndarray]  # (weight, bias) of a LayerNorm or a Linear
+
+
+@dataclass(frozen=True)
+class VitBlock:
+    norm1: Pair
+    qkv: Pair  # (3D, D) rows q | k | v, and (3D,)
+    proj: Pair
+    norm2: Pair
+    fc1: Pair  # SwiGLU: w12
+    fc2: Pair  # SwiGLU: w3
+    ls1: np.ndarray | None = None  # LayerScale gammas, where the network has them
+    ls2: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class VitWeights:
+    patch_weight: np.ndarray  # (D, 3, P, P)
+    patch_bias: np.ndarray | None
+    class_token: np.ndarray  # D values
+    position: np.ndarray  # (1 + side², D) values, at the input's grid
+    blocks: Sequence[VitBlock]
+    norm: Pair  # the final LayerNorm (CLIP's ln_post)
+    ln_pre: Pair | None = None  # CLIP's LayerNorm before the blocks
+    projection: np.ndarray | None = None  # (D, E), applied as x @ projection (CLIP's proj)
+
+
+def _check_spec(spec: VitSpec, weights: VitWeights, outputs: Sequence[str]) -> None:
+    if spec.ffn not in FFN_KINDS:
+        raise WeightsError(f"unknown ViT feed-forward kind {spec.ffn!r}: expected one of {FFN_KINDS}")
+    if spec.image_size % spec.patch:
+        raise WeightsError(f"input size {spec.image_size} is not a multiple of the patch size {spec.patch}")
+    if spec.heads < 1 or spec.width % spec.heads:
+        raise WeightsError(f"width {spec.width} does not split into {spec.heads} heads")
+    if len(weights.blocks) != spec.depth:
+        raise WeightsError(f"{len(weights.blocks)} blocks given for a ViT of depth {spec.depth}")
+    tokens = 1 + spec.side * spec.side
+    if weights.position.size != tokens * spec.width:
+        raise WeightsError(
+            f"the position embedding has {weights.position.size} values, a {spec.image_size}-px input with patch "
+            f"{spec.patch} needs {tokens} × {spec.width}"
+        )
+    unknown = [o for o in outputs if o not in OUTPUT_NAMES]
+    if unknown or not outputs:
+        raise WeightsError(f"unknown ViT outputs {unknown}: expected some of {OUTPUT_NAMES}")
+    if weights.projection is None and any(o != "cls" for o in outputs):
+        raise WeightsError("the outputs embedding and embedding_l2 need a projection")
+
+
+def build_vit(spec: VitSpec, weights: VitWeights, outputs: Sequence[str]) -> onnx.ModelProto:
+    """Input `images` N×3×S×S (normalised); the named `outputs`, each N × dim float32."""
+    _check_spec(spec, weights, outputs)
+    side, d, heads, head_dim = spec.side, spec.width, spec.heads, spec.head_dim
+    tokens, eps = 1 + side * side, spec.layer_norm_eps
     g = _Graph()
 
-    w = g.const("patch.weight", state["patch_embed.proj.weight"])
-    b = g.const("patch.bias", state["patch_embed.proj.bias"])
-    patches = g.op("Conv", ["images", w, b], "patch_embed", kernel_shape=[PATCH, PATCH], strides=[PATCH, PATCH])
+    w = g.const("patch.weight", weights.patch_weight.astype(np.float32))
+    conv_inputs = ["images", w]
+    if weights.patch_bias is not None:
+        conv_inputs.append(g.const("patch.bias", weights.patch_bias.astype(np.float32)))
+    patch = [spec.patch, spec.patch]
+    patches = g.op("Conv", conv_inputs, "patch_embed", kernel_shape=patch, strides=patch)
     patches = g.op("Reshape", [patches, g.const("shape", np.array([0, d, side * side], np.int64))])
     patches = g.op("Transpose", [patches], perm=[0, 2, 1])  # N × tokens × D, token = y·side + x
-    pos = position_embedding(state["pos_embed"], arch.grid, side)
+    pos = weights.position.astype(np.float32).reshape(1, tokens, d)
     patches = g.op("Add", [patches, g.const("pos_patches", pos[:, 1:])])
     # cat(cls, patches) + pos: the CLS row's sum is the same float32 addition done once here.
-    cls = (state["cls_token"] + pos[:, :1]).astype(np.float32)
+    cls = (weights.class_token.astype(np.float32).reshape(1, 1, d) + pos[:, :1]).astype(np.float32)
     batch = g.op(
         "Slice",
         [
@@ -249,47 +344,113 @@ def build_dinov2(state: StateDict, image_size: int = 224) -> onnx.ModelProto:
     cls_shape = g.op("Concat", [batch, g.const("cls_rest", np.array([1, d], np.int64))], axis=0)
     cls_tokens = g.op("Expand", [g.const("cls", cls), cls_shape])
     x = g.op("Concat", [cls_tokens, patches], "tokens", axis=1)
+    if weights.ln_pre is not None:
+        x = g.layer_norm(x, weights.ln_pre, eps, "ln_pre")
 
-    qkv_shape = g.const("qkv_shape", np.array([0, tokens, 3, heads, HEAD_DIM], np.int64))
+    qkv_shape = g.const("qkv_shape", np.array([0, tokens, 3, heads, head_dim], np.int64))
     merge_shape = g.const("merge_shape", np.array([0, tokens, d], np.int64))
-    scale = g.scalar("scale", HEAD_DIM**-0.5)
-    for i in range(arch.depth):
+    scale = g.scalar("scale", head_dim**-0.5)
+    for i, block in enumerate(weights.blocks):
         p = f"blocks.{i}"
-        h = g.layer_norm(x, state[f"{p}.norm1.weight"], state[f"{p}.norm1.bias"], f"{p}.norm1")
-        qkv = g.linear(h, state[f"{p}.attn.qkv.weight"], state[f"{p}.attn.qkv.bias"], f"{p}.qkv")
-        qkv = g.op("Transpose", [g.op("Reshape", [qkv, qkv_shape])], perm=[2, 0, 3, 1, 4])  # 3 N H T 64
+        h = g.layer_norm(x, block.norm1, eps, f"{p}.norm1")
+        qkv = g.linear(h, *block.qkv, f"{p}.qkv")
+        qkv = g.op("Transpose", [g.op("Reshape", [qkv, qkv_shape])], perm=[2, 0, 3, 1, 4])  # 3 N H T hd
         q, k, v = (g.op("Gather", [qkv, g.const("index", np.array(j, np.int64))], axis=0) for j in range(3))
         scores = g.op("MatMul", [g.op("Mul", [q, scale]), g.op("Transpose", [k], perm=[0, 1, 3, 2])])
-        attended = g.op("MatMul", [g.op("Softmax", [scores], axis=-1), v])  # N H T 64
+        attended = g.op("MatMul", [g.op("Softmax", [scores], axis=-1), v])  # N H T hd
         attended = g.op("Reshape", [g.op("Transpose", [attended], perm=[0, 2, 1, 3]), merge_shape])
-        h = g.linear(attended, state[f"{p}.attn.proj.weight"], state[f"{p}.attn.proj.bias"], f"{p}.proj")
-        x = g.op("Add", [x, g.op("Mul", [h, g.const(f"{p}.ls1", state[f"{p}.ls1.gamma"])])])
+        h = g.linear(attended, *block.proj, f"{p}.proj")
+        x = g.op("Add", [x, _scaled(g, h, block.ls1, f"{p}.ls1")])
 
-        h = g.layer_norm(x, state[f"{p}.norm2.weight"], state[f"{p}.norm2.bias"], f"{p}.norm2")
-        if arch.ffn == "mlp":
-            h = g.gelu(g.linear(h, state[f"{p}.mlp.fc1.weight"], state[f"{p}.mlp.fc1.bias"], f"{p}.fc1"))
-            h = g.linear(h, state[f"{p}.mlp.fc2.weight"], state[f"{p}.mlp.fc2.bias"], f"{p}.fc2")
-        else:  # SwiGLU: x1, x2 = w12(x).chunk(2); w3(silu(x1) * x2)
-            h12 = g.linear(h, state[f"{p}.mlp.w12.weight"], state[f"{p}.mlp.w12.bias"], f"{p}.w12")
+        h = g.layer_norm(x, block.norm2, eps, f"{p}.norm2")
+        if spec.ffn == "swiglu":  # x1, x2 = w12(x).chunk(2); w3(silu(x1) * x2)
+            h12 = g.linear(h, *block.fc1, f"{p}.w12")
             x1, x2 = g.name("x1"), g.name("x2")
             g.nodes.append(
                 helper.make_node(
-                    "Split", [h12, g.const("halves", np.array([arch.hidden] * 2, np.int64))], [x1, x2], axis=-1
+                    "Split", [h12, g.const("halves", np.array([spec.hidden] * 2, np.int64))], [x1, x2], axis=-1
                 )
             )
             silu = g.op("Mul", [x1, g.op("Sigmoid", [x1])])
-            h = g.linear(g.op("Mul", [silu, x2]), state[f"{p}.mlp.w3.weight"], state[f"{p}.mlp.w3.bias"], f"{p}.w3")
-        x = g.op("Add", [x, g.op("Mul", [h, g.const(f"{p}.ls2", state[f"{p}.ls2.gamma"])])])
+            h = g.linear(g.op("Mul", [silu, x2]), *block.fc2, f"{p}.w3")
+        else:
+            h = g.linear(h, *block.fc1, f"{p}.fc1")
+            h = g.gelu(h) if spec.ffn == "gelu" else g.quick_gelu(h)
+            h = g.linear(h, *block.fc2, f"{p}.fc2")
+        x = g.op("Add", [x, _scaled(g, h, block.ls2, f"{p}.ls2")])
 
-    x = g.layer_norm(x, state["norm.weight"], state["norm.bias"], "norm")
-    g.nodes.append(helper.make_node("Gather", [x, g.const("cls_index", np.array(0, np.int64))], ["cls"], axis=1))
+    # The final norm on every token, then the class token: LayerNorm is per token, so this equals CLIP's
+    # ln_post(x[:, 0]) value for value.
+    x = g.layer_norm(x, weights.norm, eps, "norm")
+    index = g.const("cls_index", np.array(0, np.int64))
+    cls_out = g.named("Gather", [x, index], "cls" if "cls" in outputs else g.name("cls"), axis=1)
+    dims = {"cls": d}
+    if weights.projection is not None and {"embedding", "embedding_l2"} & set(outputs):
+        projection = g.const("proj", weights.projection.astype(np.float32))
+        embedding = g.named("MatMul", [cls_out, projection], "embedding" if "embedding" in outputs else g.name("emb"))
+        dims["embedding"] = dims["embedding_l2"] = int(weights.projection.shape[1])
+        if "embedding_l2" in outputs:  # x / ‖x‖₂, as CLIP's encode_image(normalize=True) and cmmd-pytorch
+            norm = g.op("ReduceL2", [embedding], axes=[-1], keepdims=1)
+            g.named("Div", [embedding, norm], "embedding_l2")
     graph = helper.make_graph(
         g.nodes,
-        f"dinov2_vit_d{d}_l{arch.depth}",
-        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, image_size, image_size])],
-        [helper.make_tensor_value_info("cls", TensorProto.FLOAT, ["N", d])],
+        spec.name,
+        [helper.make_tensor_value_info("images", TensorProto.FLOAT, ["N", 3, spec.image_size, spec.image_size])],
+        [helper.make_tensor_value_info(name, TensorProto.FLOAT, ["N", dims[name]]) for name in outputs],
         g.initializers,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="fidrs")
     model.ir_version = 8
     return model
+
+
+def _scaled(g: _Graph, h: str, gamma: np.ndarray | None, hint: str) -> str:
+    """A residual branch times its LayerScale gamma, where the block has one."""
+    return h if gamma is None else g.op("Mul", [h, g.const(hint, gamma)])
+
+
+def build_dinov2(state: StateDict, image_size: int = 224) -> onnx.ModelProto:
+    """Input `images` N×3×S×S (normalised); output `cls` N×D: the CLS token after the final LayerNorm."""
+    arch = architecture_of(state)
+    if image_size % PATCH:
+        raise WeightsError(f"input size {image_size} is not a multiple of the patch size {PATCH}")
+    side = image_size // PATCH
+    ffn = "gelu" if arch.ffn == "mlp" else "swiglu"
+    fc1, fc2 = ("fc1", "fc2") if arch.ffn == "mlp" else ("w12", "w3")
+
+    def pair(key: str) -> Pair:
+        return state[f"{key}.weight"], state[f"{key}.bias"]
+
+    blocks = [
+        VitBlock(
+            norm1=pair(f"blocks.{i}.norm1"),
+            qkv=pair(f"blocks.{i}.attn.qkv"),
+            proj=pair(f"blocks.{i}.attn.proj"),
+            norm2=pair(f"blocks.{i}.norm2"),
+            fc1=pair(f"blocks.{i}.mlp.{fc1}"),
+            fc2=pair(f"blocks.{i}.mlp.{fc2}"),
+            ls1=state[f"blocks.{i}.ls1.gamma"],
+            ls2=state[f"blocks.{i}.ls2.gamma"],
+        )
+        for i in range(arch.depth)
+    ]
+    weights = VitWeights(
+        patch_weight=state["patch_embed.proj.weight"],
+        patch_bias=state["patch_embed.proj.bias"],
+        class_token=state["cls_token"],
+        position=position_embedding(state["pos_embed"], arch.grid, side),
+        blocks=blocks,
+        norm=pair("norm"),
+    )
+    spec = VitSpec(
+        width=arch.width,
+        depth=arch.depth,
+        heads=arch.heads,
+        patch=PATCH,
+        image_size=image_size,
+        ffn=ffn,
+        hidden=arch.hidden,
+        layer_norm_eps=LAYER_NORM_EPS,
+        name=f"dinov2_vit_d{arch.width}_l{arch.depth}",
+    )
+    return build_vit(spec, weights, ("cls",))

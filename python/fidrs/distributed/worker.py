@@ -1,6 +1,7 @@
 """What runs on the cluster: one `ShardWorker` actor per worker process, holding one ONNX Runtime session for
-the whole job, and the `JobState` that ships the graph and notices a shard run twice. Nothing here imports Ray: the
-driver wraps these classes with `ray.remote`, so this module stays importable (and testable) without it."""
+the whole job, and the `JobState` that ships the graph to every worker, the ones started in place of lost ones
+included. Nothing here imports Ray: the driver wraps these classes with `ray.remote`, so this module stays
+importable (and testable) without it."""
 
 from __future__ import annotations
 
@@ -14,8 +15,9 @@ from pathlib import Path
 import numpy as np
 
 from .. import _fidrs
-from ..feature_pass import FeaturePass, PassOptions, PassReport
+from ..feature_pass import FeaturePass, PassReport
 from ..files import atomic_write_bytes
+from ..options import Options, Resolved
 from ..weights import ResolvedModel
 from .plan import SampleRows, Shard
 
@@ -31,6 +33,7 @@ class ShippedGraph:
     data: bytes | None
     digest: str  # sha256 of graph + data: the folder it is written to on each node
     weights_sha256: str
+    graph_sha256: str
     checkpoint: str  # for messages
 
     @classmethod
@@ -48,6 +51,7 @@ class ShippedGraph:
             data,
             digest.hexdigest(),
             model.weights_sha256,
+            model.graph_sha256,
             str(model.checkpoint),
         )
 
@@ -68,7 +72,7 @@ class ShippedGraph:
 @dataclass
 class ShardResult:
     """Everything a shard sends back: its moments (never its features, for FID), its bad files, its sampled
-    rows, and which worker ran it after which failed attempts."""
+    rows, and which worker ran it."""
 
     shard_id: int
     n: int
@@ -78,7 +82,6 @@ class ShardResult:
     sample: SampleRows | None
     worker: str
     node: str
-    earlier_attempts: list[str]
     provider: str
 
 
@@ -91,57 +94,56 @@ def worker_identity() -> tuple[str, str]:
 
 
 class JobState:
-    """The job's shared state, one named actor on the driver's node: the graph every worker loads (a worker that
-    Ray restarts fetches it again from here), and every start of every shard, so that a shard started twice is
-    known to have run again after its worker died. That record only feeds the log; results are counted once by
-    the driver whatever it says."""
+    """The job's shared state, one named actor pinned to the driver's node (it lives as long as the job can):
+    the graph every worker loads, a worker started in place of a lost one included. Which shard ran where is
+    the driver's book (`ledger.Ledger`), not this actor's."""
 
     def __init__(self, graph: ShippedGraph) -> None:
         self._graph = graph
-        self.starts: dict[int, list[str]] = {}
 
     def graph(self) -> ShippedGraph:
         return self._graph
 
-    def started(self, shard_id: int, worker: str) -> list[str]:
-        """Record a start; return the workers that started this shard before."""
-        earlier = list(self.starts.get(shard_id, []))
-        self.starts.setdefault(shard_id, []).append(worker)
-        return earlier
+
+def network_of(resolved: Resolved, graph: ShippedGraph) -> FeaturePass:
+    """A worker's feature pass: the driver's options, resolved here, on the driver's graph."""
+    path = graph.materialise()
+    model = ResolvedModel(resolved.backbone, Path(graph.checkpoint), graph.weights_sha256, path, graph.graph_sha256)
+    return FeaturePass(resolved, model=model)
 
 
 class ShardWorker:
     """One worker process: the network loaded once, then shard after shard."""
 
-    def __init__(self, job_name: str, options: dict) -> None:
+    def __init__(self, job_name: str, options: Options) -> None:
         """`job_name`: the name of the job's `JobState` actor (a name, not a handle: Ray warns that an actor
-        whose constructor takes references might not restart). The driver sets FIDRS_NUM_THREADS in this
-        process's environment to its share of the node's cores."""
+        whose constructor takes references might not restart). `options`: the driver's whole options value
+        (`driver.worker_options`). The driver sets FIDRS_NUM_THREADS in this process's environment to its share
+        of the node's cores."""
         import ray
 
         self.job = ray.get_actor(job_name)
         graph: ShippedGraph = ray.get(self.job.graph.remote())
-        pass_options = PassOptions(**{**options, "progress": False, "cache": False})
-        backbone = pass_options.backbone
-        model = ResolvedModel(backbone, Path(graph.checkpoint), graph.weights_sha256, graph.materialise())  # type: ignore[arg-type]
-        self.network = FeaturePass(pass_options, model=model)
+        self.network = network_of(options.resolve(), graph)
         self.identity, self.node = worker_identity()
 
-    def run(self, shard: Shard, sample_size: int | None) -> ShardResult:
-        import ray
+    def ready(self) -> tuple[str, str]:
+        """(how messages name this worker, its Ray node id): the driver's first call, answered once the
+        network is loaded."""
+        return self.identity, self.node
 
-        earlier = ray.get(self.job.started.remote(shard.id, self.identity))
+    def run(self, shard: Shard, sample_size: int | None) -> ShardResult:
         backbone = self.network.backbone
         column = backbone.output_names.index(backbone.feature_output)
         moments = _fidrs.Moments(backbone.feature_dim)
         sample = SampleRows.empty(tuple(o.dim for o in backbone.outputs)) if shard.keys is not None else None
         report = PassReport()
-        source = shard.source()
+        source = shard.source
         for idx, columns in self.network.iter_batches(source, report, collect_bad=True):
             moments.update(columns[column])
             if sample is not None and shard.keys is not None and sample_size is not None:
                 sample.add(idx + shard.start, shard.keys[idx], columns, sample_size)
-        positions = {path: i for i, path in enumerate(source.paths)}
+        positions = {path: i for i, path in enumerate(source.labels)}
         failures = [(shard.start + positions[path], path, reason) for path, reason in report.skipped]
         has_rows = moments.n > 0
         return ShardResult(
@@ -153,6 +155,5 @@ class ShardWorker:
             sample,
             self.identity,
             self.node,
-            earlier,
             self.network.provider,
         )
