@@ -16,6 +16,7 @@ import numpy as np
 
 from . import _fidrs, config, sources
 from .display import display
+from .embedding_files import is_embedding_file, load_embeddings
 from .errors import BadImagesError, FidrsError, InvalidInputError, UnknownModeWarning
 from .feature_sets import FeatureSet
 from .metrics import LOGITS, STATISTICS, FIDResult, Result, get_metric
@@ -91,6 +92,7 @@ class Evaluator:
             collected.report.skipped,
             backbone.name,
             model.graph_sha256,
+            collected.report.cache_hits,
         )
 
     def stats(self, inputs: InputLike) -> Stats:
@@ -233,7 +235,11 @@ class Evaluator:
             if isinstance(x, FeatureSet):
                 return x.stats()
             return self._side_stats(x, label)[0]
-        return x if isinstance(x, FeatureSet) else self.feature_set(x)
+        if isinstance(x, FeatureSet):
+            return x
+        if is_embedding_file(x):  # embeddings written earlier (CMMD's reference file): no network
+            return load_embeddings(x)
+        return self.feature_set(x)
 
     # --- the rest ------------------------------------------------------------------------------------------
 
@@ -268,4 +274,7 @@ class Evaluator:
         from .report import build_report, check_reference
 
         check_reference(root, reference)
+        if "cmmd_batch_remainder" in params:  # checked before any image is read
+            rule = get_metric("cmmd").param("batch_remainder")
+            rule.check("cmmd_batch_remainder", params["cmmd_batch_remainder"])
         return build_report(self.class_feature_sets(root), reference, output, **params)
