@@ -157,7 +157,10 @@ def test_saved_embeddings_are_the_rows_used_and_read_back_with_their_provenance(
     assert loaded.provenance == feature_set(x[:64]).provenance
     # the file is used whole (as the official tool uses its reference file): the same value as the images
     assert fidrs.cmmd(str(out), feature_set(y)).value == result.value
-    assert fidrs.cmmd(str(out), str(out)).value == 0.0
+    assert fidrs.cmmd(str(out), str(out)).value == 0.0  # two files: no network is loaded (none could be)
+    with pytest.warns(FidrsWarning, match="written under batch_remainder='drop'; this run asks for 'keep'"):
+        kept = fidrs.cmmd(str(out), feature_set(y), batch_remainder="keep")
+    assert kept.n_used == [64, 40]
 
 
 def test_a_foreign_npy_has_unknown_provenance_and_is_compared_by_size(tmp_path):

@@ -119,7 +119,17 @@ def used_rows(side: Any, batch_remainder: str, label: str) -> np.ndarray:
     """The embeddings CMMD uses of one side: all of an embedding file; of images, the first ⌊n/32⌋·32 under
     `drop` (the official tool), all under `keep`."""
     rows = np.ascontiguousarray(side.features, dtype=np.float32)
-    if isinstance(side, EmbeddingFile) or batch_remainder == "keep":
+    if isinstance(side, EmbeddingFile):
+        if side.batch_remainder not in (None, batch_remainder):
+            warnings.warn(
+                f"{display(side.path)} holds the embeddings of {side.n_images} images written under "
+                f"batch_remainder={side.batch_remainder!r}; this run asks for {batch_remainder!r}: the file is used "
+                f"whole ({len(rows)} rows), as the official tool uses its reference file",
+                FidrsWarning,
+                stacklevel=5,
+            )
+        return rows
+    if batch_remainder == "keep":
         return rows
     used = len(rows) // OFFICIAL_BATCH * OFFICIAL_BATCH
     if used == 0:
