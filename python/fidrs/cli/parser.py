@@ -39,8 +39,8 @@ def _add_ray(p: argparse.ArgumentParser) -> None:
 
 
 _INPUT_HELP = {
-    "a": "directory, image file, glob, zip, URL",
-    "b": "directory, image file, glob, zip, URL",
+    "a": "directory, image file, glob, zip, URL, or a .npy embedding file",
+    "b": "directory, image file, glob, zip, URL, or a .npy embedding file",
     "reference": "reference (real, training) images",
     "generated": "generated images",
     "images": "images",
