@@ -430,3 +430,13 @@ def test_the_per_class_report_gives_cmmd_against_the_reference(tmp_path, monkeyp
     kept = report_module._cmmd_vs_reference(sets["ref"], sets["small"], "small", "keep")
     assert kept["n_used"] == [70, 20]
     assert kept["value"] == pytest.approx(brute_force(sets["ref"].features, sets["small"].features), rel=RTOL)
+
+
+def test_every_feature_metric_takes_an_embedding_file(tmp_path):
+    x, y = embeddings(64, seed=40), embeddings(48, seed=41)
+    out = tmp_path / "x.npy"
+    fidrs.cmmd(feature_set(x), feature_set(y), save_a=str(out))
+    from_file = fidrs.kid(str(out), feature_set(y), subset_size=16, subsets=3)
+    from_rows = fidrs.kid(feature_set(x), feature_set(y), subset_size=16, subsets=3)
+    assert (from_file.value, from_file.std) == (from_rows.value, from_rows.std)
+    assert from_file.provenance.backbone == BACKBONE
