@@ -9,6 +9,7 @@ __all__ = [
     "DecodeError",
     "EmptyInputError",
     "FidrsError",
+    "GraphError",
     "IncompatibleStatsError",
     "InvalidInputError",
     "NumericalError",
@@ -21,6 +22,11 @@ __all__ = [
 
 class WeightsError(FidrsError):
     """A checkpoint or ONNX model could not be read or built."""
+
+
+class GraphError(WeightsError):
+    """An ONNX graph was refused by fidrs' checks, or ONNX Runtime could not load or run it (exit 2, like every
+    unusable model file: the message names the graph file and the reason)."""
 
 
 class WeightsUnavailableError(WeightsError):
