@@ -499,6 +499,79 @@ def test_a_value_with_the_batch_axis_twice_is_refused(tmp_path):
     refused(graph(nodes), tmp_path / "gram.onnx", r"value 'gram' has the batch dimension twice")
 
 
+def _batch_of(name: str) -> list:
+    """`name` = [N] (int64), the batch size read from the images' shape, as DINOv2's graph reads it."""
+    return [node("Shape", ["images"], ["dims"]), node("Slice", ["dims", "zero", "one"], [name])]
+
+
+BATCH_INTS = [i64("zero", [0]), i64("one", [1]), i64("width", [DIM]), i64("zeros", [0])]
+
+# Graphs that give N rows of the right size, each mixing the images of the batch: every row would depend on what
+# else is in the batch, so the features would change with the batch size and order.
+BATCH_MIXING = {
+    "batch norm broadcast back to N rows": (
+        [
+            *pooled("x"),
+            node("ReduceL2", ["x"], ["norm"], axes=[0], keepdims=1),  # 1 × 4: over the batch
+            *_batch_of("n"),
+            node("Concat", ["n", "width"], ["shape"], axis=0),
+            node("Expand", ["norm", "shape"], ["feat"]),
+        ],
+        r"node 3 \(ReduceL2\) works along the batch axis",
+    ),
+    "product over the batch broadcast back": (
+        [
+            *pooled("x"),
+            node("Transpose", ["x"], ["xt"], perm=[1, 0]),
+            node("MatMul", ["xt", "x"], ["gram"]),  # 4 × 4: a sum over the images
+            node("Gather", ["gram", "zeros"], ["row"], axis=0),  # 1 × 4
+            node("Add", ["x", "row"], ["feat"]),
+        ],
+        r"value 'gram' \(MatMul\) is computed from the images but has no batch axis",
+    ),
+    "softmax over the batch": (
+        [*pooled("x"), node("Softmax", ["x"], ["feat"], axis=0)],
+        r"node 3 \(Softmax\) works along the batch axis",
+    ),
+    "layer norm over the batch": (
+        [*pooled("x"), node("LayerNormalization", ["x", "scale", "bias"], ["feat"], axis=0)],
+        r"node 3 \(LayerNormalization\) works along the batch axis",
+    ),
+    "every row copied from the first image": (
+        [
+            *pooled("x"),
+            *_batch_of("n"),
+            node("Expand", ["zeros", "n"], ["index"]),  # N zeros
+            node("Gather", ["x", "index"], ["feat"], axis=0),
+        ],
+        r"node 6 \(Gather\) works along the batch axis",
+    ),
+    "reshape across the batch": (
+        [
+            *pooled("x"),
+            *_batch_of("n"),
+            node("Concat", ["width", "n"], ["across"], axis=0),
+            node("Reshape", ["x", "across"], ["t"]),  # 4 × N: the rows cut across the images
+            node("Concat", ["n", "width"], ["back"], axis=0),
+            node("Reshape", ["t", "back"], ["feat"]),
+        ],
+        r"node 6 \(Reshape\) moves data across the batch axis",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BATCH_MIXING))
+def test_graphs_that_mix_the_images_of_a_batch_are_refused(case, tmp_path):
+    nodes, match = BATCH_MIXING[case]
+    norm = [tensor("scale", np.ones(DIM, np.float32)), tensor("bias", np.zeros(DIM, np.float32))]
+    model = graph(nodes, [*BATCH_INTS, *norm])
+    path = tmp_path / "mixing.onnx"
+    refused(model, path, match)
+    # Each runs, and gives N rows: only the check tells them apart from an honest graph.
+    out = sg.run_guarded(session(model, path), {"images": batch(3)}, deadline_s=30, path=path)
+    sg.check_outputs(out, names=["feat"], dims=[DIM], batch=3, path=path)
+
+
 def test_a_constant_folding_bomb_is_refused_before_onnx_runtime_sees_it(tmp_path):
     """30 chained 1024² MatMuls on a constant: ONNX Runtime would fold them (6.4e10 operations) while creating
     the session, where no run deadline applies."""

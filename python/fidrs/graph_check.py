@@ -189,6 +189,7 @@ def check_graph(
     total = _check_initializers(model.graph, Path(path), max_initializer_bytes, refuse)
     shapes = _inferred_shapes(model, batch, refuse)
     _check_inferred_outputs(model.graph, shapes, refuse)
+    _check_images_stay_apart(model.graph, shapes, refuse)
     flops, fixed = _arithmetic(model.graph, shapes)
     peak = _peak_live_elements(model.graph, shapes)
     if peak > max_live_elements_per_image:
@@ -514,6 +515,92 @@ def _check_inferred_outputs(graph, shapes: Mapping[str, list], refuse) -> None:
         if dims is None or len(dims) != 2 or dims[0] is not _BATCH or dims[1] != declared[1]:
             shown = "?" if dims is None else "[" + ", ".join("N" if d is _BATCH else str(d) for d in dims) + "]"
             raise refuse(f"output {out.name!r} comes out {shown}, declared [{declared[0]}, {declared[1]}]")
+
+
+# Operators that work along one axis (attribute, default) or along a set of axes.
+_ALONG_AXIS = {"Softmax": -1, "Gather": 0, "Split": 0, "Concat": None}
+_SPATIAL = {"Conv", "AveragePool", "MaxPool", "GlobalAveragePool"}  # the batch must be axis 0 of the input
+
+
+def _check_images_stay_apart(graph, shapes: Mapping[str, list], refuse) -> None:
+    """Each image's outputs depend on that image alone, whatever else is in the batch. Every value computed from
+    the images' values (Shape reads only their dims) keeps the batch axis (a batch mean broadcast back to N rows
+    loses it on the way), and no node works along it: softmax, normalisation, reduction, gather, slice, split or
+    concatenation over the batch axis, pooling or convolution with the batch elsewhere than axis 0, or a reshape
+    that moves data across it."""
+    constants = {t.name: t for t in graph.initializer}
+    from_images = {i.name for i in graph.input}
+    for index, node in enumerate(graph.node):
+        if node.op_type == "Shape" or not any(name in from_images for name in node.input):
+            continue
+        label = f"node {index} ({_shown(node.op_type)})"
+        # The input the node works along: the first one, or for Concat any of those computed from the images.
+        first = next(n for n in node.input if n in from_images) if node.op_type == "Concat" else node.input[0]
+        data = shapes.get(first) if first in from_images else None
+        at = data.index(_BATCH) if data is not None and _BATCH in data else None
+        if at is not None:
+            along = _axes_worked_along(node, len(data), constants)
+            if along is None or at in along:
+                raise refuse(f"{label} works along the batch axis: it mixes the images of a batch")
+            if node.op_type in _SPATIAL and at != 0:
+                raise refuse(f"{label} has the batch at axis {at}, not 0: it mixes the images of a batch")
+            if node.op_type == "Reshape":
+                out = shapes[node.output[0]]
+                if _BATCH not in out or prod(data[:at]) != prod(out[: out.index(_BATCH)]):
+                    raise refuse(f"{label} moves data across the batch axis: it mixes the images of a batch")
+        for name in node.output:
+            if not name:
+                continue
+            if _BATCH not in shapes[name]:
+                raise refuse(
+                    f"value {name!r} ({_shown(node.op_type)}) is computed from the images but has no batch axis: "
+                    "each image's features would depend on the rest of the batch"
+                )
+            from_images.add(name)
+
+
+def _axes_worked_along(node, rank: int, constants) -> set[int] | None:
+    """The axes of its first input that `node` reduces, normalises, selects or joins along (empty: none; None:
+    they cannot be told)."""
+    attrs = {a.name: a for a in node.attribute}
+
+    def normalised(axes) -> set[int]:
+        return {a + rank if a < 0 else a for a in axes}
+
+    def constant_axes(position: int) -> list[int] | None:
+        if len(node.input) <= position or not node.input[position]:
+            return []
+        from onnx import TensorProto, numpy_helper
+
+        t = constants.get(node.input[position])
+        if t is None or t.data_location == TensorProto.EXTERNAL:
+            return None
+
+        return [int(a) for a in numpy_helper.to_array(t).reshape(-1)]
+
+    kind = node.op_type
+    if kind in _ALONG_AXIS:
+        if "axis" in attrs:
+            return normalised([attrs["axis"].i])
+        default = _ALONG_AXIS[kind]
+        return None if default is None else normalised([default])
+    if kind == "LayerNormalization":  # normalises axis .. last
+        start = normalised([attrs["axis"].i if "axis" in attrs else -1]).pop()
+        return set(range(start, rank))
+    if kind.startswith("Reduce"):
+        axes = list(attrs["axes"].ints) if "axes" in attrs else constant_axes(1)
+        if axes is None:
+            return None
+        return normalised(axes) if axes else set(range(rank))  # no axes: all of them
+    if kind == "Slice":
+        axes = constant_axes(3)
+        if axes is None:
+            return None
+        if axes:
+            return normalised(axes)
+        starts = constant_axes(1)  # no axes: the first len(starts) axes
+        return None if starts is None else set(range(len(starts)))
+    return set()
 
 
 def _elements(dims: list) -> int:
