@@ -776,3 +776,98 @@ def test_a_graph_error_is_exit_2_at_the_cli(tmp_path, monkeypatch, capsys):
     assert issubclass(GraphError, WeightsError)
     assert cli._execute(None) == cli.EXIT_BAD_INPUT
     assert f"fidrs: error: {path}: node 3 (Loop) has a subgraph" in capsys.readouterr().err
+
+
+# --- mutated graphs: every outcome is an acceptance or a GraphError, never another exception -------------------
+
+
+def _mutate(model: onnx.ModelProto, rng: np.random.Generator) -> None:
+    """One random structural change: an operator, an attribute, a shape constant, a declared dim, a node's input,
+    the node order, a missing node or an initialiser's dims."""
+    g = model.graph
+    target = g.node[int(rng.integers(len(g.node)))]
+    kind = int(rng.integers(8))
+    if kind == 0:
+        target.op_type = str(rng.choice([*sorted(gc.KNOWN_OPS), "Loop", "Identity", "Cast", "Tile", "ReduceMean"]))
+    elif kind == 1 and len(target.attribute):
+        attr = target.attribute[int(rng.integers(len(target.attribute)))]
+        if attr.type == onnx.AttributeProto.INT:
+            attr.i = int(rng.choice([-3, -1, 0, 1, 2, 5, 2**40]))
+        elif attr.type == onnx.AttributeProto.INTS and len(attr.ints):
+            attr.ints[int(rng.integers(len(attr.ints)))] = int(rng.choice([-2, -1, 0, 1, 4, 2**31]))
+    elif kind == 2:
+        shapes = [t for t in g.initializer if t.data_type == TensorProto.INT64]
+        t = shapes[int(rng.integers(len(shapes)))]
+        values = numpy_helper.to_array(t).copy()
+        if values.size:
+            values.reshape(-1)[int(rng.integers(values.size))] = int(rng.choice([-1, 0, 1, 3, 1 << 20, 1 << 40]))
+        t.CopyFrom(numpy_helper.from_array(values, t.name))
+    elif kind == 3:
+        declared = [*g.input, *g.output][int(rng.integers(len(g.input) + len(g.output)))]
+        dims = declared.type.tensor_type.shape.dim
+        dim = dims[int(rng.integers(len(dims)))]
+        if rng.random() < 0.5:
+            dim.dim_value = int(rng.choice([0, 1, 3, 64, 224]))
+        else:
+            dim.dim_param = str(rng.choice(["N", "M", ""]))
+    elif kind == 4 and len(target.input):
+        names = [t.name for t in g.initializer] + [o for n in g.node for o in n.output] + [""]
+        target.input[int(rng.integers(len(target.input)))] = str(rng.choice(names))
+    elif kind == 5:
+        i, j = rng.integers(len(g.node), size=2)
+        first, second = onnx.NodeProto(), onnx.NodeProto()
+        first.CopyFrom(g.node[int(i)])
+        second.CopyFrom(g.node[int(j)])
+        g.node[int(i)].CopyFrom(second)
+        g.node[int(j)].CopyFrom(first)
+    elif kind == 6:
+        del g.node[int(rng.integers(len(g.node)))]
+    else:
+        t = g.initializer[int(rng.integers(len(g.initializer)))]
+        if len(t.dims):
+            t.dims[int(rng.integers(len(t.dims)))] = int(rng.choice([0, 1, 2, 1 << 40]))
+
+
+def test_mutated_graphs_are_accepted_or_refused_by_name(tmp_path):
+    """600 random structural mutations of a small DINOv2 graph (the check's own fuzzing found a name that was not
+    valid UTF-8 coming back from protobuf as bytes): each is accepted or refused with a GraphError naming the file,
+    and no check trips over a malformed graph ("cannot be checked" would mean a bug in the check)."""
+    base = build_dinov2(random_state(Architecture(64, 1, "swiglu", 16)))
+    rng = np.random.default_rng(0)
+    path = tmp_path / "mutated.onnx"
+    outcomes = {"accepted": 0, "refused": 0}
+    for _ in range(600):
+        model = onnx.ModelProto()
+        model.CopyFrom(base)
+        for _ in range(int(rng.integers(1, 4))):
+            _mutate(model, rng)
+        try:
+            check(model, path, input_size=224, outputs={"cls": 64})
+            outcomes["accepted"] += 1
+        except GraphError as e:
+            assert str(e).startswith(f"{path}: ") and "cannot be checked" not in str(e), e
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > 300, outcomes  # most mutations break the graph; the rest are harmless edits
+
+
+def test_corrupted_graph_bytes_are_accepted_or_refused_by_name(tmp_path):
+    """Random bytes changed in the serialised honest graph: what protobuf still parses is checked without any
+    exception but a GraphError (names that are not valid UTF-8 included)."""
+    base = bytearray(graph(pooled()).SerializeToString())
+    rng = np.random.default_rng(1)
+    path = tmp_path / "corrupt.onnx"
+    parsed = 0
+    for _ in range(1500):
+        data = bytearray(base)
+        for i in rng.integers(len(data), size=int(rng.integers(1, 4))):
+            data[int(i)] = int(rng.integers(256))
+        try:
+            model = onnx.load_model_from_string(bytes(data))
+        except Exception:  # noqa: BLE001 - not parseable: load_and_check refuses it (tested above)
+            continue
+        parsed += 1
+        try:
+            check(model, path)
+        except GraphError as e:
+            assert str(e).startswith(f"{path}: ") and "cannot be checked" not in str(e), e
+    assert parsed > 300, parsed
