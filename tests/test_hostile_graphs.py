@@ -645,6 +645,15 @@ def test_a_slow_run_is_stopped_at_its_deadline(tmp_path):
     # most one node (~12 ms) and the exception's way back; the full run is over 10× longer than the 1.5 s allowed.
     assert elapsed < deadline + 1.0, elapsed
     assert expected > 10 * (deadline + 1.0), expected
+    # The same session runs again (a stopped run leaves it usable), here through IO binding as on a GPU
+    # (runtime.BoundInput): the deadline stops that path too.
+    binding = slow.io_binding()
+    binding.bind_cpu_input("x", x)
+    binding.bind_output("y", "cpu")
+    started = time.perf_counter()
+    with pytest.raises(GraphError, match="did not finish within its deadline of 0.5 s"):
+        sg.run_with_deadline(lambda o: slow.run_with_iobinding(binding, o), deadline_s=deadline, path=path, batch=512)
+    assert time.perf_counter() - started < deadline + 1.0
 
 
 def test_a_loop_that_never_ends_is_stopped_by_the_deadline_too(tmp_path):
