@@ -12,10 +12,15 @@ A graph is accepted only when
   include every output the backbone reads as float32 [N, dim] (other outputs must be float32 [N, k] too);
 * its initialisers have known types and sane dims, hold exactly the bytes their dims need, and any external data
   is a regular file in the graph's own folder, long enough for the declared bytes;
-* ONNX shape inference (strict, with data propagation) gives every value a shape made of numbers and N (once at
-  most), and from those shapes: the live tensors never exceed a bound per image, the arithmetic per image is
-  bounded, and the work that does not scale with the batch (constants that ONNX Runtime folds while it creates
-  the session, where no deadline can stop it) is small.
+* ONNX shape inference (strict, with data propagation, from the input alone: declared output shapes and
+  value_info are not trusted) gives every value a shape made of numbers and N (once at most), the outputs come
+  out [N, dim] as declared, and from those shapes:
+  - each image's outputs depend on that image alone: values computed from the images keep the batch axis, and
+    no node works along it (a batch mean broadcast back to N rows, a softmax over the batch, a gather of the
+    first image for every row, a reshape across images are refused);
+  - the live tensors never exceed a bound per image, the arithmetic per image is bounded, and the work that
+    does not scale with the batch (constants that ONNX Runtime folds while it creates the session, where no run
+    deadline can stop it) is small.
 
 The check runs on the graph *file* as loaded (`onnx.load(path, load_external_data=False)`): ONNX Runtime's
 optimiser later fuses nodes into `com.microsoft` operators in memory, which is why those never need to be in a
