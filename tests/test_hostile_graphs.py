@@ -288,6 +288,13 @@ STATIC_REFUSALS = {
         lambda: graph([*pooled("x"), node("Relu\x1b[2J\n", ["x"], ["feat"])]),
         r"node 3 \(Relu\\x1b\[2J\\n\): not an operator",
     ),
+    "giant ConstantOfShape": (
+        lambda: graph(
+            [*pooled("x"), node("ConstantOfShape", ["giant"], ["big"]), node("Add", ["x", "big"], ["feat"])],
+            [i64("giant", [10**7, 10**8, DIM])],
+        ),
+        r"node 3 \(ConstantOfShape\): not an operator of fidrs' graphs",
+    ),
     "reads an undefined value": (
         lambda: graph([*pooled("x"), node("Add", ["x", "ghost"], ["feat"])]),
         r"node 3 \(Add\) reads 'ghost' before any node or input defines it",
