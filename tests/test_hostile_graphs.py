@@ -111,8 +111,8 @@ def inception_graph():
     """The FID Inception built from the shared random checkpoint: the real layout and sizes (~4 s)."""
     if not WEIGHTS.is_file():
         pytest.skip(f"shared conformance checkpoint not found at {WEIGHTS}")
+    from fidrs.backbones.inception_graph import build_fid_inception
     from fidrs.checkpoint import load_state_dict
-    from fidrs.model import build_fid_inception
 
     return build_fid_inception(load_state_dict(WEIGHTS))
 
@@ -781,16 +781,21 @@ def test_outputs_of_another_type_size_or_count_are_refused():
 
 
 def test_a_graph_error_is_exit_2_at_the_cli(tmp_path, monkeypatch, capsys):
-    from fidrs import cli
+    import importlib
+
+    from fidrs.cli import commands
+    from fidrs.errors import EXIT_BAD_INPUT
+
+    main = importlib.import_module("fidrs.cli.main")  # the module (fidrs.cli.main is also the function)
 
     path = tmp_path / "crafted.onnx"
 
     def run(_args):
         check(loop_forever(), path)
 
-    monkeypatch.setattr(cli, "_run", run)
+    monkeypatch.setattr(commands, "run", run)
     assert issubclass(GraphError, WeightsError)
-    assert cli._execute(None) == cli.EXIT_BAD_INPUT
+    assert main._execute(None) == EXIT_BAD_INPUT
     assert f"fidrs: error: {path}: node 3 (Loop) has a subgraph" in capsys.readouterr().err
 
 

@@ -36,8 +36,9 @@ from dataclasses import dataclass
 from math import prod
 from pathlib import Path
 
+from .display import display
 from .errors import GraphError, InvalidInputError
-from .files import display
+from .identity import memoised
 
 # --- The allow-set: the operators of the graphs fidrs builds (tests/test_hostile_graphs.py derives each builder's
 # operators from graphs it builds and fails when one is missing here, or listed here and emitted by no builder).
@@ -154,12 +155,13 @@ def largest_weights_bytes() -> int:
 
 def check_backbone_graph(model, path: str | os.PathLike, backbone) -> GraphSummary:
     """`check_graph` with everything it needs taken from a `Backbone`: its input size, the outputs it reads and
-    their sizes; the allow-set and initialiser cap are those of every fidrs graph (a user's checkpoint may be
-    deeper than the official one, so the cap is the largest backbone's)."""
+    their sizes, the operators its graph uses beyond fidrs' own (`Backbone.operators`, a plugin's); the rest of
+    the allow-set and the initialiser cap are those of every fidrs graph (a user's checkpoint may be deeper than
+    the official one, so the cap is the largest backbone's)."""
     return check_graph(
         model,
         path,
-        allowed_ops=KNOWN_OPS,
+        allowed_ops=KNOWN_OPS | frozenset(backbone.operators),
         input_size=backbone.input_size,
         outputs={o.name: o.dim for o in backbone.outputs},
         max_initializer_bytes=largest_weights_bytes(),
@@ -248,6 +250,27 @@ def load_and_check(path: str | os.PathLike, backbone, max_file_bytes: int | None
     except Exception as e:  # noqa: BLE001 - protobuf's DecodeError and friends: not an ONNX graph
         raise GraphError(f"{display(path)}: not a readable ONNX graph ({type(e).__name__}: {e})") from None
     return model, check_backbone_graph(model, path, backbone)
+
+
+def _memo_key(path: str, backbone) -> tuple[str, tuple[str, str]]:
+    """Everything of the backbone the check depends on, and the files."""
+    interface = (backbone.input_size, tuple((o.name, o.dim) for o in backbone.outputs), sorted(backbone.operators))
+    return f"graph_check {interface!r}", (path, path + ".data")
+
+
+def checked(path: str | os.PathLike, backbone) -> GraphSummary:
+    """`load_and_check(path, backbone)`'s summary, once per identity of the graph file and its conventional data
+    file (`<graph>.data`) per backbone in this process: a changed file is checked again."""
+    path = os.fspath(path)
+    return memoised(*_memo_key(path, backbone), lambda: load_and_check(path, backbone)[1])
+
+
+def check_parsed(model, path: str | os.PathLike, backbone) -> GraphSummary:
+    """`check_backbone_graph` of a graph already read from `path` (an exported graph, whose metadata is read
+    from the same parse), recorded so that `checked(path, backbone)` does not read and check it again."""
+    path = os.fspath(path)
+    summary = check_backbone_graph(model, path, backbone)
+    return memoised(*_memo_key(path, backbone), lambda: summary)
 
 
 # --- the model and its nodes ---------------------------------------------------------------------------------

@@ -13,7 +13,6 @@ that name the graph file, every run has a deadline, and every run's outputs are 
 
 from __future__ import annotations
 
-import math
 import os
 import re
 import threading
@@ -22,12 +21,14 @@ from typing import TypeVar
 
 import numpy as np
 
-from .errors import FidrsError, GraphError, InvalidInputError, RuntimeUnavailableError
-from .files import display
+from . import config
+from .display import display
+from .errors import FidrsError, GraphError, RuntimeUnavailableError
 
 T = TypeVar("T")
 
-DEADLINE_VARIABLE = "FIDRS_RUN_DEADLINE_S"
+DEADLINE_VARIABLE = config.RUN_DEADLINE_VARIABLE
+MAX_DEADLINE_S = config.MAX_RUN_DEADLINE_S
 # The deadline of one run (one batch): a constant for a first run's one-time work (CUDA's exhaustive convolution
 # search, the memory arena growing) plus a time per image from the graph's arithmetic at a rate slower than any
 # machine fidrs runs on: this 2-core Xeon runs the Inception (1.15e10 operations an image) at 15.8 images/s, i.e.
@@ -36,33 +37,13 @@ BASE_DEADLINE_S = 120.0
 SLOWEST_FLOPS_PER_S = 5e9
 # Per image when the graph's arithmetic is not known: that of fidrs' most expensive network (DINOv2 ViT-g/14).
 FALLBACK_FLOPS_PER_IMAGE = 6e11
-MAX_DEADLINE_S = 1e6  # about 11.6 days; larger values are refused (a timer cannot wait for ever)
-
-
-def run_deadline_override() -> float | None:
-    """`FIDRS_RUN_DEADLINE_S`: seconds one network run (one batch) may take before it is stopped (None: derived
-    from the graph's arithmetic and the batch, `run_deadline_s`). Belongs in `config.py` with the other
-    variables (and in `config.validate`); read here until the lead moves it."""
-    value = os.environ.get(DEADLINE_VARIABLE)
-    if value is None or value.strip() == "":
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        seconds = math.nan
-    if not (0 < seconds <= MAX_DEADLINE_S):  # also refuses nan
-        raise InvalidInputError(
-            f"environment variable {DEADLINE_VARIABLE} must be a number of seconds above 0 and at most "
-            f"{MAX_DEADLINE_S:.0f}, got {value!r}"
-        )
-    return seconds
 
 
 def run_deadline_s(batch: int, flops_per_image: float | None = None) -> float:
     """The deadline of one run of `batch` images: `FIDRS_RUN_DEADLINE_S` if set, else
     BASE_DEADLINE_S + batch × flops_per_image / SLOWEST_FLOPS_PER_S (`flops_per_image` from
     `graph_check.GraphSummary`; None: that of fidrs' most expensive network)."""
-    override = run_deadline_override()
+    override = config.run_deadline_override()
     if override is not None:
         return override
     flops = FALLBACK_FLOPS_PER_IMAGE if flops_per_image is None else flops_per_image
