@@ -116,6 +116,11 @@ class DuplicateFilesWarning(FidrsWarning):
     """Several paths of one input named the same file; it was counted once."""
 
 
+class NestedArchiveWarning(FidrsWarning):
+    """An input (a folder, a zip archive) holds zip archives: fidrs does not open an archive inside an input, so
+    their images are not counted (each archive is named; pass it as an input of its own, or extract it)."""
+
+
 class SkippedFilesWarning(FidrsWarning):
     """`skip_bad`: files that could not be decoded were left out (each is named)."""
 
@@ -137,6 +142,7 @@ __all__ = [
     "IncompatibleStatsError",
     "InternalError",
     "InvalidInputError",
+    "NestedArchiveWarning",
     "NotRegularFileError",
     "NumericalError",
     "OutputError",

@@ -16,7 +16,7 @@ from pathlib import Path
 from . import graph_check
 from .display import display
 from .errors import InvalidInputError, WeightsError
-from .files import atomic_write_bytes, read_regular
+from .files import atomic_write_bytes, check_output_apart, read_regular
 from .identity import external_data_files, graph_sha256, memoised
 from .weights import ResolvedModel
 
@@ -38,6 +38,10 @@ def export_model(model: ResolvedModel, output: str | os.PathLike) -> list[Path]:
     import onnx
 
     output = Path(output)
+    data_output = output.with_name(output.name + ".data")
+    sources = [model.checkpoint, model.onnx_path, _data_file(model.onnx_path)]
+    for path in (output, data_output):
+        check_output_apart(path, sources)  # not over the checkpoint or the cached graph it is copied from
     proto = onnx.load(str(model.onnx_path), load_external_data=False)
     kept = [p for p in proto.metadata_props if not p.key.startswith("fidrs.")]
     del proto.metadata_props[:]
@@ -50,9 +54,9 @@ def export_model(model: ResolvedModel, output: str | os.PathLike) -> list[Path]:
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     written = []
-    source_data = model.onnx_path.with_name(model.onnx_path.name + ".data")
+    source_data = _data_file(model.onnx_path)
     if source_data.exists():
-        data_path = output.with_name(output.name + ".data")
+        data_path = data_output
         for tensor in proto.graph.initializer:
             for entry in tensor.external_data:
                 if entry.key == "location":
@@ -62,6 +66,10 @@ def export_model(model: ResolvedModel, output: str | os.PathLike) -> list[Path]:
     atomic_write_bytes(output, proto.SerializeToString())
     written.insert(0, output)
     return written
+
+
+def _data_file(graph: Path) -> Path:
+    return graph.with_name(graph.name + ".data")
 
 
 def exported_backbone(path: str | os.PathLike) -> str:
