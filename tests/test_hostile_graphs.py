@@ -306,6 +306,7 @@ STATIC_REFUSALS = {
     "old opset": (lambda: graph(pooled(), opset=11), r"ONNX opset 11; fidrs accepts opsets 17 to 19"),
     "future opset": (lambda: graph(pooled(), opset=30), r"ONNX opset 30"),
     "old IR": (lambda: graph(pooled(), ir=3), r"ONNX IR version 3"),
+    "future IR": (lambda: graph(pooled(), ir=onnx.IR_VERSION + 1), rf"ONNX IR version {onnx.IR_VERSION + 1}; fidrs"),
 }
 
 
@@ -892,3 +893,9 @@ def test_corrupted_graph_bytes_are_accepted_or_refused_by_name(tmp_path):
         except GraphError as e:
             assert str(e).startswith(f"{path}: ") and "cannot be checked" not in str(e), e
     assert parsed > 300, parsed
+
+
+def test_a_graph_in_the_installed_onnx_ir_version_is_accepted(tmp_path):
+    """`helper.make_model` writes the installed onnx's IR version (a plugin's converter does not set one)."""
+    model = graph(pooled(), ir=onnx.IR_VERSION)
+    assert check(model, tmp_path / "new-ir.onnx").ops == {"GlobalAveragePool", "Flatten", "MatMul"}

@@ -87,9 +87,12 @@ _RANDOM = {
 }
 
 # Opset 17 is what every fidrs builder emits (LayerNormalization exists from 17); 19 is the newest the oldest
-# ONNX Runtime fidrs accepts (onnxruntime 1.16, pyproject) implements. IR 8 goes with opset 17, IR 9 with 19.
+# ONNX Runtime fidrs accepts (onnxruntime 1.16, pyproject) implements. The opset fixes what each operator means
+# (and so what the checks below assume of it); the IR version is the file format: from 8 (opset 17's) up to the
+# installed onnx's own (`onnx.IR_VERSION`: `helper.make_model` writes it, as a plugin's converter does; a newer
+# one is a format this onnx cannot read reliably). ONNX Runtime refuses an IR it cannot load, by name too.
 SUPPORTED_OPSETS = range(17, 20)
-SUPPORTED_IR_VERSIONS = range(8, 10)
+MIN_IR_VERSION = 8
 
 # Initialiser element types fidrs' builders write (weights; shapes and indices), with their sizes in bytes.
 INITIALIZER_TYPES: Mapping[int, tuple[str, int]] = {1: ("float32", 4), 7: ("int64", 8)}  # TensorProto.FLOAT, INT64
@@ -277,11 +280,10 @@ def check_parsed(model, path: str | os.PathLike, backbone) -> GraphSummary:
 
 
 def _check_model(model, refuse) -> None:
-    if model.ir_version not in SUPPORTED_IR_VERSIONS:
-        raise refuse(
-            f"ONNX IR version {model.ir_version}; fidrs accepts {SUPPORTED_IR_VERSIONS.start} to "
-            f"{SUPPORTED_IR_VERSIONS.stop - 1}"
-        )
+    import onnx
+
+    if not MIN_IR_VERSION <= model.ir_version <= onnx.IR_VERSION:
+        raise refuse(f"ONNX IR version {model.ir_version}; fidrs accepts {MIN_IR_VERSION} to {onnx.IR_VERSION}")
     default = [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")]
     others = sorted({o.domain for o in model.opset_import if o.domain not in ("", "ai.onnx")})
     if others:
