@@ -66,11 +66,9 @@ VIT_OPS = frozenset(
         "Split",  # SwiGLU
         "Transpose",
     }
-)  # fidrs.backbones.vit_graph (DINOv2, and CLIP once its builder lands)
-# CLIP's additions to the ViT builder: the L2-normalised embedding (CMMD) is x / ReduceL2(x). Emitted by the CLIP
-# branch's vit_graph (not yet merged here): PENDING_OPS tells the test which listed ops no builder emits yet.
+)  # fidrs.backbones.vit_graph (DINOv2 and CLIP)
+# CLIP's addition to the ViT builder: the L2-normalised embedding (CMMD) is x / ReduceL2(x).
 CLIP_OPS = frozenset({"ReduceL2"})
-PENDING_OPS = CLIP_OPS - VIT_OPS - INCEPTION_OPS
 KNOWN_OPS = INCEPTION_OPS | VIT_OPS | CLIP_OPS
 
 # Why some operators are never accepted (the message says so; any other unknown operator is "not one of
