@@ -104,7 +104,7 @@ def runnable(backbone: Backbone) -> tuple[Backbone, str]:
 
 def measure(name: str, backbone: str | Backbone, weights: str, files: list[str]) -> None:
     model = resolve_model(backbone, weights)
-    session = get_session(str(model.onnx_path), model.backbone.output_names)
+    session = get_session(str(model.onnx_path), model.backbone)
     preprocessing = get(backbone).mode(None).build((255, 255, 255))
     batch = _fidrs.load_images(files[:BATCH], preprocessing)[0]
     session.run(batch)  # warm-up

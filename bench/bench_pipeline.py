@@ -23,7 +23,7 @@ def main() -> None:
     files = sorted(str(p) for c in classes for p in (DATA / "training" / c).glob("*.jpg"))
     print(f"machine: {machine()}; {len(files)} images ({', '.join(classes)}), batch 50")
     model = resolve_model("inception", str(WEIGHTS))
-    session = get_session(str(model.onnx_path), model.backbone.output_names)
+    session = get_session(str(model.onnx_path), model.backbone)
     print(f"provider: {session.provider}")
 
     batch, _, _, _ = _fidrs.load_images(files[:50], preprocessing())

@@ -34,7 +34,7 @@ def bare(weights: str, repeats: int = 4) -> dict:
     from fidrs.weights import resolve_model
 
     model = resolve_model("inception", weights)
-    session = runtime.get_session(str(model.onnx_path), model.backbone.output_names)
+    session = runtime.get_session(str(model.onnx_path), model.backbone)
     batch = session.default_batch_size
     x = np.random.default_rng(0).random((batch, 3, 299, 299), dtype=np.float32) * 2 - 1
     session.run(x)  # warm-up

@@ -411,8 +411,8 @@ class _NoTSNE:
 def test_the_per_class_report_gives_cmmd_against_the_reference(tmp_path, monkeypatch):
     import fidrs.report as report_module
 
-    plt, _ = report_module._require_plotting()
-    monkeypatch.setattr(report_module, "_require_plotting", lambda: (plt, _NoTSNE))
+    matplotlib, plt, _ = report_module._require_plotting()
+    monkeypatch.setattr(report_module, "_require_plotting", lambda: (matplotlib, plt, _NoTSNE))
     sets = {
         "ref": feature_set(embeddings(70, seed=30)),
         "near": feature_set(embeddings(40, seed=31, shift=0.02)),

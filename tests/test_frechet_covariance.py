@@ -167,7 +167,7 @@ def test_a_mean_of_1e160_is_a_clear_error_not_inf(tmp_path):
 @pytest.mark.parametrize(
     "options, message",
     [
-        ({"max_iterations": 0}, "max_iterations must be at least 1"),
+        ({"max_iterations": 0}, "max_iterations must be an integer >= 1"),
         ({"tolerance": 0.0}, "tolerance must be"),
         ({"tolerance": float("nan")}, "tolerance must be"),
         ({"tolerance": 1.5}, "tolerance must be"),

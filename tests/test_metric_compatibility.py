@@ -24,7 +24,9 @@ METRICS = {
 OTHER_SIDES = {
     "backbone": (dict(backbone="dinov2-vits14"), "different backbones"),
     "mode": (dict(mode="clean"), "different mode"),
-    "weights": (dict(weights="c" * 64), "different weights"),
+    # Other weights where no graph identity is recorded on one side (one graph identity on both sides means one
+    # network: the same tensors as .pth and .safetensors; provenance.check_compatible skips the weights then).
+    "weights": (dict(weights="c" * 64, graph=None), "different weights"),
     "graph": (dict(graph="d" * 64), "different graphs"),
     "feature size": (dict(dim=6), "different feature sizes"),
 }

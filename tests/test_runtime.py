@@ -21,7 +21,7 @@ OUTPUTS = backbone("inception").output_names
 
 @pytest.fixture(scope="module")
 def cpu_session(weights):
-    return get_session(str(resolve_model("inception", weights).onnx_path), OUTPUTS, "cpu")
+    return get_session(str(resolve_model("inception", weights).onnx_path), backbone("inception"), "cpu")
 
 
 @pytest.fixture(scope="module")

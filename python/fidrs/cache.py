@@ -2,9 +2,9 @@
 re-running a CI gate on an unchanged reference set costs only hashing.
 
 One SQLite database per `feature_key` under `<cache dir>/features/`: everything that can change a bit of a
-feature (weights, the graph's identity, the mode and its description, the decoder/preprocessing code, the
-execution provider, TF32, the ONNX Runtime version, the CPU's kernels), each part taken from what it is, never
-a number someone bumps. The key is stored in the database and checked when it is opened. SQLite gives atomic
+feature (the graph's identity, which holds the weights; the mode and its description, the decoder/preprocessing
+code, the execution provider, TF32, the ONNX Runtime version, the CPU's kernels), each part taken from what it
+is, never a number someone bumps. The key is stored in the database and checked when it is opened. SQLite gives atomic
 writes (a crash never leaves half a row) and safe concurrent readers; each row carries a checksum of its
 blobs, and a row that fails it is deleted and recomputed. Each row also records the image's pixel count, so
 that a cached image over this run's `max_pixels` is refused exactly as an uncached one (the exit code never
@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from . import _fidrs
+from . import _fidrs, cache_ledger
 from .errors import CacheWarning
 from .identity import cpu_features
 from .weights import cache_dir
@@ -45,10 +45,11 @@ def feature_key(
     allow_tf32: bool,
     runtime_version: str,
 ) -> dict[str, str]:
-    """Everything a cached feature depends on besides the file's bytes."""
+    """Everything a cached feature depends on besides the file's bytes. The network is its graph's identity, not
+    the checkpoint file's sha256: one set of tensors as `.pth` and as `.safetensors` builds one graph and shares
+    its cached features."""
     return {
         "backbone": backbone.name,
-        "weights_sha256": model.weights_sha256,
         "graph_sha256": model.graph_sha256,
         "mode": mode_label,
         "preprocessing": repr((backbone.input_size, mode.spec)),
@@ -90,6 +91,8 @@ class FeatureCache:
 
     def _open(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not self.path.exists():
+            cache_ledger.record(self.path)  # before SQLite creates it: `cache clear` removes what fidrs wrote
         db = self._connection()
         with db:
             db.execute("PRAGMA journal_mode=WAL")
@@ -204,9 +207,6 @@ def cache_info() -> dict:
 
 
 def clear_cache() -> int:
-    """Delete every feature database and every cached ONNX graph; returns the number of files removed."""
-    removed = 0
-    for path in [*features_dir().glob("*.sqlite*"), *_graph_files()]:
-        path.unlink(missing_ok=True)
-        removed += 1
-    return removed
+    """Delete the feature databases and cached ONNX graphs fidrs wrote (`cache_ledger`: a file of the user's in
+    the cache folder, whatever its name, stays); returns the number of files removed."""
+    return cache_ledger.clear()

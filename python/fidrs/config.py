@@ -3,8 +3,11 @@ naming the variable (exit 2) wherever it is first needed."""
 
 from __future__ import annotations
 
+import math
 import os
 from functools import cache
+
+from .errors import InvalidInputError
 
 
 @cache
@@ -71,6 +74,30 @@ def github_step_summary() -> str | None:
     return os.environ.get("GITHUB_STEP_SUMMARY") or None
 
 
+RUN_DEADLINE_VARIABLE = "FIDRS_RUN_DEADLINE_S"
+MAX_RUN_DEADLINE_S = 1e6  # about 11.6 days; larger values are refused (a timer cannot wait for ever)
+
+
+def run_deadline_override() -> float | None:
+    """`FIDRS_RUN_DEADLINE_S`: seconds one network run (one batch) may take before it is stopped, in
+    (0, MAX_RUN_DEADLINE_S]; None (unset or empty): derived from the graph's arithmetic and the batch
+    (`session_guard.run_deadline_s`). Read at each use, so a test or a long-lived process can change it."""
+    value = os.environ.get(RUN_DEADLINE_VARIABLE)
+    if value is None or value.strip() == "":
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        seconds = math.nan
+    if not (0 < seconds <= MAX_RUN_DEADLINE_S):  # also refuses nan
+        raise InvalidInputError(
+            f"environment variable {RUN_DEADLINE_VARIABLE} must be a number of seconds above 0 and at most "
+            f"{MAX_RUN_DEADLINE_S:.0f}, got {value!r}"
+        )
+    return seconds
+
+
 def validate() -> None:
     """Check every variable up front (the CLI calls this before any work)."""
     num_threads()
+    run_deadline_override()

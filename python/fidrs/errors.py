@@ -46,6 +46,11 @@ class WeightsError(FidrsError):
     exit_code = EXIT_BAD_INPUT
 
 
+class GraphError(WeightsError):
+    """An ONNX graph was refused by fidrs' checks, or ONNX Runtime could not load or run it (exit 2, like every
+    unusable model file: the message names the graph file and the reason)."""
+
+
 class WeightsUnavailableError(WeightsError):
     """No weights were given and none could be found in the cache or downloaded."""
 
@@ -125,6 +130,11 @@ class DuplicateFilesWarning(FidrsWarning):
     """Several paths of one input named the same file; it was counted once."""
 
 
+class NestedArchiveWarning(FidrsWarning):
+    """An input (a folder, a zip archive) holds zip archives: fidrs does not open an archive inside an input, so
+    their images are not counted (each archive is named; pass it as an input of its own, or extract it)."""
+
+
 class SkippedFilesWarning(FidrsWarning):
     """`skip_bad`: files that could not be decoded were left out (each is named)."""
 
@@ -143,9 +153,11 @@ __all__ = [
     "FidrsError",
     "FidrsWarning",
     "FileTooLargeError",
+    "GraphError",
     "IncompatibleStatsError",
     "InternalError",
     "InvalidInputError",
+    "NestedArchiveWarning",
     "NotRegularFileError",
     "NumericalError",
     "OutputError",

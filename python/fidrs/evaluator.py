@@ -270,11 +270,18 @@ class Evaluator:
         return {name: self.feature_set(path) for name, path in class_folders(root, classes).items()}
 
     def report(self, root: str, reference: str, output: str, **params: Any) -> dict[str, Any]:
-        """`fidrs report`: every class of `root` against `reference`, written to `output` (PNG, JSON, HTML)."""
-        from .report import build_report, check_reference
+        """`fidrs report`: every class of `root` against `reference`, written to `output` (PNG, JSON, HTML).
+        Before any image is read: the reference exists, `output` is outside the dataset, and every class has
+        enough image files."""
+        from .report import build_report, check_class_sizes, check_output_folder, check_reference, class_folders
 
         check_reference(root, reference)
-        if "cmmd_batch_remainder" in params:  # checked before any image is read
+        if "cmmd_batch_remainder" in params:
             rule = get_metric("cmmd").param("batch_remainder")
             rule.check("cmmd_batch_remainder", params["cmmd_batch_remainder"])
-        return build_report(self.class_feature_sets(root), reference, output, **params)
+        folders = class_folders(root)
+        check_output_folder(root, folders, output)
+        resolved = {name: sources.resolve(path, allow_stats=False) for name, path in folders.items()}
+        check_class_sizes({name: len(source) for name, source in resolved.items()}, folders)
+        sets = {name: self.feature_set(source) for name, source in resolved.items()}
+        return build_report(sets, reference, output, **params)

@@ -4,16 +4,19 @@ so statistics computed from it record the same weights hash as from the checkpoi
 backbone or other weights is refused. What the graph *is* is not taken from its metadata: its identity is
 computed from its content (`identity.graph_sha256`), which the feature cache and statistics record, so a graph
 whose tensors were changed never passes for the honest one. A graph file is read through the hardened reader (a
-FIFO is refused, the size is capped) and parsed as data: ONNX Runtime runs no code from it."""
+FIFO is refused, the size is capped) and parsed as data, and before any of its `fidrs.*` metadata is trusted it
+must pass `graph_check` as a graph of the backbone it names (no loops, custom domains, foreign operators,
+escaping external data, wrong interface or unbounded sizes): ONNX Runtime runs no code from it."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
+from . import graph_check
 from .display import display
 from .errors import InvalidInputError, WeightsError
-from .files import atomic_write_bytes, read_regular
+from .files import atomic_write_bytes, check_output_apart, read_regular
 from .identity import external_data_files, graph_sha256, memoised
 from .weights import ResolvedModel
 
@@ -24,10 +27,9 @@ _REQUIRED = (KEY_BACKBONE, KEY_WEIGHTS)
 
 
 def _max_graph_bytes() -> int:
-    """No graph is larger than the largest checkpoint's tensors inline (above 1 GiB they go to a data file)."""
-    from . import backbones
-
-    return max(backbones.get(name).weights.max_bytes for name in backbones.names(aliases=False)) + (64 << 20)
+    """No graph is larger than the largest checkpoint's tensors inline (above 1 GiB they go to a data file), nor
+    than protobuf can parse."""
+    return min(graph_check.PROTOBUF_LIMIT, graph_check.largest_weights_bytes() + (64 << 20))
 
 
 def export_model(model: ResolvedModel, output: str | os.PathLike) -> list[Path]:
@@ -36,6 +38,10 @@ def export_model(model: ResolvedModel, output: str | os.PathLike) -> list[Path]:
     import onnx
 
     output = Path(output)
+    data_output = output.with_name(output.name + ".data")
+    sources = [model.checkpoint, model.onnx_path, _data_file(model.onnx_path)]
+    for path in (output, data_output):
+        check_output_apart(path, sources)  # not over the checkpoint or the cached graph it is copied from
     proto = onnx.load(str(model.onnx_path), load_external_data=False)
     kept = [p for p in proto.metadata_props if not p.key.startswith("fidrs.")]
     del proto.metadata_props[:]
@@ -48,9 +54,9 @@ def export_model(model: ResolvedModel, output: str | os.PathLike) -> list[Path]:
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
     written = []
-    source_data = model.onnx_path.with_name(model.onnx_path.name + ".data")
+    source_data = _data_file(model.onnx_path)
     if source_data.exists():
-        data_path = output.with_name(output.name + ".data")
+        data_path = data_output
         for tensor in proto.graph.initializer:
             for entry in tensor.external_data:
                 if entry.key == "location":
@@ -60,6 +66,10 @@ def export_model(model: ResolvedModel, output: str | os.PathLike) -> list[Path]:
     atomic_write_bytes(output, proto.SerializeToString())
     written.insert(0, output)
     return written
+
+
+def _data_file(graph: Path) -> Path:
+    return graph.with_name(graph.name + ".data")
 
 
 def exported_backbone(path: str | os.PathLike) -> str:
@@ -111,6 +121,18 @@ def _parse(path: str) -> tuple[dict[str, str], str]:
             f"{display(path)}: an ONNX graph without fidrs' metadata ({', '.join(missing)}); only graphs written "
             "by `fidrs models export` can be used, since fidrs must know the weights they hold"
         )
+    # The backbone named only chooses which interface the graph is checked against; nothing else of the
+    # metadata is used until the graph passed as one of that backbone's.
+    from . import backbones
+
+    try:
+        backbone = backbones.get(meta[KEY_BACKBONE])
+    except InvalidInputError:
+        raise WeightsError(
+            f"{display(path)}: a graph of backbone {display(meta[KEY_BACKBONE])!r}, which is not registered "
+            f"(known: {', '.join(backbones.names(aliases=False))})"
+        ) from None
+    graph_check.check_parsed(proto, path, backbone)
     return meta, graph_sha256(proto, _external_data(path, proto))
 
 

@@ -39,11 +39,12 @@ def load_model(resolved: Resolved) -> ResolvedModel:
     return resolve_model(resolved.backbone, o.weights, o.weights_sha256)
 
 
-def get_session(onnx_path: str, outputs: tuple[str, ...], device: str, allow_tf32: bool):
-    """An ONNX Runtime session (runtime.py, which imports onnxruntime, is imported here: when a network runs)."""
+def get_session(onnx_path: str, backbone: Backbone, device: str, allow_tf32: bool):
+    """An ONNX Runtime session of `backbone`'s graph at `onnx_path`, made only once the graph passed the static
+    checks (runtime.py, which imports onnxruntime, is imported here: when a network runs)."""
     from .runtime import get_session as session
 
-    return session(onnx_path, outputs, device, allow_tf32)
+    return session(onnx_path, backbone, device, allow_tf32)
 
 
 @dataclass
@@ -101,7 +102,7 @@ class FeaturePass:
         self.backbone: Backbone = resolved.backbone
         self.preprocessing = resolved.preprocessing
         self.model: ResolvedModel = model or load_model(resolved)
-        self.session = get_session(str(self.model.onnx_path), self.backbone.output_names, o.device, o.allow_tf32)
+        self.session = get_session(str(self.model.onnx_path), self.backbone, o.device, o.allow_tf32)
         found = self.session.output_dims()
         expected = tuple(out.dim for out in self.backbone.outputs)
         if found != expected:

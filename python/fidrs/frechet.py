@@ -36,6 +36,19 @@ def frechet_distance_scipy(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float
     return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
 
 
+def _check_iteration_limits(tolerance: Any, max_iterations: Any) -> None:
+    """Newton–Schulz's stopping rule must be able to stop on convergence: at least one iteration (0 returned the
+    starting guess, 17.8 for an exact 8.0, with only a warning) and a tolerance that is a finite number in (0, 1)."""
+    if isinstance(max_iterations, (bool, np.bool_)) or not isinstance(max_iterations, (int, np.integer)):
+        raise InvalidInputError(f"max_iterations must be an integer >= 1, got {max_iterations!r}")
+    if max_iterations < 1:
+        raise InvalidInputError(f"max_iterations must be an integer >= 1, got {max_iterations!r}")
+    if isinstance(tolerance, (bool, np.bool_)) or not isinstance(tolerance, (int, float, np.integer, np.floating)):
+        raise InvalidInputError(f"tolerance must be a number in (0, 1), got {tolerance!r}")
+    if not (0 < float(tolerance) < 1):  # also refuses nan
+        raise InvalidInputError(f"tolerance must be a number in (0, 1), got {tolerance!r}")
+
+
 def frechet_distance(
     mu1,
     sigma1,
@@ -66,6 +79,7 @@ def frechet_distance(
     """
     if method not in METHODS:
         raise InvalidInputError(f"method must be one of {METHODS}, got {method!r}")
+    _check_iteration_limits(tolerance, max_iterations)  # the types, then the Rust core's own rule:
     _fidrs.check_frechet_options(AUTO_METHOD if method in ("auto", "scipy") else method, tolerance, max_iterations)
     checked = [isinstance(s, _fidrs.Covariance) for s in (sigma1, sigma2)]
     if method == "scipy" and any(checked):

@@ -44,7 +44,9 @@ class Provenance:
 
 def check_compatible(sides: Sequence[tuple[str, Provenance]], what: str = "statistics") -> None:
     """Refuse sides of different feature sizes, backbones, modes, weights or graphs (IncompatibleStatsError
-    naming both sides). A field one side does not record is not compared."""
+    naming both sides). A field one side does not record is not compared. Where both record the same graph
+    identity, their networks are one: the weights are not compared (the same tensors as a `.pth` and as a
+    `.safetensors` are two files with two sha256s, and build one graph)."""
     if not sides:
         return
     label_a, a = sides[0]
@@ -55,7 +57,10 @@ def check_compatible(sides: Sequence[tuple[str, Provenance]], what: str = "stati
                 f"{what} have different feature sizes: {a.dim} ({a.backbone or 'unknown backbone'}) vs {b.dim} "
                 f"({b.backbone or 'unknown backbone'})" + where
             )
+        same_graph = a.graph_sha256 is not None and a.graph_sha256 == b.graph_sha256
         for field, label in _FIELDS:
+            if field == "weights_sha256" and same_graph:
+                continue
             mine, theirs = getattr(a, field), getattr(b, field)
             if mine is not None and theirs is not None and mine != theirs:
                 raise IncompatibleStatsError(

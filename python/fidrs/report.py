@@ -2,6 +2,10 @@
 
 Writes report.json, fid_vs_reference.png, fid_matrix.png, pca_variance.png, tsne.png and report.html (the
 PNGs embedded, so the page is one self-contained file). Needs the optional extra: pip install 'fidrs[report]'.
+
+The output folder may not lie inside the dataset (its PNGs would be read as images of a class on the next run);
+class names are drawn as plain text (never parsed as matplotlib math: `$\\foo{$` is a name like any other); each
+class needs at least 2 images (a covariance), which is checked before the feature pass.
 """
 
 from __future__ import annotations
@@ -15,13 +19,19 @@ from typing import Any
 import numpy as np
 
 from . import strictjson
-from .display import display
+from .display import display, fixed
 from .errors import EmptyInputError, InvalidInputError
 from .feature_sets import FeatureSet
-from .files import atomic_output, atomic_write_bytes
+from .files import atomic_output, atomic_write_bytes, is_within
 from .frechet import frechet_distance
 from .metrics.cmmd import BATCH_REMAINDER, cmmd_from_embeddings, used_rows
 from .metrics.kid import SUBSET_SIZE, SUBSETS, kid_from_features
+
+# t-SNE's usual perplexity; with fewer images it is lowered to (n - 1) / 3 (the neighbourhood a point's
+# perplexity describes must hold 3 × perplexity others), and report.json records the one used.
+TSNE_PERPLEXITY = 30.0
+# Images a class needs: two for a covariance (FID) and for a KID subset.
+MIN_CLASS_IMAGES = 2
 
 
 def _require_plotting():
@@ -33,7 +43,7 @@ def _require_plotting():
         from sklearn.manifold import TSNE
     except ImportError as e:
         raise InvalidInputError(f"fidrs report needs the optional extra: pip install 'fidrs[report]' ({e})") from None
-    return plt, TSNE
+    return matplotlib, plt, TSNE
 
 
 def class_folders(root: str | Path, classes=None) -> dict[str, str]:
@@ -55,6 +65,36 @@ def check_reference(root: str | Path, reference: str) -> None:
         raise InvalidInputError(f"reference class {reference!r}: no folder {display(Path(root) / reference)}")
 
 
+def check_output_folder(root: str | Path, classes: dict[str, str], out_dir: str | Path) -> None:
+    """The report may not be written inside the dataset: not in `root`, nor in a class folder (which may be a
+    link to a folder elsewhere), where its PNGs would be read as images on the next run. Nor onto a file."""
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InvalidInputError(f"{display(out)}: not a folder; the report is written to a folder of files")
+    for folder in (root, *classes.values()):
+        if is_within(out, folder):
+            raise InvalidInputError(
+                f"{display(out)}: the output folder is inside the dataset ({display(folder)}); its PNGs would be "
+                "read as images of a class on the next run: write the report elsewhere"
+            )
+
+
+def check_class_sizes(sizes: dict[str, int], folders: dict[str, str] | None = None) -> None:
+    """Every class needs MIN_CLASS_IMAGES images (a covariance, a KID subset): else an error naming it."""
+    for name, n in sizes.items():
+        if n < MIN_CLASS_IMAGES:
+            where = f" ({display(folders[name])})" if folders else ""
+            raise InvalidInputError(
+                f"class {display(name)!r}{where} has {n} usable image(s); a report needs at least "
+                f"{MIN_CLASS_IMAGES} per class (a covariance): add images or remove the class"
+            )
+
+
+def tsne_perplexity(n: int) -> float:
+    """The t-SNE perplexity for `n` points: TSNE_PERPLEXITY, lowered to (n - 1) / 3 for few images."""
+    return min(TSNE_PERPLEXITY, max(1.0, (n - 1) / 3))
+
+
 def _feature_label(backbone: str | None) -> str:
     return {"inception": "pool3 features"}.get(backbone or "inception", f"{backbone} features")
 
@@ -72,10 +112,23 @@ def build_report(
     """Compute the numbers and write the files; returns what report.json holds."""
     if reference not in sets:
         raise InvalidInputError(f"reference class {reference!r} not among {sorted(sets)}")
-    plt, TSNE = _require_plotting()
+    check_class_sizes({c: len(s) for c, s in sets.items()})  # after skip_bad left files out
+    matplotlib, plt, TSNE = _require_plotting()
     start = time.perf_counter()
     out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise InvalidInputError(f"{display(out)}: not a folder; the report is written to a folder of files")
     out.mkdir(parents=True, exist_ok=True)
+    # Class names are names, not matplotlib math: `$…$` in one would be parsed (and `$\foo{$` abort the report).
+    with matplotlib.rc_context({"text.parse_math": False}):
+        return _build(
+            sets, reference, out, plt, TSNE, start, kid_subset_size, kid_subsets, cmmd_batch_remainder, tsne_seed
+        )
+
+
+def _build(
+    sets, reference, out, plt, TSNE, start, kid_subset_size, kid_subsets, cmmd_batch_remainder, tsne_seed
+) -> dict[str, Any]:
     classes = list(sets)
     stats = {c: s.stats() for c, s in sets.items()}
 
@@ -104,7 +157,8 @@ def build_report(
 
     # t-SNE on the leading 50 principal components (the usual, much faster, practice).
     _, _, vt = np.linalg.svd(centred[: min(len(centred), 20000)], full_matrices=False)
-    embedded = TSNE(n_components=2, init="pca", random_state=tsne_seed, perplexity=30).fit_transform(
+    perplexity = tsne_perplexity(len(centred))
+    embedded = TSNE(n_components=2, init="pca", random_state=tsne_seed, perplexity=perplexity).fit_transform(
         centred @ vt[:50].T
     )
 
@@ -171,6 +225,7 @@ def build_report(
         "cmmd_vs_reference": cmmds,
         "fid_matrix": matrix.tolist(),
         "pca": {"components_for_95_percent": components_95, "cumulative_explained_variance": cumulative[:200].tolist()},
+        "tsne": {"perplexity": perplexity, "seed": tsne_seed},
         "seconds_after_features": time.perf_counter() - start,
     }
     atomic_write_bytes(out / "report.json", strictjson.dumps(report, indent=1).encode())
@@ -190,13 +245,13 @@ def _cmmd_vs_reference(reference: FeatureSet, other: FeatureSet, name: str, rule
 
 
 def _optional(value: float | None) -> str:
-    return "—" if value is None else f"{value:.5f}"
+    return "—" if value is None else fixed(value, 5)
 
 
 def _write_html(out: Path, report: dict[str, Any], images: list[str]) -> None:
     rows = "".join(
-        f"<tr><td>{html.escape(c)}</td><td>{report['n'][c]}</td><td>{report['fid_vs_reference'][c]:.4f}</td>"
-        f"<td>{report['kid_vs_reference'][c]['mean']:.5f} ± {report['kid_vs_reference'][c]['std']:.5f}</td>"
+        f"<tr><td>{html.escape(c)}</td><td>{report['n'][c]}</td><td>{fixed(report['fid_vs_reference'][c], 4)}</td>"
+        f"<td>{fixed(report['kid_vs_reference'][c]['mean'], 5)} ± {fixed(report['kid_vs_reference'][c]['std'], 5)}</td>"
         f"<td>{_optional(report['cmmd_vs_reference'][c]['value'])}</td></tr>"
         for c in report["classes"]
     )

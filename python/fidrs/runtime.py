@@ -1,4 +1,6 @@
-"""ONNX Runtime sessions for a backbone's graph: CUDA when available, CPU otherwise."""
+"""ONNX Runtime sessions for a backbone's graph: CUDA when available, CPU otherwise. No session is made for a graph
+`graph_check` has not accepted for the backbone, ONNX Runtime's load and run errors become fidrs errors naming the
+graph file, every run has a deadline, and every run's outputs are checked (`session_guard`)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from . import config
+from . import config, session_guard
 from .errors import InvalidInputError, RuntimeUnavailableError
 
 try:
@@ -109,7 +111,8 @@ class BoundInput:
             raise RuntimeUnavailableError(f"ONNX Runtime IO binding on {self.device_type} read back other values")
         self.checked = True
 
-    def run(self, images: np.ndarray) -> tuple[np.ndarray, ...]:
+    def run(self, images: np.ndarray, run_options=None) -> tuple[np.ndarray, ...]:
+        """The outputs for `images`; `run_options` (ONNX Runtime's RunOptions) carry the run's deadline."""
         images = np.ascontiguousarray(images, dtype=np.float32)
         if self.checked:
             self._upload(images)
@@ -119,7 +122,7 @@ class BoundInput:
         binding.bind_ortvalue_input("images", self.buffer)
         for name in self.outputs:
             binding.bind_output(name, "cpu")
-        self.session.run_with_iobinding(binding)
+        self.session.run_with_iobinding(binding, run_options)
         return tuple(binding.copy_outputs_to_cpu())
 
 
@@ -142,6 +145,9 @@ class NetworkSession:
     provider: str  # the execution provider that actually runs the graph
     outputs: tuple[str, ...]  # what `run` returns, in this order
     bound: BoundInput | None = field(default=None)
+    path: str = ""  # the graph file (named in every error)
+    dims: tuple[int, ...] = ()  # each output's size, as the backbone has it (every run's outputs are checked)
+    flops_per_image: float | None = None  # the graph's arithmetic (graph_check): the run deadline scales with it
 
     @property
     def default_batch_size(self) -> int:
@@ -153,10 +159,21 @@ class NetworkSession:
         return tuple(int(shapes[name][-1]) if name in shapes else -1 for name in self.outputs)
 
     def run(self, images: np.ndarray) -> tuple[np.ndarray, ...]:
-        """The named outputs for a batch of network inputs, each N × dim float32."""
+        """The named outputs for a batch of network inputs, each N × dim float32 and finite, within the run's
+        deadline (`session_guard.run_deadline_s`); else a GraphError naming the graph file."""
+        n = len(images)
+        deadline = session_guard.run_deadline_s(n, self.flops_per_image)
         if self.bound is not None:
-            return self.bound.run(images)
-        return tuple(self.session.run(list(self.outputs), {"images": images}))
+            bound = self.bound
+            outputs = session_guard.run_with_deadline(
+                lambda options: bound.run(images, options), deadline_s=deadline, path=self.path, batch=n
+            )
+        else:
+            outputs = session_guard.run_guarded(
+                self.session, {"images": images}, deadline_s=deadline, path=self.path, output_names=self.outputs
+            )
+        dims = self.dims or self.output_dims()
+        return session_guard.check_outputs(outputs, names=self.outputs, dims=dims, batch=n, path=self.path)
 
 
 def _providers(device: str, allow_tf32: bool) -> list:
@@ -176,11 +193,29 @@ def _providers(device: str, allow_tf32: bool) -> list:
     return ["CPUExecutionProvider"]
 
 
-@lru_cache(maxsize=4)
 def get_session(
-    onnx_path: str, outputs: tuple[str, ...], device: str = "auto", allow_tf32: bool = False
+    onnx_path: str | os.PathLike, backbone, device: str = "auto", allow_tf32: bool = False
 ) -> NetworkSession:
+    """A session running `backbone`'s graph at `onnx_path`: the graph is checked first (`graph_check.checked`,
+    once per file identity; a GraphError naming the file when refused), then loaded by ONNX Runtime (its load
+    errors mapped by `session_guard.open_session`)."""
+    from .graph_check import checked
+
     _require_runtime()
+    summary = checked(onnx_path, backbone)
+    dims = tuple(o.dim for o in backbone.outputs)
+    return _session(os.fspath(onnx_path), backbone.output_names, dims, summary.flops_per_image, device, allow_tf32)
+
+
+@lru_cache(maxsize=4)
+def _session(
+    onnx_path: str,
+    outputs: tuple[str, ...],
+    dims: tuple[int, ...],
+    flops_per_image: float,
+    device: str,
+    allow_tf32: bool,
+) -> NetworkSession:
     providers = _providers(device, allow_tf32)
     if providers[0] != "CPUExecutionProvider" and hasattr(ort, "preload_dlls"):
         # CUDA and cuDNN from PyPI (fidrs[gpu] brings them) live in site-packages, not on the loader's path.
@@ -192,7 +227,7 @@ def get_session(
     options.intra_op_num_threads = _cpu_threads()
     options.inter_op_num_threads = 1
     options.log_severity_level = 3
-    session = ort.InferenceSession(onnx_path, sess_options=options, providers=providers)
+    session = session_guard.open_session(onnx_path, options, providers)
     # ORT silently drops a provider it cannot initialise; report what is really in use.
     provider = session.get_providers()[0]
     if device == "cuda" and provider != "CUDAExecutionProvider":
@@ -200,4 +235,4 @@ def get_session(
     bound = None
     if provider == "CUDAExecutionProvider":
         bound = BoundInput(session, outputs, "cuda", _pinned_memory_info(provider))
-    return NetworkSession(session=session, provider=provider, outputs=outputs, bound=bound)
+    return NetworkSession(session, provider, outputs, bound, onnx_path, dims, flops_per_image)

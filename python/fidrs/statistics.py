@@ -4,8 +4,10 @@ compatible with pytorch-fid and clean-fid (`mu`, `sigma`)."""
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
 import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -27,6 +29,11 @@ FORMAT_VERSION = 2
 # The stored sums must reproduce mu and sigma to 1e-8 of their scale: the mean and covariance are recomputed
 # from them in float64 with ~n·u = 1e-11 relative round-off at n = 1e5, far below; an edit is far above.
 _MOMENTS_RTOL = 1e-8
+
+# The largest sample count a statistics file may record: float64 counts every integer exactly up to 2^53 (the mean
+# divides by n), and no image set comes near it (9e15 images). Larger counts, and merges whose total would exceed
+# it, are refused rather than wrapped round or rounded.
+MAX_SAMPLES = 2**53
 
 
 def _stored_as(array: np.ndarray) -> str:
@@ -55,6 +62,8 @@ def check_statistics(
 def _check_sample_count(path: str, n) -> int:
     if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 2:
         raise InvalidInputError(f"{display(path)}: n = {n!r} is not a sample count of at least 2")
+    if int(n) > MAX_SAMPLES:
+        raise InvalidInputError(f"{display(path)}: n = {int(n)} is over the largest sample count, 2^53 = {MAX_SAMPLES}")
     return int(n)
 
 
@@ -195,11 +204,36 @@ class Stats:
         graphs (IncompatibleStatsError naming both sides by `labels`)."""
         check_compatible([(labels[0], self.provenance), (labels[1], other.provenance)])
 
-    def merge(self, other: Stats) -> Stats:
-        """Statistics of the union of both sample sets (needs the raw moments of both)."""
-        self.check_compatible(other)
+    def moments_sha256(self) -> str | None:
+        """A digest of the raw moments (n, sum, sum_outer): two shards with the same one hold the same images
+        (a copy of one shard); None without moments."""
+        if self.moments is None:
+            return None
+        digest = hashlib.sha256(int(self.moments.n).to_bytes(8, "little"))
+        for part in (self.moments.sum, self.moments.sum_outer):
+            digest.update(np.ascontiguousarray(part, dtype="<f8").tobytes())
+        return digest.hexdigest()
+
+    def merge(self, other: Stats, labels: tuple[str, str] = ("a", "b")) -> Stats:
+        """Statistics of the union of both sample sets (needs the raw moments of both). Sample sets must be
+        disjoint: two shards with the same moments are one shard given twice (a copy), and are refused rather
+        than counted twice."""
+        self.check_compatible(other, labels)
         if self.moments is None or other.moments is None:
-            raise InvalidInputError("merging needs statistics saved with their moments (sum, sum_outer)")
+            missing = labels[0] if self.moments is None else labels[1]
+            raise InvalidInputError(
+                f"{display(missing)}: merging needs statistics saved with their moments (sum, sum_outer)"
+            )
+        if self.moments_sha256() == other.moments_sha256():
+            raise InvalidInputError(
+                f"{display(labels[1])} holds the same statistics as {display(labels[0])} (the same n, sums and "
+                "sums of products): one shard given twice would count its images twice"
+            )
+        if self.moments.n + other.moments.n > MAX_SAMPLES:
+            raise InvalidInputError(
+                f"merging {display(labels[0])} ({self.moments.n} images) and {display(labels[1])} "
+                f"({other.moments.n} images) would exceed the largest sample count, 2^53"
+            )
         merged = _fidrs.Moments.from_parts(self.moments.n, self.moments.sum, self.moments.sum_outer)
         merged.merge(other.moments)
         return Stats.from_moments(
@@ -209,6 +243,49 @@ class Stats:
             self.backbone or other.backbone,
             self.graph_sha256 or other.graph_sha256,
         )
+
+
+def merge_shards(shards: Sequence[Stats | str | os.PathLike]) -> Stats:
+    """The statistics of the union of disjoint shards (statistics files written by fidrs, or `Stats`). A shard
+    given twice is refused, whether as the same file under two names or as a copy (equal moments): it would
+    count its images twice."""
+    if not shards:
+        raise InvalidInputError("merging needs at least one statistics file")
+    labelled: list[tuple[str, Stats]] = []
+    seen_files: dict[tuple[int, int], str] = {}
+    for i, shard in enumerate(shards):
+        if isinstance(shard, Stats):
+            labelled.append((f"shard {i + 1}", shard))
+            continue
+        path = os.fspath(shard)
+        try:
+            st = os.stat(path)
+            identity = (st.st_dev, st.st_ino)
+        except OSError:
+            identity = None  # Stats.load names the problem
+        if identity in seen_files:
+            raise InvalidInputError(
+                f"{display(path)} is the same file as {display(seen_files[identity])}: one shard given twice would "
+                "count its images twice"
+            )
+        if identity is not None:
+            seen_files[identity] = path
+        labelled.append((path, Stats.load(path)))
+    digests: dict[str, str] = {}
+    for label, stats in labelled:
+        digest = stats.moments_sha256()
+        if digest is not None and digest in digests:
+            raise InvalidInputError(
+                f"{display(label)} holds the same statistics as {display(digests[digest])} (the same n, sums and "
+                "sums of products): one shard given twice would count its images twice"
+            )
+        if digest is not None:
+            digests[digest] = label
+    (first, merged), rest = labelled[0], labelled[1:]
+    for label, stats in rest:
+        merged = merged.merge(stats, (first, label))
+        first = f"the merge of the shards up to {label}"
+    return merged
 
 
 def _text(path: str, data: dict, key: str) -> str | None:

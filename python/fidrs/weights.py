@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from . import config
+from . import cache_ledger, config
 from .display import display
 from .errors import CacheWarning, InvalidInputError, WeightsError, WeightsHashMismatchError, WeightsUnavailableError
 from .files import atomic_write_bytes, open_regular
@@ -342,6 +342,8 @@ def _write_graph(onnx_path: Path, graph: bytes, data: bytes | None, graph_sha: s
     """The external data, the graph, then the record of their hashes and of the graph's identity: a graph
     without a matching record is never trusted."""
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
+    for path in ([_data_path(onnx_path)] if data is not None else []) + [onnx_path, _record_path(onnx_path)]:
+        cache_ledger.record(path)  # before writing: `cache clear` removes what fidrs wrote, and only that
     digest = hashlib.sha256(graph).hexdigest()
     if data is not None:
         atomic_write_bytes(_data_path(onnx_path), data)

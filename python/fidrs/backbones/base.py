@@ -71,6 +71,9 @@ class Backbone:
     comparable_with: str  # what the numbers of this backbone are comparable with (README, --help)
     aliases: tuple[str, ...] = field(default=())
     family: str = ""  # the module that holds its code (fidrs.backbones.<family>), or a plugin's module
+    # ONNX operators its graph uses beyond those of fidrs' own graphs (graph_check.KNOWN_OPS): a plugin whose
+    # converter emits another default-domain operator lists it here, or its graph is refused before any session.
+    operators: tuple[str, ...] = field(default=())
 
     def mode(self, name: str | None) -> Mode:
         chosen = self.default_mode if name is None else name

@@ -80,17 +80,47 @@ def official_from_hf(tensors: StateDict) -> dict[str, np.ndarray]:
     return out
 
 
+# safetensors' dtypes that numpy has. The others (BF16, F8_E4M3, F8_E5M2, …) are refused by name: the official
+# checkpoints are float32, and the structure check refuses every other dtype anyway (float16 included).
+_SAFETENSORS_DTYPES = {
+    "F64": "<f8",
+    "F32": "<f4",
+    "F16": "<f2",
+    "I64": "<i8",
+    "I32": "<i4",
+    "I16": "<i2",
+    "I8": "i1",
+    "U64": "<u8",
+    "U32": "<u4",
+    "U16": "<u2",
+    "U8": "u1",
+    "BOOL": "?",
+}
+
+
 def _load_safetensors(path: Path) -> dict[str, np.ndarray]:
-    from safetensors import SafetensorError
-    from safetensors.numpy import load
+    from safetensors import SafetensorError, deserialize
 
     with open_regular(path) as f:  # a FIFO or device is refused before any read
         data = f.read()
     try:
-        tensors = load(data)
-    except (SafetensorError, ValueError, OverflowError) as e:
+        entries = deserialize(data)  # the header and offsets validated in Rust; raw bytes per tensor
+    except (SafetensorError, ValueError, OverflowError, TypeError) as e:
         raise WeightsError(f"{display(path)}: not a readable safetensors file ({e})") from None
-    return official_from_hf(tensors)
+    tensors = {}
+    for name, entry in entries:
+        dtype = _SAFETENSORS_DTYPES.get(entry["dtype"])
+        if dtype is None:
+            raise WeightsError(
+                f"{display(path)}: tensor {display(name)!r} is {display(str(entry['dtype']))}; fidrs reads float32 "
+                "DINOv2 checkpoints (the official ones are float32)"
+            )
+        shape = tuple(int(d) for d in entry["shape"])
+        tensors[name] = np.frombuffer(entry["data"], dtype=dtype).reshape(shape)
+    try:
+        return official_from_hf(tensors)
+    except WeightsError as e:
+        raise WeightsError(f"{display(path)}: {e}") from None
 
 
 def load_checkpoint(path: Path) -> StateDict:

@@ -128,4 +128,5 @@ def backbone(m: dict[str, Any], code: Code) -> Backbone:
         comparable_with=m["comparable_with"],
         aliases=tuple(m.get("aliases", ())),
         family=m.get("family", ""),
+        operators=tuple(m.get("operators", ())),
     )

@@ -9,9 +9,12 @@ import time
 from argparse import Namespace
 
 import fidrs
-from fidrs import metrics, strictjson
+from fidrs import metrics, sources, strictjson
+from fidrs.display import fixed
 from fidrs.errors import EXIT_ABOVE_THRESHOLD, EXIT_OK, InvalidInputError
+from fidrs.files import check_output_apart
 from fidrs.options import ClusterOptions, flag
+from fidrs.statistics import merge_shards
 
 from .records import record_run
 from .stdout_guard import print_result
@@ -79,12 +82,12 @@ def score(args: Namespace) -> int:
     if args.json:
         print_result(strictjson.dumps(result))
     else:
-        print_result(f"{result['fid']:.6f}")
+        print_result(fixed(result["fid"]))
         if confidence is not None:
             print(metrics.get_metric("fid_confidence").text(confidence), file=sys.stderr)
         if args.max_fid is not None:
             verdict = "PASS" if passed else "FAIL"
-            print(f"{verdict}: FID {result['fid']:.6f} {'<=' if passed else '>'} {args.max_fid}", file=sys.stderr)
+            print(f"{verdict}: FID {fixed(result['fid'])} {'<=' if passed else '>'} {args.max_fid}", file=sys.stderr)
     return EXIT_OK if passed else EXIT_ABOVE_THRESHOLD
 
 
@@ -92,18 +95,28 @@ def stats(args: Namespace) -> int:
     start = time.perf_counter()
     options = _options(args)
     cluster = _cluster(args)
-    if cluster is not None:
+    evaluator = fidrs.Evaluator(options) if cluster is None else None  # every option checked before any read
+    check_output_apart(args.output, _local_files(args.a))  # before the feature pass, not after it
+    if evaluator is None:
         from fidrs import distributed
 
         s = distributed.stats(args.a, **cluster, **_cluster_options(options))
     else:
-        s = fidrs.Evaluator(options).stats(args.a)
+        s = evaluator.stats(args.a)
     s.save(args.output)
     print(
         f"fidrs: saved statistics of {s.n} images to {args.output} ({time.perf_counter() - start:.1f} s)",
         file=sys.stderr,
     )
     return EXIT_OK
+
+
+def _local_files(inputs: str) -> list[str]:
+    """The files on this machine `inputs` names (a folder's images, a zip, a statistics file); none for a URL,
+    which is not listed twice over the network for this."""
+    if sources.rules.is_url(inputs) and sources.rules.local_path(inputs) is None:
+        return []
+    return list(sources.resolve(inputs, allow_stats=False).local_files())
 
 
 def metric(args: Namespace, spec: metrics.Metric) -> int:
@@ -162,16 +175,20 @@ def cache(args: Namespace) -> int:
     from fidrs import cache as feature_cache
 
     if args.action == "clear":
-        print(f"fidrs: removed {feature_cache.clear_cache()} feature cache file(s)", file=sys.stderr)
+        removed = feature_cache.clear_cache()
+        print(
+            f"fidrs: removed {removed} file(s) fidrs wrote in {feature_cache.cache_dir()} (feature databases, ONNX "
+            "graphs); files it did not write there are left alone",
+            file=sys.stderr,
+        )
     else:
         print(strictjson.dumps(feature_cache.cache_info(), indent=1))
     return EXIT_OK
 
 
 def merge(args: Namespace) -> int:
-    merged = fidrs.Stats.load(args.inputs[0])
-    for path in args.inputs[1:]:
-        merged = merged.merge(fidrs.Stats.load(path))
+    check_output_apart(args.output, args.inputs)
+    merged = merge_shards(args.inputs)
     merged.save(args.output)
     print(f"fidrs: merged {len(args.inputs)} statistics files ({merged.n} images) into {args.output}", file=sys.stderr)
     return EXIT_OK

@@ -15,17 +15,27 @@ from ..errors import InvalidInputError
 
 def append_line(path: str, line: str) -> None:
     """Append one line with one write (O_APPEND: concurrent runs never interleave within a line). Only a
-    regular file is appended to: a FIFO without a reader is refused instead of blocking."""
+    regular file is appended to: a FIFO without a reader is refused instead of blocking, and a symbolic link is
+    not followed (O_NOFOLLOW: a link planted at the record's path cannot make fidrs append elsewhere). A file
+    that refuses the write (`/proc/version`, a full disk) is named in the error."""
     data = (line.rstrip("\n") + "\n").encode()
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+    flags |= getattr(os, "O_NOFOLLOW", 0)
     try:
         fd = os.open(path, flags, 0o644)
     except OSError as e:
-        raise InvalidInputError(f"{display(path)}: cannot append to it ({e.strerror})") from None
+        if os.path.islink(path):
+            raise InvalidInputError(
+                f"{display(path)}: a symbolic link; records are appended only to a regular file, never through a link"
+            ) from None
+        raise InvalidInputError(f"{display(path)}: cannot append to it ({e.strerror or e})") from None
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise InvalidInputError(f"{display(path)}: not a regular file; cannot append a record to it")
-        written = os.write(fd, data)
+        try:
+            written = os.write(fd, data)
+        except OSError as e:
+            raise InvalidInputError(f"{display(path)}: cannot append to it ({e.strerror or e})") from None
         if written != len(data):
             raise InvalidInputError(f"{display(path)}: short write ({written} of {len(data)} bytes)")
     finally:

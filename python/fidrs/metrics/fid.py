@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..display import fixed
 from ..errors import NumericalError
 from ..frechet import METHODS, frechet_distance
 from .base import STATISTICS, Metric, Result, choice
@@ -57,7 +58,7 @@ FID = register_metric(
         params=(METHOD,),
         compute=_compute,
         result=FIDResult,
-        text=lambda r: f"{r.value:.6f}",
+        text=lambda r: fixed(r.value),
         command=None,  # `fidrs score`, with its gate, records and cluster options
     )
 )

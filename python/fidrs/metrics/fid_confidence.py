@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..display import fixed
 from ..errors import InvalidInputError
 from ..feature_sets import moments_of
 from ..frechet import frechet_distance
@@ -86,10 +87,10 @@ def _compute(sides, *, rounds: int, confidence: float, seed: int) -> dict:
 
 
 def _text(r: FIDConfidenceResult) -> str:
-    at_n = ", ".join(f"{n}: {v:.3f}" for n, v in r.fid_at_n.items())
+    at_n = ", ".join(f"{n}: {fixed(v, 3)}" for n, v in r.fid_at_n.items())
     return (
-        f"FID {r.value:.6f}, {100 * r.confidence:g} % interval [{r.low:.4f}, {r.high:.4f}] over {r.rounds} "
-        f"bootstrap rounds; FID at n = {at_n}"
+        f"FID {fixed(r.value)}, {100 * r.confidence:g} % interval [{fixed(r.low, 4)}, {fixed(r.high, 4)}] over "
+        f"{r.rounds} bootstrap rounds; FID at n = {at_n}"
     )
 
 

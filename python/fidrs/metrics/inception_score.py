@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..display import fixed
 from ..errors import InvalidInputError
 from .base import LOGITS, Estimate, Metric, integer
 from .registry import register_metric
@@ -62,7 +63,7 @@ INCEPTION_SCORE = register_metric(
         params=(SPLITS, SEED),
         compute=_compute,
         result=InceptionScoreResult,
-        text=lambda r: f"IS {r.value:.6f} ± {r.std:.6f}",
+        text=lambda r: f"IS {fixed(r.value)} ± {fixed(r.std)}",
         command="is",
     )
 )

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..display import fixed
 from ..errors import InvalidInputError
 from .base import FEATURES, Estimate, Metric, integer
 from .registry import register_metric
@@ -81,7 +82,7 @@ KID = register_metric(
         params=(SUBSET_SIZE, SUBSETS, SEED),
         compute=_compute,
         result=KIDResult,
-        text=lambda r: f"KID {r.value:.6f} ± {r.std:.6f}",
+        text=lambda r: f"KID {fixed(r.value)} ± {fixed(r.std)}",
         command="kid",
     )
 )

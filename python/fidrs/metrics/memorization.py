@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ..display import fixed
 from .base import FEATURES, MappingResult, Metric, Result, integer, number
 from .registry import register_metric
 
@@ -84,7 +85,7 @@ def _text(r: MemorizationResult) -> str:
         f"{100 * r.fraction_below_threshold:.2f} % of generated images are within cosine distance "
         f"{r.threshold} of a training image; closest pairs:"
     ]
-    lines += [f"  {p['cosine_distance']:.5f}  {p['generated']}  ~  {p['training']}" for p in r.closest_pairs]
+    lines += [f"  {fixed(p['cosine_distance'], 5)}  {p['generated']}  ~  {p['training']}" for p in r.closest_pairs]
     return "\n".join(lines)
 
 

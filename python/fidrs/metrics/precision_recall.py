@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..display import fixed
 from ..errors import InvalidInputError
 from .base import FEATURES, MappingResult, Metric, Result, integer
 from .registry import register_metric
@@ -86,7 +87,9 @@ PRECISION_RECALL = register_metric(
         params=(K,),
         compute=_compute,
         result=PrecisionRecallResult,
-        text=lambda r: " ".join(f"{k} {getattr(r, k):.4f}" for k in ("precision", "recall", "density", "coverage")),
+        text=lambda r: " ".join(
+            f"{k} {fixed(getattr(r, k), 4)}" for k in ("precision", "recall", "density", "coverage")
+        ),
         command="pr",
     )
 )

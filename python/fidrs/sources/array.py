@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from .. import _fidrs
+from ..display import display
 from ..errors import EmptyInputError, InvalidInputError
 from .base import Pixels, Source
 
@@ -16,6 +17,7 @@ from .base import Pixels, Source
 @dataclass(frozen=True)
 class ImageArray(Source):
     images: np.ndarray
+    origin: str | None = None  # the file it was read from (an ADM reference batch's `.npz`), if any
 
     kind = "image array"
     cacheable = False  # no file bytes to key a cache on
@@ -27,20 +29,24 @@ class ImageArray(Source):
     def labels(self) -> Sequence[str]:
         return [f"array[{i}]" for i in range(len(self.images))]
 
+    def local_files(self) -> Sequence[str]:
+        return () if self.origin is None else (self.origin,)
+
     def read_pixels(self, start, stop, preprocessing, max_pixels, out: np.ndarray | None) -> Pixels:
         images = np.ascontiguousarray(self.images[start:stop])
         batch = _fidrs.preprocess_arrays(images, preprocessing, out=out)
         return batch, list(range(stop - start)), [], []
 
 
-def image_array(images: np.ndarray) -> ImageArray:
+def image_array(images: np.ndarray, origin: str | None = None) -> ImageArray:
+    """Images in memory; `origin`: the file they were read from, named in messages (an `.npz`'s `arr_0`)."""
+    what = "in-memory images" if origin is None else f"{display(origin)}: arr_0"
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:
-        raise InvalidInputError(
-            f"in-memory images must be a uint8 array of shape N×H×W×3, got {images.dtype} {images.shape}"
-        )
+        raise InvalidInputError(f"{what} must be a uint8 array of shape N×H×W×3, got {images.dtype} {images.shape}")
     if len(images) == 0:
-        raise EmptyInputError("the image array is empty")
-    return ImageArray(images)
+        empty = "the image array" if origin is None else what
+        raise EmptyInputError(f"{empty} holds no images (shape {images.shape})")
+    return ImageArray(images, origin)
 
 
 def resolve_array(inputs: Any, allow_stats: bool) -> ImageArray | None:

@@ -56,6 +56,11 @@ class Source:
         """Images `start:stop` as a source of their own, to be read on another machine."""
         raise InvalidInputError(f"{self.kind} cannot be read on a cluster: pass image files or URLs")
 
+    def local_files(self) -> Sequence[str]:
+        """The files on this machine it reads (an output must be none of them); none for images in memory or
+        remote URLs."""
+        return ()
+
     def precomputed(self) -> Stats | None:
         """The statistics this input holds instead of images (a statistics file), else None."""
         return None

@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import _fidrs
 from ..display import display
-from ..errors import DuplicateFilesWarning, EmptyInputError, InvalidInputError
+from ..errors import DuplicateFilesWarning, EmptyInputError, InvalidInputError, NestedArchiveWarning
 from . import rules
 from .base import Pixels, Source
 
@@ -41,14 +41,30 @@ class ImageFiles(Source):
         batch, ok, failed, pixels = _fidrs.load_images(self.paths[start:stop], preprocessing, max_pixels, out=out)
         return batch, list(ok), list(failed), list(pixels)
 
+    def local_files(self) -> Sequence[str]:
+        return self.paths
+
     def split(self, start: int, stop: int) -> ImageFiles:
         return ImageFiles(self.paths[start:stop])
 
 
+def warn_nested_archives(where: str, archives: Sequence[str], stacklevel: int) -> None:
+    """Archives inside an input are not opened (their images would be counted with the input's, or not, by
+    accident): say so, naming them, rather than leave them out silently."""
+    if archives:
+        shown = ", ".join(display(a) for a in archives[:3]) + (", ..." if len(archives) > 3 else "")
+        warnings.warn(
+            f"{display(where)}: {len(archives)} zip archive(s) inside it not opened, their images not counted "
+            f"(pass each as an input of its own, or extract it): {shown}",
+            NestedArchiveWarning,
+            stacklevel=stacklevel + 1,
+        )
+
+
 def scan_directory(directory: str) -> list[str]:
     """Image files below `directory`, following links to folders but entering each real folder once (so a
-    link cycle ends, and `self -> .` adds nothing)."""
-    found = []
+    link cycle ends, and `self -> .` adds nothing). Zip archives found there are named in a warning."""
+    found, archives = [], []
     visited: set[tuple[int, int]] = set()
     for root, dirs, files in os.walk(directory, followlinks=True):
         try:
@@ -62,6 +78,8 @@ def scan_directory(directory: str) -> list[str]:
         visited.add((st.st_dev, st.st_ino))
         dirs.sort()
         found.extend(os.path.join(root, f) for f in files if rules.is_image(f))
+        archives.extend(os.path.join(root, f) for f in files if rules.is_archive(f))
+    warn_nested_archives(directory, sorted(archives), stacklevel=5)
     return sorted(found)
 
 

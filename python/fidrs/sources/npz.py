@@ -7,8 +7,6 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
-
 from ..display import display
 from ..errors import InvalidInputError
 from ..files import read_npz
@@ -36,6 +34,9 @@ class StatsFile(Source):
     def read_blobs(self, start: int, stop: int, max_pixels: int) -> list[bytes | str]:
         raise InvalidInputError(f"{display(self.path)}: a statistics file cannot be used here; pass images")
 
+    def local_files(self) -> tuple[str, ...]:
+        return (self.path,)
+
     def precomputed(self):
         from ..statistics import Stats
 
@@ -57,9 +58,7 @@ def resolve_npz(inputs: Any, allow_stats: bool) -> Source | None:
         return StatsFile(path)
     if "arr_0" in keys:
         images = read_npz(path, keys=["arr_0"])["arr_0"]
-        if images.dtype == np.uint8 and images.ndim == 4 and images.shape[-1] == 3:
-            return image_array(images)
-        raise InvalidInputError(f"{display(path)}: arr_0 is {images.dtype} {images.shape}, expected uint8 N×H×W×3")
+        return image_array(images, origin=path)  # refused naming the file: another dtype or shape, or empty
     raise InvalidInputError(
         f"{display(path)}: .npz needs 'mu' and 'sigma' (statistics) or 'arr_0' (images); has {sorted(keys)}"
     )

@@ -37,6 +37,10 @@ def is_image(path: str) -> bool:
     return extension(path) in IMAGE_EXTENSIONS
 
 
+def is_archive(path: str) -> bool:
+    return extension(path) in ZIP_EXTENSIONS
+
+
 def is_glob(text: str) -> bool:
     return any(ch in text for ch in "*?[")
 

@@ -15,6 +15,7 @@ from ..errors import EmptyInputError, InvalidInputError
 from ..files import open_regular
 from . import rules
 from .base import Source
+from .local import warn_nested_archives
 
 
 @dataclass(frozen=True)
@@ -37,6 +38,9 @@ class ZipImages(Source):
             suffix = f"#{seen[info.filename]}" if seen[info.filename] > 1 else ""
             labels.append(f"{self.archive}:{info.filename}{suffix}")
         return labels
+
+    def local_files(self) -> Sequence[str]:
+        return (self.archive,)
 
     def read_blobs(self, start: int, stop: int, max_pixels: int) -> list[bytes | str]:
         """Each member's bytes, or why it cannot be read: declared larger than the cap (checked before anything
@@ -69,9 +73,12 @@ def resolve_zip(inputs: Any, allow_stats: bool) -> ZipImages | None:
     try:
         with open_regular(path) as f, zipfile.ZipFile(f) as z:
             infos = [info for info in z.infolist() if not info.is_dir() and rules.is_image(info.filename)]
+            nested = sorted(info.filename for info in z.infolist() if rules.is_archive(info.filename))
     except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
         raise InvalidInputError(f"{display(path)}: not a readable zip archive ({e})") from None
     if not infos:
-        raise EmptyInputError(f"{display(path)}: the zip archive holds no image files")
+        extra = f" (only zip archives, which are not opened: {', '.join(map(display, nested[:3]))})" if nested else ""
+        raise EmptyInputError(f"{display(path)}: the zip archive holds no image files{extra}")
+    warn_nested_archives(path, [f"{path}:{name}" for name in nested], stacklevel=4)
     # Sorted by name; members of one name keep their order in the archive (sort is stable).
     return ZipImages(path, sorted(infos, key=lambda info: info.filename))
