@@ -12,6 +12,8 @@ __all__ = [
     "IncompatibleStatsError",
     "InvalidInputError",
     "NumericalError",
+    "ReferenceHashMismatchError",
+    "ReferenceUnavailableError",
     "RuntimeUnavailableError",
     "WeightsError",
     "WeightsHashMismatchError",
@@ -41,6 +43,15 @@ class RuntimeUnavailableError(FidrsError):
 
 class IncompatibleStatsError(FidrsError):
     """Two statistics computed with different modes or weights were to be compared or merged."""
+
+
+class ReferenceUnavailableError(InvalidInputError):
+    """A published reference named `ref:NAME` is not in the cache and could not be downloaded."""
+
+
+class ReferenceHashMismatchError(InvalidInputError):
+    """A published reference's file is not the one published (its sha256 differs from the published, pinned or
+    first-download hash)."""
 
 
 class BadImagesError(DecodeError):
