@@ -50,8 +50,8 @@ class ReferenceUnavailableError(InvalidInputError):
 
 
 class ReferenceHashMismatchError(InvalidInputError):
-    """A published reference's file is not the one published (its sha256 differs from the published, pinned or
-    first-download hash)."""
+    """A published reference's file is not the one published: its sha256 differs from the published, pinned or
+    first-download hash, or its content is not the layout its catalogue entry describes."""
 
 
 class BadImagesError(DecodeError):
