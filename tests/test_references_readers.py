@@ -143,6 +143,13 @@ def test_adm_images_are_read_only_when_asked_for(tmp_path):
         ref.images.load()
 
 
+def test_mu_sigma_beside_images_without_the_sfid_statistics_have_no_implied_mode(tmp_path):
+    path = tmp_path / "batch.npz"
+    np.savez(path, arr_0=np.zeros((2, 4, 4, 3), np.uint8), **write_edm(tmp_path / "edm.npz"))
+    ref = read_reference(path)
+    assert ref.format == "adm-batch" and not ref.entry().provenance.known and ref.images.shape == (2, 4, 4, 3)
+
+
 def test_an_adm_sample_batch_holds_images_only(tmp_path):
     path = tmp_path / "samples.npz"
     images = np.random.default_rng(0).integers(0, 256, (4, 6, 6, 3), dtype=np.uint8)

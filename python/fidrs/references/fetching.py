@@ -101,9 +101,11 @@ def _check_hashes(entry: CatalogueEntry, path: Path, sha: str, pin, record: _Rec
     if pin is not None and sha != pin[0]:
         raise ReferenceHashMismatchError(f"{display(path)}: sha256 {sha}, but {pin[1]} pins {pin[0]}")
     if record is not None and sha != record.sha256:
+        where = display(_record_path(cache_path(entry)))
         raise ReferenceHashMismatchError(
-            f"{display(path)}: sha256 {sha} differs from {record.sha256}, recorded when {entry.name} was first "
-            "verified; delete both files (or run `fidrs cache clear`) to download it again"
+            f"{display(path)}: sha256 {sha} differs from {record.sha256}, recorded in {where} when {entry.name} "
+            f"was first verified; if its publisher changed the file, delete {where} and the cached copy to accept "
+            "the new one"
         )
 
 

@@ -58,7 +58,8 @@ _PICKLE_MAGIC = b"\x80"  # protocols 2-5 start with PROTO; 0 and 1 start with an
 EDM2_METRICS = {"fid": ("inception", "tf1"), "fd_dinov2": ("dinov2-vitl14", None)}
 
 # The ADM evaluator (`evaluations/evaluator.py: read_statistics`) compares a batch's mu/sigma with activations
-# of its TF Inception graph, which resizes with TF1's bilinear: a file in its layout is tf1 Inception statistics.
+# of its TF Inception graph, which resizes with TF1's bilinear: a file in its layout (mu, sigma, mu_s, sigma_s:
+# only its reference batches have the sFID statistics) holds tf1 Inception statistics.
 ADM_PROVENANCE = Provenance(tool="adm", backbone="inception", mode="tf1", source="format")
 
 
@@ -109,7 +110,10 @@ def _read_adm(path: str, members: list[str]) -> ReferenceFile:
         data = read_npz(path, keys=["mu", "sigma"], max_member_bytes=MAX_STATS_MEMBER_BYTES)
         if "mu" not in data or "sigma" not in data:
             raise InvalidInputError(f"{display(path)}: has only one of mu and sigma")
-        entries.append(_entry(path, "mu,sigma", data["mu"], data["sigma"], None, ADM_PROVENANCE))
+        # Only the evaluator's own layout (with the sFID statistics) implies its protocol; mu/sigma beside images
+        # alone could come from any tool.
+        provenance = ADM_PROVENANCE if {"mu_s", "sigma_s"} <= set(members) else UNKNOWN
+        entries.append(_entry(path, "mu,sigma", data["mu"], data["sigma"], None, provenance))
     spatial = None
     if "mu_s" in members or "sigma_s" in members:
         data = read_npz(path, keys=["mu_s", "sigma_s"], max_member_bytes=MAX_STATS_MEMBER_BYTES)
