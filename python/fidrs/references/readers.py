@@ -13,10 +13,10 @@
 - `features`: TF-GAN-style `pool_3` activations (`.npy`, or an `.npz` of one array): N×d features (statistics
   computed).
 
-Every file goes through `files.open_regular` (a FIFO or device is refused), `.npz` members through
-`files.read_npz` (no pickle) or the header-checked `LazyArray`, pickles through the allow-list unpickler; sizes
-are capped; a truncated, damaged or foreign file is InvalidInputError naming it and the reason. Statistics
-are validated with `stats.check_statistics`.
+Every file goes through `files.open_regular` (a FIFO or device is refused); an `.npz` is listed by
+`files.read_npz` (no pickle) and its members read through the header-checked `LazyArray`; pickles go through
+the allow-list unpickler; sizes are capped; a truncated, damaged or foreign file is InvalidInputError naming
+it and the reason. Statistics are validated with `stats.check_statistics`.
 """
 
 from __future__ import annotations
@@ -87,6 +87,16 @@ def _entry(where: str, label: str, mu, sigma, n: int | None, provenance: Provena
     )
 
 
+def _load(path: str, members: list[str], keys: list[str]) -> dict[str, np.ndarray]:
+    """The members `keys` (those present) of an .npz, each header checked against its size before any
+    allocation (numpy's own reader allocates what a header declares first), at most MAX_STATS_MEMBER_BYTES."""
+    return {
+        key: LazyArray.open(path, f"{key}.npy", kinds="fiu", max_bytes=MAX_STATS_MEMBER_BYTES).load()
+        for key in keys
+        if key in members
+    }
+
+
 def _sample_count(where: str, value) -> int:
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 2:
         raise InvalidInputError(f"{where}: num_images = {str(value)[:40]} is not a sample count of at least 2")
@@ -107,7 +117,7 @@ def _read_adm(path: str, members: list[str]) -> ReferenceFile:
     notes = []
     entries = []
     if "mu" in members or "sigma" in members:
-        data = read_npz(path, keys=["mu", "sigma"], max_member_bytes=MAX_STATS_MEMBER_BYTES)
+        data = _load(path, members, ["mu", "sigma"])
         if "mu" not in data or "sigma" not in data:
             raise InvalidInputError(f"{display(path)}: has only one of mu and sigma")
         # Only the evaluator's own layout (with the sFID statistics) implies its protocol; mu/sigma beside images
@@ -116,7 +126,7 @@ def _read_adm(path: str, members: list[str]) -> ReferenceFile:
         entries.append(_entry(path, "mu,sigma", data["mu"], data["sigma"], None, provenance))
     spatial = None
     if "mu_s" in members or "sigma_s" in members:
-        data = read_npz(path, keys=["mu_s", "sigma_s"], max_member_bytes=MAX_STATS_MEMBER_BYTES)
+        data = _load(path, members, ["mu_s", "sigma_s"])
         mu_s, sigma_s = data.get("mu_s"), data.get("sigma_s")
         if mu_s is None or sigma_s is None or mu_s.ndim != 1 or sigma_s.shape != (mu_s.size, mu_s.size):
             shapes = [getattr(a, "shape", None) for a in (mu_s, sigma_s)]
@@ -140,7 +150,7 @@ def _read_adm(path: str, members: list[str]) -> ReferenceFile:
 
 
 def _read_mu_sigma(path: str, members: list[str]) -> ReferenceFile:
-    data = read_npz(path, keys=["mu", "sigma"], max_member_bytes=MAX_STATS_MEMBER_BYTES)
+    data = _load(path, members, ["mu", "sigma"])
     if "mu" not in data or "sigma" not in data:
         raise InvalidInputError(f"{display(path)}: statistics need 'mu' and 'sigma', has {sorted(members)}")
     extra = sorted(set(members) - {"mu", "sigma"})
