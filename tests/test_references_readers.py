@@ -435,3 +435,29 @@ def test_a_named_format_that_the_file_is_not(tmp_path):
     np.savez(tmp_path / "two.npz", a=np.zeros((3, 2)), b=np.zeros((3, 2)))
     with pytest.raises(InvalidInputError, match="not reference statistics"):
         read_reference(tmp_path / "two.npz")
+
+
+class _Payload:
+    def __init__(self, marker) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_an_edm2_pickle_carrying_a_payload_is_refused_naming_the_file(tmp_path):
+    path = tmp_path / "img512.pkl"
+    marker = tmp_path / "ran"
+    write_edm2(path, fid={"mu": _Payload(marker), "sigma": np.eye(2)})
+    with pytest.raises(InvalidInputError, match=rf"{path}: the pickle names posix\.system, which is not allowed"):
+        read_reference(path)
+    assert not marker.exists(), "the payload ran"
+
+
+def test_resolve_reads_a_plain_path_with_its_own_provenance(tmp_path):
+    from fidrs.references import resolve
+
+    arrays = write_adm(tmp_path / "ref.npz")
+    ref = resolve(str(tmp_path / "ref.npz"))
+    _same(ref.entry(), arrays)
+    assert ref.entry().provenance.source == "format"
