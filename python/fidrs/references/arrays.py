@@ -107,7 +107,7 @@ class LazyArray:
             yield stream
 
     def load(self) -> np.ndarray:
-        """The whole array, in memory."""
+        """The whole array, in memory (read-only: it wraps the bytes read, no second copy)."""
         with self._data() as stream:
             flat = np.frombuffer(self._read(stream, self.nbytes), dtype=self.dtype)
         return flat.reshape(self.shape, order="F" if self.fortran_order else "C")

@@ -131,7 +131,6 @@ def _read_adm(path: str, members: list[str]) -> ReferenceFile:
         if mu_s is None or sigma_s is None or mu_s.ndim != 1 or sigma_s.shape != (mu_s.size, mu_s.size):
             shapes = [getattr(a, "shape", None) for a in (mu_s, sigma_s)]
             raise InvalidInputError(f"{display(path)}: mu_s and sigma_s {shapes} are no mean and covariance")
-        _numeric(path, "mu_s", mu_s), _numeric(path, "sigma_s", sigma_s)
         spatial = (np.asarray(mu_s, np.float64), np.asarray(sigma_s, np.float64))
         notes.append(f"mu_s/sigma_s (sFID spatial statistics, {mu_s.size}-d) present, not used")
     images = None
