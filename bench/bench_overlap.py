@@ -47,10 +47,10 @@ class StandInSession:
 
 
 def measure(files: list[str], batch: int) -> dict:
-    from fidrs import _fidrs, feature_pass
+    from fidrs import Options, _fidrs, feature_pass
     from fidrs.backbones import get, preprocessing
-    from fidrs.feature_pass import PassOptions, PassReport
-    from fidrs.inputs import ImageFiles
+    from fidrs.feature_pass import PassReport
+    from fidrs.sources import ImageFiles
     from fidrs.weights import ResolvedModel
 
     p = preprocessing()
@@ -65,7 +65,7 @@ def measure(files: list[str], batch: int) -> dict:
 
     backbone = get()
     dims = tuple(o.dim for o in backbone.outputs)
-    model = ResolvedModel(backbone, Path("stand-in"), "0" * 64, Path("stand-in.onnx"))
+    model = ResolvedModel(backbone, Path("stand-in"), "0" * 64, Path("stand-in.onnx"), "1" * 64)
 
     def feature_pass_rate(fp: feature_pass.FeaturePass) -> float:
         start = time.perf_counter()
@@ -77,7 +77,8 @@ def measure(files: list[str], batch: int) -> dict:
     decode = []
     for rate in RATES:
         feature_pass.get_session = lambda *a, rate=rate, **k: StandInSession(rate, dims)
-        fp = feature_pass.FeaturePass(PassOptions(batch_size=batch, cache=False, progress=False), model=model)
+        options = Options(batch_size=batch, cache=False, progress=False).resolve()
+        fp = feature_pass.FeaturePass(options, model=model)
         feature_pass_rate(fp)  # warm: the pass's input buffers are faulted in once, as in any long run
         runs = []
         for _ in range(3):

@@ -15,7 +15,7 @@ import fidrs
 from fidrs import runtime
 from first_batch import first_batch, time_first_call
 
-time_first_call(runtime.InceptionSession, "run")
+time_first_call(runtime.NetworkSession, "run")
 
 
 def score(dir_a: str, dir_b: str, weights: str, cache: bool) -> dict:

@@ -1,8 +1,12 @@
 """Fuzz the Python readers of untrusted files with atheris (libFuzzer for Python): the checkpoint reader
-(legacy and zip serialisation) and the `.npz` statistics/image reader.
+(legacy and zip serialisation), the `.npz` statistics/image reader, and the image decoders against Pillow.
 
     python fuzz/fuzz_readers.py checkpoint -atheris_runs=200000
     python fuzz/fuzz_readers.py npz -atheris_runs=200000
+    python fuzz/fuzz_readers.py pillow -atheris_runs=1000000
+
+For `pillow`, a finding is a file fidrs decodes where Pillow's `Image.open(p).convert("RGB")` refuses it or
+gives other pixels (tests/pillow_fuzz.py judges each input); seeds are the differential corpus.
 
 A finding is any exception other than fidrs's own error for a bad file (WeightsError, InvalidInputError),
 any crash, or a run over libFuzzer's time/memory limits. Seeds are built on the fly: a small legacy and a
@@ -26,8 +30,8 @@ import numpy as np
 with atheris.instrument_imports():
     from fidrs.checkpoint import LEGACY_MAGIC_NUMBER, load_state_dict
     from fidrs.errors import InvalidInputError, WeightsError
-    from fidrs.inputs import resolve_source
-    from fidrs.stats import Stats
+    from fidrs import Stats
+    from fidrs.sources import resolve as resolve_source
 
 
 def _fake_torch():
@@ -94,8 +98,15 @@ def _npz_files() -> list[bytes]:
     x = rng.standard_normal((20, 4))
     for arrays in (
         {"mu": x.mean(0), "sigma": np.cov(x, rowvar=False)},
-        {"mu": x.mean(0), "sigma": np.cov(x, rowvar=False), "n": 20, "mode": "clean", "weights_sha256": "0" * 64,
-         "sum": x.sum(0), "sum_outer": x.T @ x},
+        {
+            "mu": x.mean(0),
+            "sigma": np.cov(x, rowvar=False),
+            "n": 20,
+            "mode": "clean",
+            "weights_sha256": "0" * 64,
+            "sum": x.sum(0),
+            "sum_outer": x.T @ x,
+        },
         {"arr_0": rng.integers(0, 256, (2, 4, 4, 3), dtype=np.uint8)},
     ):
         buf = io.BytesIO()
@@ -104,11 +115,34 @@ def _npz_files() -> list[bytes]:
     return out
 
 
+def _fuzz_decoders_against_pillow(corpus: str, workdir: str) -> None:
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+    from pathlib import Path
+
+    import pillow_fuzz
+
+    for name, seed in pillow_fuzz.seeds(max_bytes=1 << 16):
+        with open(os.path.join(corpus, name.replace("/", "__")), "wb") as f:
+            f.write(seed)
+    path = Path(workdir) / "input"
+
+    def one(data: bytes) -> None:
+        verdict = pillow_fuzz.judge(path, data)
+        if verdict not in ("same pixels", "both refuse", "stricter"):
+            raise AssertionError(f"decoder disagrees with Pillow: {verdict}")
+
+    atheris.Setup([sys.argv[0], corpus, *sys.argv[1:]], one)
+    atheris.Fuzz()
+
+
 def main() -> None:
     target = sys.argv.pop(1)
     workdir = tempfile.mkdtemp(prefix="fidrs-fuzz-")
     corpus = os.path.join(workdir, "corpus")
     os.mkdir(corpus)
+    if target == "pillow":
+        _fuzz_decoders_against_pillow(corpus, workdir)
+        return
     seeds = _checkpoints() if target == "checkpoint" else _npz_files()
     for i, seed in enumerate(seeds):
         with open(os.path.join(corpus, f"seed{i}"), "wb") as f:

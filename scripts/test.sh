@@ -5,6 +5,10 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 echo "== cargo test"
 cargo test --release --lib
+echo "== ruff (lint and format); the package's structure (import cycles, public surface) is a pytest test"
+.venv/bin/python -m pip install -q ruff
+.venv/bin/ruff check python tests bench scripts
+.venv/bin/ruff format --check python tests
 echo "== wheel (built, installed without Rust on PATH, smoke-tested)"
 bash scripts/wheel_smoke.sh
 echo "== pytest"

@@ -556,5 +556,7 @@ fn _fidrs(m: &Bound<'_, PyModule>) -> PyResult<()> {
     // Whether libjpeg-turbo's SIMD code is in this build, as mozjpeg-sys configured it: "yes (how)" or "no"
     // (build.rs refuses "no" unless FIDRS_ALLOW_SCALAR_JPEG=1).
     m.add("JPEG_SIMD", env!("FIDRS_JPEG_SIMD"))?;
+    // The sha256 of the sources that decode and preprocess (build.rs): part of every feature cache key.
+    m.add("PIXEL_CODE_SHA256", env!("FIDRS_PIXEL_CODE_SHA256"))?;
     Ok(())
 }

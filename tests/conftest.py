@@ -155,3 +155,16 @@ def serve_folder(root: Path):
     finally:
         httpd.shutdown()
         httpd.server_close()
+
+
+@pytest.fixture()
+def tiny(tmp_path):
+    """The tiny test backbone (tests/tiny_backbone.py) registered for one test: yields (backbone, checkpoint)."""
+    import fidrs
+    import tiny_backbone
+
+    backbone = tiny_backbone.register()
+    try:
+        yield backbone, tiny_backbone.write_checkpoint(tmp_path / "tiny.npz")
+    finally:
+        fidrs.backbones.unregister_backbone(backbone.name)

@@ -11,8 +11,8 @@ import fidrs
 import numpy as np
 import pytest
 from fidrs.cache import features_dir
-from fidrs.feature_pass import FeaturePass, PassOptions, PassReport
-from fidrs.inputs import resolve_source
+from fidrs.feature_pass import FeaturePass, PassReport
+from fidrs.sources import resolve as resolve_source
 from PIL import Image
 
 
@@ -31,7 +31,7 @@ def _folder(root, count, seed=0):
 
 
 def _pass(inputs, weights, **options):
-    extractor = FeaturePass(PassOptions(weights=weights, batch_size=4, **options))
+    extractor = FeaturePass(fidrs.Options(weights=weights, batch_size=4, **options).resolve())
     report = PassReport()
     rows = [(idx, columns[0]) for idx, columns in extractor.iter_batches(resolve_source(inputs), report)]
     features = np.concatenate([f for _, f in rows])

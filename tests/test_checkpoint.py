@@ -12,9 +12,9 @@ from collections import OrderedDict
 import numpy as np
 import onnx
 import pytest
+from fidrs.backbones.inception_graph import build_fid_inception
 from fidrs.checkpoint import load_state_dict
 from fidrs.errors import WeightsError
-from fidrs.model import build_fid_inception
 
 
 @pytest.fixture(scope="module")

@@ -136,7 +136,7 @@ def test_unexpected_failure_exits_3(monkeypatch, stats_pair, capsys):
     def explode(*args, **kwargs):
         raise RuntimeError("simulated bug")
 
-    monkeypatch.setattr(fidrs, "score_details", explode)
+    monkeypatch.setattr(fidrs.Evaluator, "fid", explode)
     assert cli.main(["score", *stats_pair]) == 3
     assert "internal error" in capsys.readouterr().err
 

@@ -25,7 +25,7 @@ import numpy as np
 import pytest
 from conftest import DATA, run_cli, write_images
 from fidrs.distributed.plan import SampleRows, default_shard_size, plan_shards, sample_indices, sampling_keys
-from fidrs.inputs import ImageFiles
+from fidrs.sources import ImageFiles
 
 CLASS_A = DATA / "validation" / "apple_red_3"  # 144 images
 CLASS_B = DATA / "validation" / "apple_golden_3"  # 161 images
@@ -228,8 +228,8 @@ def test_shards_cover_every_image_once_in_order():
     sides = [ImageFiles([f"a{i}" for i in range(10)]), ImageFiles([f"b{i}" for i in range(3)])]
     shards = plan_shards(sides, 4, [None, None])
     assert [s.id for s in shards] == list(range(4))
-    assert [p for s in shards if s.side == 0 for p in s.paths] == sides[0].paths
-    assert [p for s in shards if s.side == 1 for p in s.paths] == sides[1].paths
+    assert [p for s in shards if s.side == 0 for p in s.source.labels] == sides[0].paths
+    assert [p for s in shards if s.side == 1 for p in s.source.labels] == sides[1].paths
     assert [(s.side, s.start) for s in shards] == [(0, 0), (0, 4), (0, 8), (1, 0)]
     assert default_shard_size(1_281_167, 8) == 4096 and default_shard_size(100, 2) == 16
     assert default_shard_size(10_000, 2) == 1250  # 4 shards per worker

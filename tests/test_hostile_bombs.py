@@ -33,9 +33,16 @@ def test_gif_frame_far_larger_than_its_screen_is_refused_before_allocation():
     assert ok == [] and "too large: 16000x16000" in failures[0][1]
 
 
-def test_gif_frame_leaving_its_screen_is_refused_not_cropped():
-    _batch, ok, failures, _ = _fidrs.load_encoded([_gif((10, 10), (100, 100))], preprocessing())
-    assert ok == [] and "extends beyond the 10x10 logical screen" in failures[0][1]
+def test_gif_frame_leaving_its_screen_gets_pillows_verdict(tmp_path):
+    """Pillow grows the canvas to hold a frame that leaves the screen; this frame's LZW data (one pixel) cannot
+    fill its 100×100, so Pillow refuses the file as truncated, and so does fidrs (never a cropped image)."""
+    path = tmp_path / "leaves.gif"
+    path.write_bytes(_gif((10, 10), (100, 100)))
+    with pytest.raises(OSError, match="truncated"):
+        with Image.open(path) as im:
+            im.convert("RGB")
+    _batch, ok, failures, _ = _fidrs.load_encoded([path.read_bytes()], preprocessing())
+    assert ok == [] and "truncated" in failures[0][1]
 
 
 def test_oversized_zip_member_is_refused_before_it_is_inflated(tmp_path, weights):

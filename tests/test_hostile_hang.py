@@ -18,7 +18,7 @@ import pytest
 from conftest import inception_with, run_cli, write_images
 from fidrs import weights as w
 from fidrs.errors import WeightsUnavailableError
-from fidrs.inputs import resolve_source
+from fidrs.sources import resolve as resolve_source
 
 
 def test_fifo_named_png_is_a_named_bad_file_not_a_hang(tmp_path, weights):

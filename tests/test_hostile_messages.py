@@ -11,8 +11,8 @@ import fidrs
 import numpy as np
 import pytest
 from conftest import run_cli, write_images
+from fidrs.backbones.inception_graph import build_fid_inception
 from fidrs.errors import WeightsError
-from fidrs.model import build_fid_inception
 
 
 def _assert_bad_input(out, *needles):

@@ -191,11 +191,11 @@ def test_two_zip_members_with_one_name_are_two_images(tmp_path):
             b = io.BytesIO()
             Image.fromarray(a).save(b, "PNG")
             z.writestr("same.png", b.getvalue())
-    from fidrs.inputs import resolve_source
+    from fidrs.sources import resolve as resolve_source
 
     source = resolve_source(str(archive))
-    assert len(source) == 2 and source.paths == [f"{archive}:same.png", f"{archive}:same.png#2"]
-    blobs = source.read(0, 2, 1 << 20)
+    assert len(source) == 2 and source.labels == [f"{archive}:same.png", f"{archive}:same.png#2"]
+    blobs = source.read_blobs(0, 2, max_pixels=1 << 20)
     decoded = [np.asarray(Image.open(io.BytesIO(b)).convert("RGB")) for b in blobs]
     assert all(np.array_equal(d, a) for d, a in zip(decoded, arrays))
 

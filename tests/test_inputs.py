@@ -7,7 +7,8 @@ import zipfile
 import fidrs
 import numpy as np
 import pytest
-from fidrs.inputs import ImageArray, ImageFiles, StatsFile, ZipImages, resolve_source
+from fidrs.sources import ImageArray, ImageFiles, StatsFile, ZipImages
+from fidrs.sources import resolve as resolve_source
 from PIL import Image
 
 

@@ -173,10 +173,14 @@ def test_out_buffer_is_written_in_place_and_equals_a_new_array(tmp_path):
     fresh, ok, failures, pixels = _fidrs.load_images(paths, p)
     out = np.full((5, 3, p.size, p.size), np.nan, np.float32)
     view, ok_out, failures_out, pixels_out = _fidrs.load_images(paths, p, out=out)
-    assert (ok_out, [i for i, _ in failures_out], pixels_out) == (ok, [i for i, _ in failures], pixels) == (
-        [0, 2, 3],
-        [1],
-        [1200, 4096, 1530],
+    assert (
+        (ok_out, [i for i, _ in failures_out], pixels_out)
+        == (ok, [i for i, _ in failures], pixels)
+        == (
+            [0, 2, 3],
+            [1],
+            [1200, 4096, 1530],
+        )
     )
     assert view.shape == (3, 3, p.size, p.size) and np.shares_memory(view, out)
     np.testing.assert_array_equal(view, fresh)  # bit for bit: same code, other destination
@@ -184,9 +188,7 @@ def test_out_buffer_is_written_in_place_and_equals_a_new_array(tmp_path):
     view, *_ = _fidrs.load_encoded(encoded, p, out=out)
     np.testing.assert_array_equal(view, fresh)
     images = _image(50, 70, seed=4).repeat(2, axis=0)
-    np.testing.assert_array_equal(
-        _fidrs.preprocess_arrays(images, p, out=out)[:2], _fidrs.preprocess_arrays(images, p)
-    )
+    np.testing.assert_array_equal(_fidrs.preprocess_arrays(images, p, out=out)[:2], _fidrs.preprocess_arrays(images, p))
     for wrong in (
         np.empty((3, 3, p.size, p.size), np.float32),  # too few images for 4 files
         np.empty((5, 3, p.size, p.size), np.float64),  # wrong dtype

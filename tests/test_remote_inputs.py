@@ -10,7 +10,10 @@ import fsspec
 import numpy as np
 import pytest
 from conftest import write_images
-from fidrs.inputs import DuplicateFilesWarning, RemoteFiles, resolve_source
+from fidrs import DuplicateFilesWarning
+from fidrs.sources import RemoteFiles
+from fidrs.sources import resolve as resolve_source
+from fidrs.sources.url import read_urls
 
 
 @pytest.fixture
@@ -42,7 +45,7 @@ def test_url_files_that_are_no_images_or_too_large_are_named(remote_folder, weig
     with pytest.raises(fidrs.BadImagesError) as bad:
         fidrs.stats(url, weights=weights, cache=False)
     assert [p for p, _ in bad.value.failures] == ["memory:///fidrs-test/sub/zz.png"]  # fsspec's full form
-    too_large = resolve_source(url).read(0, 1, max_bytes=10)
+    too_large = read_urls(resolve_source(url).paths[:1], max_bytes=10)
     assert isinstance(too_large[0], str) and "over the limit of 10" in too_large[0]
 
 
@@ -58,8 +61,8 @@ def test_file_urls_are_local_paths_and_repeats_count_once(tmp_path):
 def test_bad_urls_are_clear_errors(tmp_path):
     with pytest.raises(fidrs.InvalidInputError, match="no such file or folder"):
         resolve_source("memory://does/not/exist")
-    with pytest.raises(fidrs.InvalidInputError, match="no filesystem for this URL"):
-        resolve_source("nosuchprotocol://bucket/x")
+    with pytest.raises(fidrs.InvalidInputError, match="scheme 'nosuchprotocol' are not read"):
+        resolve_source("nosuchprotocol://bucket/x")  # unknown schemes are refused by name (issue 29 item 14)
     with pytest.raises(fidrs.InvalidInputError, match="mixes URLs and local paths"):
         resolve_source(["memory://a.png", str(tmp_path)])
     with pytest.raises(fidrs.InvalidInputError, match="file:///"):

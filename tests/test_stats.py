@@ -68,10 +68,8 @@ def test_different_modes_or_weights_are_incompatible():
 
 
 def test_pad_statistics_record_a_non_default_fill_colour():
-    from fidrs.feature_pass import PassOptions
-
-    assert PassOptions(mode="pad").mode_label == "pad"
-    assert PassOptions(mode="pad", pad_color=(0, 0, 0)).mode_label == "pad(0,0,0)"
-    assert PassOptions(mode="clean", pad_color=(0, 0, 0)).mode_label == "clean"
+    assert fidrs.Options(mode="pad").resolve().mode_label == "pad"
+    assert fidrs.Options(mode="pad", pad_color=(0, 0, 0)).resolve().mode_label == "pad(0,0,0)"
+    assert fidrs.Options(mode="clean", pad_color=(0, 0, 0)).resolve().mode_label == "clean"
     with pytest.raises(fidrs.IncompatibleStatsError):
         _stats("pad").check_compatible(_stats("pad(0,0,0)"))

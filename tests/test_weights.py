@@ -94,7 +94,8 @@ def test_explicit_weights_take_precedence_over_env(weights, empty_cache, monkeyp
 def test_onnx_model_is_cached_by_checkpoint_hash(weights, empty_cache):
     first = w.resolve_model(INCEPTION, weights)
     assert first.weights_sha256 == STAND_IN_SHA256
-    assert first.onnx_path == empty_cache / f"inception-g2-{STAND_IN_SHA256}.onnx"
+    assert first.onnx_path == w.graph_path(INCEPTION, STAND_IN_SHA256)
+    assert first.onnx_path.parent == empty_cache and first.onnx_path.name.endswith(f"-{STAND_IN_SHA256}.onnx")
     mtime = first.onnx_path.stat().st_mtime_ns
     second = w.resolve_model(INCEPTION, weights)
     assert second.onnx_path.stat().st_mtime_ns == mtime  # reused, not rebuilt

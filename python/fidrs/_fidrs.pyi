@@ -9,6 +9,7 @@ import numpy.typing as npt
 
 __version__: str
 JPEG_SIMD: str  # "yes (NASM version …)" or "no": whether libjpeg-turbo's SIMD decoder is in this build
+PIXEL_CODE_SHA256: str  # sha256 of the Rust sources that decode and preprocess (build.rs): the feature cache key
 
 class FidrsError(Exception): ...
 class DecodeError(FidrsError): ...

@@ -1,8 +1,10 @@
 """A persistent feature cache: every output of a backbone's network keyed by the file's content hash, so
 re-running a CI gate on an unchanged reference set costs only hashing.
 
-One SQLite database per (backbone, weights, mode, graph version, preprocessing version) under
-`<cache dir>/features/`. SQLite gives atomic
+One SQLite database per `feature_key` under `<cache dir>/features/`: everything that can change a bit of a
+feature (weights, the graph's identity, the mode and its description, the decoder/preprocessing code, the
+execution provider, TF32, the ONNX Runtime version, the CPU's kernels), each part taken from what it is, never
+a number someone bumps. The key is stored in the database and checked when it is opened. SQLite gives atomic
 writes (a crash never leaves half a row) and safe concurrent readers; each row carries a checksum of its
 blobs, and a row that fails it is deleted and recomputed. Each row also records the image's pixel count, so
 that a cached image over this run's `max_pixels` is refused exactly as an uncached one (the exit code never
@@ -15,6 +17,7 @@ for the rest of the run with one warning, and the features are computed as if th
 from __future__ import annotations
 
 import hashlib
+import json
 import sqlite3
 import threading
 import warnings
@@ -23,15 +26,39 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from . import _fidrs
+from .errors import CacheWarning
+from .identity import cpu_features
 from .weights import cache_dir
 
 if TYPE_CHECKING:
-    from .backbones import Backbone
+    from .backbones import Backbone, Mode
+    from .weights import ResolvedModel
 
-# Bump when decoding or preprocessing changes the pixels the network sees, or which files decode at all:
-# old entries are then ignored. 2: truncated files are refused as Pillow refuses them; pixel counts stored.
-# 3: preprocessing described as data (backbones); a padded image's normalisation is (x − 127.5)/127.5.
-PREPROCESS_VERSION = 3
+
+def feature_key(
+    backbone: Backbone,
+    model: ResolvedModel,
+    mode: Mode,
+    mode_label: str,
+    provider: str,
+    allow_tf32: bool,
+    runtime_version: str,
+) -> dict[str, str]:
+    """Everything a cached feature depends on besides the file's bytes."""
+    return {
+        "backbone": backbone.name,
+        "weights_sha256": model.weights_sha256,
+        "graph_sha256": model.graph_sha256,
+        "mode": mode_label,
+        "preprocessing": repr((backbone.input_size, mode.spec)),
+        "pixel_code_sha256": _fidrs.PIXEL_CODE_SHA256,
+        "provider": provider,
+        # TF32 changes only what an accelerator computes; on the CPU the flag changes no bit.
+        "tf32": str(bool(allow_tf32) and provider != "CPUExecutionProvider"),
+        "onnxruntime": runtime_version,
+        "cpu": cpu_features(),
+    }
 
 
 def content_hash(data: bytes) -> str:
@@ -51,12 +78,10 @@ def _file_safe(text: str) -> str:
 
 
 class FeatureCache:
-    def __init__(self, backbone: Backbone, weights_sha256: str, mode_label: str) -> None:
-        name = (
-            f"{backbone.name}-{weights_sha256[:16]}-{_file_safe(mode_label)}-g{backbone.graph_version}"
-            f"-p{PREPROCESS_VERSION}.sqlite"
-        )
-        self.path = features_dir() / name
+    def __init__(self, backbone: Backbone, key: dict[str, str]) -> None:
+        self.key = json.dumps(key, sort_keys=True)
+        digest = hashlib.sha256(self.key.encode()).hexdigest()[:32]
+        self.path = features_dir() / f"{_file_safe(backbone.name)}-{digest}.sqlite"
         self.dims = [o.dim for o in backbone.outputs]
         self.row_bytes = 4 * sum(self.dims)
         self._local = threading.local()
@@ -72,6 +97,12 @@ class FeatureCache:
                 "CREATE TABLE IF NOT EXISTS features (key TEXT PRIMARY KEY, outputs BLOB NOT NULL, "
                 "pixels INTEGER NOT NULL, checksum TEXT NOT NULL)"
             )
+            db.execute("CREATE TABLE IF NOT EXISTS identity (key TEXT NOT NULL)")
+            stored = db.execute("SELECT key FROM identity").fetchall()
+            if not stored:
+                db.execute("INSERT INTO identity VALUES (?)", (self.key,))
+            elif stored != [(self.key,)]:  # another key under this name: never serve its rows
+                raise sqlite3.DatabaseError(f"{self.path.name} holds features of another key")
         db.execute("SELECT COUNT(*) FROM features").fetchone()  # a corrupt file fails here, not mid-run
 
     def _guard(self, action, *args, default=None):
@@ -143,10 +174,6 @@ class FeatureCache:
         db = self._connection()
         with db:  # one transaction: all rows or none
             db.executemany("INSERT OR REPLACE INTO features VALUES (?, ?, ?, ?)", rows)
-
-
-class CacheWarning(UserWarning):
-    """The feature cache could not be used; the run goes on without it."""
 
 
 def _graph_files() -> list[Path]:

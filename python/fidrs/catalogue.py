@@ -14,7 +14,7 @@ def status(name: str) -> dict[str, Any]:
     b = backbones.get(name)
     checkpoint = official_path(b)
     record = recorded_sha256_path(checkpoint)
-    graphs = sorted(p.name for p in cache_dir().glob(f"{b.name}-g{b.graph_version}-*.onnx"))
+    graphs = sorted(p.name for p in cache_dir().glob(f"{b.name}-c{b.converter_sha256[:16]}-*.onnx"))
     if not checkpoint.is_file():
         state = "not downloaded"
     elif b.weights.sha256 is not None or record.is_file():
@@ -39,8 +39,13 @@ def status(name: str) -> dict[str, Any]:
     }
 
 
+def statuses() -> list[dict[str, Any]]:
+    """Every registered backbone's `status`."""
+    return [status(name) for name in backbones.names(aliases=False)]
+
+
 def table() -> str:
-    rows = [status(name) for name in backbones.names(aliases=False)]
+    rows = statuses()
     header = ("backbone", "feature", "input", "weights in cache", "graphs", "licence")
     lines = [
         (

@@ -4,26 +4,39 @@ naming the variable (exit 2) wherever it is first needed."""
 from __future__ import annotations
 
 import os
+from functools import cache
 
 from .errors import InvalidInputError
 
 
-def _positive_int(name: str) -> int | None:
+def _thread_count(name: str) -> int | None:
+    """A thread count: unset, empty or 0 mean every core (None), as the Rust core reads the same variable."""
     value = os.environ.get(name)
     if value is None or value.strip() == "":
         return None
     try:
         number = int(value)
     except ValueError:
-        number = 0
-    if number < 1:
-        raise InvalidInputError(f"environment variable {name} must be a positive integer, got {value!r}")
-    return number
+        number = -1
+    if number < 0:
+        raise InvalidInputError(
+            f"environment variable {name} must be a number of threads (0: every core), got {value!r}"
+        )
+    return number or None
 
 
+@cache
 def num_threads() -> int | None:
-    """`FIDRS_NUM_THREADS`: threads for decoding, linear algebra and ONNX Runtime (None: all cores)."""
-    return _positive_int("FIDRS_NUM_THREADS")
+    """`FIDRS_NUM_THREADS`: threads for decoding, linear algebra and ONNX Runtime (None: all cores), read once.
+
+    The Rust core sizes its thread pool from the same variable when it is loaded; once it exposes its own
+    validated reading (`_fidrs.configured_threads()`), that is the one reader and this returns it."""
+    from . import _fidrs
+
+    configured = getattr(_fidrs, "configured_threads", None)
+    if configured is not None:
+        return configured()
+    return _thread_count("FIDRS_NUM_THREADS")
 
 
 def _suffix(backbone: str) -> str:

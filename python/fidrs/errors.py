@@ -1,28 +1,49 @@
-"""The exception hierarchy. The native ones come from the Rust core; the rest are raised in Python."""
+"""Every exception and warning fidrs raises, in one place. Each exception class carries the exit code the CLI
+ends with (`exit_code`): 2 for bad input or usage (the user can fix it), 3 for an internal error or a missing
+runtime. The native classes (`FidrsError`, `InvalidInputError`, `DecodeError`, `NumericalError`, and
+`InternalError` for a Rust panic caught at the binding, where this build has it) come from the Rust core and get
+their codes here; the rest are raised in Python. Library code reports through `warnings` (the classes below)
+and the `fidrs` logger; only the CLI prints."""
 
 from __future__ import annotations
 
+from . import _fidrs
 from ._fidrs import DecodeError, FidrsError, InvalidInputError, NumericalError
+from .display import display
 
-__all__ = [
-    "BadImagesError",
-    "DecodeError",
-    "EmptyInputError",
-    "FidrsError",
-    "IncompatibleStatsError",
-    "InvalidInputError",
-    "NumericalError",
-    "ReferenceHashMismatchError",
-    "ReferenceUnavailableError",
-    "RuntimeUnavailableError",
-    "WeightsError",
-    "WeightsHashMismatchError",
-    "WeightsUnavailableError",
-]
+EXIT_OK = 0
+EXIT_ABOVE_THRESHOLD = 1
+EXIT_BAD_INPUT = 2
+EXIT_INTERNAL = 3
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
+EXIT_BROKEN_PIPE = 141  # 128 + SIGPIPE: the reader of our output went away (`fidrs ... | head`)
+
+# A Rust panic caught at the PyO3 boundary (being added to the core); until it is, nothing raises it.
+InternalError: type[FidrsError] = getattr(_fidrs, "InternalError", None) or type(
+    "InternalError",
+    (FidrsError,),
+    {"__doc__": "A bug in fidrs (a Rust panic caught at the binding).", "__module__": __name__},
+)
+
+FidrsError.exit_code = EXIT_INTERNAL
+InvalidInputError.exit_code = EXIT_BAD_INPUT
+DecodeError.exit_code = EXIT_BAD_INPUT
+NumericalError.exit_code = EXIT_INTERNAL
+InternalError.exit_code = EXIT_INTERNAL
+
+
+def exit_code(error: BaseException) -> int:
+    """The CLI's exit code for `error`: its class's `exit_code`; 3 (internal) for anything fidrs did not raise."""
+    return getattr(type(error), "exit_code", EXIT_INTERNAL)
+
+
+# --- exceptions raised in Python ---------------------------------------------------------------------------
 
 
 class WeightsError(FidrsError):
     """A checkpoint or ONNX model could not be read or built."""
+
+    exit_code = EXIT_BAD_INPUT
 
 
 class WeightsUnavailableError(WeightsError):
@@ -30,19 +51,36 @@ class WeightsUnavailableError(WeightsError):
 
 
 class WeightsHashMismatchError(WeightsError):
-    """A downloaded checkpoint's sha256 does not match the expected one."""
+    """A checkpoint's sha256 does not match the expected one."""
 
 
 class EmptyInputError(InvalidInputError):
     """An input expanded to no image files."""
 
 
+class NotRegularFileError(InvalidInputError, OSError):
+    """A path names a FIFO, socket, device or directory where a regular file is needed."""
+
+
+class FileTooLargeError(InvalidInputError):
+    """A file is larger than anything a valid input of its kind can be."""
+
+
+class OutputError(InvalidInputError):
+    """An output file could not be written."""
+
+
 class RuntimeUnavailableError(FidrsError):
     """ONNX Runtime is not installed, or cannot run on the requested device."""
 
+    exit_code = EXIT_INTERNAL
+
 
 class IncompatibleStatsError(FidrsError):
-    """Two statistics computed with different modes or weights were to be compared or merged."""
+    """Two statistics or feature sets computed with different backbones, modes, weights or graphs were to be
+    compared or merged."""
+
+    exit_code = EXIT_BAD_INPUT
 
 
 class ReferenceUnavailableError(InvalidInputError):
@@ -58,8 +96,61 @@ class BadImagesError(DecodeError):
     """Some input files could not be decoded. `failures` lists (path, reason) pairs."""
 
     def __init__(self, failures: list[tuple[str, str]]) -> None:
-        from .files import display
-
         self.failures = failures
         lines = "\n".join(f"  {display(path)}: {reason}" for path, reason in failures)
         super().__init__(f"{len(failures)} file(s) could not be decoded:\n{lines}")
+
+
+# --- warnings ----------------------------------------------------------------------------------------------
+
+
+class FidrsWarning(UserWarning):
+    """The base of fidrs' warnings."""
+
+
+class SmallSampleWarning(FidrsWarning):
+    """Fewer images than feature dimensions: the covariance is singular and FID is biased upwards."""
+
+
+class UnknownModeWarning(FidrsWarning):
+    """A statistics file that records no preprocessing mode is compared with images of a non-default mode."""
+
+
+class DuplicateFilesWarning(FidrsWarning):
+    """Several paths of one input named the same file; it was counted once."""
+
+
+class SkippedFilesWarning(FidrsWarning):
+    """`skip_bad`: files that could not be decoded were left out (each is named)."""
+
+
+class CacheWarning(FidrsWarning):
+    """The feature cache or the graph cache could not be used; the run goes on without it."""
+
+
+__all__ = [
+    "BadImagesError",
+    "CacheWarning",
+    "DecodeError",
+    "DuplicateFilesWarning",
+    "EmptyInputError",
+    "FidrsError",
+    "FidrsWarning",
+    "FileTooLargeError",
+    "IncompatibleStatsError",
+    "InternalError",
+    "InvalidInputError",
+    "NotRegularFileError",
+    "NumericalError",
+    "OutputError",
+    "ReferenceHashMismatchError",
+    "ReferenceUnavailableError",
+    "RuntimeUnavailableError",
+    "SkippedFilesWarning",
+    "SmallSampleWarning",
+    "UnknownModeWarning",
+    "WeightsError",
+    "WeightsHashMismatchError",
+    "WeightsUnavailableError",
+    "exit_code",
+]

@@ -1,22 +1,26 @@
 """ONNX graphs exported for use elsewhere (`fidrs models export NAME -o x.onnx`) and used back (`--model x.onnx`,
-`model=`): a fidrs graph carries its backbone, the sha256 of the checkpoint it was built from and its graph
-version as ONNX metadata, so statistics computed from it record the same weights hash as from the checkpoint,
-and a graph of another backbone or other weights is refused. A graph file is read through the hardened reader
-(a FIFO is refused, the size is capped) and parsed as data: ONNX Runtime runs no code from it."""
+`model=`): a fidrs graph carries its backbone and the sha256 of the checkpoint it was built from as ONNX metadata,
+so statistics computed from it record the same weights hash as from the checkpoint, and a graph of another
+backbone or other weights is refused. What the graph *is* is not taken from its metadata: its identity is
+computed from its content (`identity.graph_sha256`), which the feature cache and statistics record, so a graph
+whose tensors were changed never passes for the honest one. A graph file is read through the hardened reader (a
+FIFO is refused, the size is capped) and parsed as data: ONNX Runtime runs no code from it."""
 
 from __future__ import annotations
 
 import os
-from functools import lru_cache
 from pathlib import Path
 
+from .display import display
 from .errors import InvalidInputError, WeightsError
-from .files import atomic_write_bytes, display, read_regular
+from .files import atomic_write_bytes, read_regular
+from .identity import external_data_files, graph_sha256, memoised
 from .weights import ResolvedModel
 
 KEY_BACKBONE = "fidrs.backbone"
 KEY_WEIGHTS = "fidrs.weights_sha256"
-KEY_GRAPH_VERSION = "fidrs.graph_version"
+KEY_CONVERTER = "fidrs.converter_sha256"  # for information: the code that built the graph
+_REQUIRED = (KEY_BACKBONE, KEY_WEIGHTS)
 
 
 def _max_graph_bytes() -> int:
@@ -39,7 +43,7 @@ def export_model(model: ResolvedModel, output: str | os.PathLike) -> list[Path]:
     for key, value in (
         (KEY_BACKBONE, model.backbone.name),
         (KEY_WEIGHTS, model.weights_sha256),
-        (KEY_GRAPH_VERSION, str(model.backbone.graph_version)),
+        (KEY_CONVERTER, model.backbone.converter_sha256),
     ):
         entry = proto.metadata_props.add()
         entry.key, entry.value = key, value
@@ -60,37 +64,34 @@ def export_model(model: ResolvedModel, output: str | os.PathLike) -> list[Path]:
 
 def exported_backbone(path: str | os.PathLike) -> str:
     """The backbone an exported graph was built for."""
-    return _metadata(*_identity(path))[KEY_BACKBONE]
+    return _read(path)[0][KEY_BACKBONE]
 
 
 def load_exported(path: str | os.PathLike, backbone, weights_sha256: str | None = None) -> ResolvedModel:
-    """The exported graph at `path` as a resolved model of `backbone` (refused if it is another backbone's,
-    another graph version, or not the pinned weights)."""
-    meta = _metadata(*_identity(path))
+    """The exported graph at `path` as a resolved model of `backbone` (refused if it is another backbone's or not
+    the pinned weights)."""
+    meta, identity = _read(path)
     where = display(path)
     if meta[KEY_BACKBONE] != backbone.name:
         raise WeightsError(f"{where}: a graph of backbone {meta[KEY_BACKBONE]!r}, not {backbone.name!r}")
-    if meta[KEY_GRAPH_VERSION] != str(backbone.graph_version):
-        raise WeightsError(
-            f"{where}: graph version {meta[KEY_GRAPH_VERSION]}, this fidrs builds version {backbone.graph_version} "
-            f"of {backbone.name!r}: export it again"
-        )
     sha = meta[KEY_WEIGHTS]
     if weights_sha256 is not None and sha != weights_sha256.strip().lower():
         raise WeightsError(f"{where}: built from weights with sha256 {sha}, but weights_sha256 pins {weights_sha256}")
-    return ResolvedModel(backbone=backbone, checkpoint=Path(path), weights_sha256=sha, onnx_path=Path(path))
+    return ResolvedModel(backbone, Path(path), sha, Path(path), identity)
 
 
-def _identity(path: str | os.PathLike) -> tuple[str, int, int]:
+def _read(path: str | os.PathLike) -> tuple[dict[str, str], str]:
+    """(fidrs' metadata, the graph's identity), once per file identity of the graph and its external data."""
+    path = os.fspath(path)
     try:
-        st = os.stat(path)
+        os.stat(path)
     except OSError as e:
         raise WeightsError(f"{display(path)}: cannot read the ONNX graph ({e.strerror or e})") from None
-    return os.fspath(path), st.st_size, st.st_mtime_ns
+    data = Path(path).with_name(Path(path).name + ".data")
+    return memoised("exported", (path, data), lambda: _parse(path))
 
 
-@lru_cache(maxsize=8)
-def _metadata(path: str, _size: int, _mtime: int) -> dict[str, str]:
+def _parse(path: str) -> tuple[dict[str, str], str]:
     import onnx
 
     try:
@@ -104,10 +105,22 @@ def _metadata(path: str, _size: int, _mtime: int) -> dict[str, str]:
     except Exception as e:  # noqa: BLE001 - protobuf's DecodeError and friends: not an ONNX graph
         raise WeightsError(f"{display(path)}: not a readable ONNX graph ({type(e).__name__}: {e})") from None
     meta = {p.key: p.value for p in proto.metadata_props}
-    missing = [k for k in (KEY_BACKBONE, KEY_WEIGHTS, KEY_GRAPH_VERSION) if k not in meta]
+    missing = [k for k in _REQUIRED if k not in meta]
     if missing:
         raise WeightsError(
             f"{display(path)}: an ONNX graph without fidrs' metadata ({', '.join(missing)}); only graphs written "
             "by `fidrs models export` can be used, since fidrs must know the weights they hold"
         )
-    return meta
+    return meta, graph_sha256(proto, _external_data(path, proto))
+
+
+def _external_data(path: str, proto) -> list[Path]:
+    """The external-data files of a graph: regular files beside it (ONNX Runtime refuses others too)."""
+    folder = Path(path).resolve().parent
+    files = []
+    for location in external_data_files(proto):
+        target = (folder / location).resolve()
+        if target.parent != folder or not target.is_file():
+            raise WeightsError(f"{display(path)}: its external data {location!r} is not a file beside the graph")
+        files.append(target)
+    return files

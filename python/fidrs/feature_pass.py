@@ -1,98 +1,49 @@
 """The feature pass, one for every backbone and every caller (features, statistics, feature sets): decode +
-preprocess in Rust (GIL released) while ONNX Runtime runs the previous batch, the feature cache in between."""
+preprocess in Rust (GIL released) while ONNX Runtime runs the previous batch, the feature cache in between. It
+runs over any `Source` with `Resolved` options."""
 
 from __future__ import annotations
 
 import contextlib
-import os
-import sys
 import threading
+import warnings
 from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Union
 
 import numpy as np
 
-from . import _fidrs, backbones
+from . import _fidrs
 from .backbones import Backbone
-from .cache import FeatureCache, content_hash
-from .errors import BadImagesError, InvalidInputError, WeightsError
-from .files import display
-from .inputs import ImageArray, ImageFiles, RemoteFiles, ZipImages
+from .cache import FeatureCache, content_hash, feature_key
+from .display import display
+from .errors import BadImagesError, SkippedFilesWarning, WeightsError
+from .options import Resolved
 from .progress import progress_bar
-from .runtime import NetworkSession, get_session
+from .sources import Source
 from .weights import ResolvedModel, resolve_model
 
-FileSource = Union[ImageFiles, ZipImages, RemoteFiles]
-AnySource = Union[ImageFiles, ImageArray, ZipImages, RemoteFiles]
-
-DEFAULT_MAX_PIXELS: int = _fidrs.DEFAULT_MAX_PIXELS
-DEFAULT_PAD_COLOR = (255, 255, 255)
 # Batches decoded ahead of the network: with one, any batch that decodes slower than the network runs left the
 # decoder waiting for the next submit; two absorb that jitter (bench/bench_overlap.py).
 PREFETCH_BATCHES = 2
 
 
-@dataclass
-class PassOptions:
-    """Every option of a feature pass (the keyword options of `score`, `stats`, `features`, `feature_set`)."""
-
-    backbone: str | Backbone | None = None  # None: backbones.DEFAULT
-    weights: str | None = None
-    weights_sha256: str | None = None  # pin the checkpoint's sha256
-    model: str | None = None  # a graph written by `fidrs models export` instead of a checkpoint
-    mode: str | None = None  # None: the backbone's default mode
-    batch_size: int | None = None  # None: the session's default (runtime.DEFAULT_BATCH)
-    device: str = "auto"
-    skip_bad: bool = False
-    pad_color: tuple[int, int, int] = DEFAULT_PAD_COLOR
-    max_pixels: int = DEFAULT_MAX_PIXELS
-    allow_tf32: bool = False
-    progress: bool = False
-    cache: bool = True
-
-    def __post_init__(self) -> None:
-        if self.model is not None:
-            if self.weights is not None:
-                raise InvalidInputError("give either weights (a checkpoint) or model (an exported graph), not both")
-            self.model = os.fspath(self.model)
-            if self.backbone is None:
-                from .exported import exported_backbone
-
-                self.backbone = exported_backbone(self.model)
-        self.backbone = backbones.get(self.backbone)
-        self.mode = self.backbone.mode(self.mode).name
-        if self.batch_size is not None and (isinstance(self.batch_size, bool) or self.batch_size < 1):
-            raise InvalidInputError(f"batch_size must be at least 1, got {self.batch_size}")
-        color = tuple(self.pad_color)
-        integers = all(isinstance(c, (int, np.integer)) and not isinstance(c, bool) for c in color)
-        if len(color) != 3 or not integers or not all(0 <= c <= 255 for c in color):
-            raise InvalidInputError(f"pad_color must be three integers in 0..255, got {self.pad_color!r}")
-        self.pad_color = tuple(int(c) for c in color)  # type: ignore[assignment]
-        if isinstance(self.max_pixels, bool) or not isinstance(self.max_pixels, int) or self.max_pixels < 1:
-            raise InvalidInputError(f"max_pixels must be a positive integer, got {self.max_pixels!r}")
-
-    @property
-    def mode_label(self) -> str:
-        """The mode as recorded in statistics: a mode that pads carries its fill colour unless it is white."""
-        if self.backbone.mode(self.mode).uses_pad_color and tuple(self.pad_color) != DEFAULT_PAD_COLOR:
-            return f"{self.mode}(" + ",".join(str(int(c)) for c in self.pad_color) + ")"
-        return self.mode
-
-    @property
-    def preprocessing(self) -> _fidrs.Preprocessing:
-        return self.backbone.mode(self.mode).build(self.pad_color)
-
-
-def resolve_pass_model(options: PassOptions) -> ResolvedModel:
+def load_model(resolved: Resolved) -> ResolvedModel:
     """The network of a pass: an exported graph (`model`), else the backbone's checkpoint turned into a graph."""
-    if options.model is not None:
+    o = resolved.options
+    if o.model is not None:
         from .exported import load_exported
 
-        return load_exported(options.model, options.backbone, options.weights_sha256)
-    return resolve_model(options.backbone, options.weights, options.weights_sha256)
+        return load_exported(o.model, resolved.backbone, o.weights_sha256)
+    return resolve_model(resolved.backbone, o.weights, o.weights_sha256)
+
+
+def get_session(onnx_path: str, outputs: tuple[str, ...], device: str, allow_tf32: bool):
+    """An ONNX Runtime session (runtime.py, which imports onnxruntime, is imported here: when a network runs)."""
+    from .runtime import get_session as session
+
+    return session(onnx_path, outputs, device, allow_tf32)
 
 
 @dataclass
@@ -119,20 +70,15 @@ class _Loaded:
     pixels: list[int]
 
 
-def read_blobs(source: FileSource, start: int, stop: int, max_pixels: int) -> list[bytes | str]:
-    """The encoded bytes of images `start:stop`, or the reason each cannot be read, under the size cap that
-    `max_pixels` implies."""
-    if isinstance(source, (ZipImages, RemoteFiles)):
-        return source.read(start, stop, _fidrs.max_file_bytes(max_pixels))
-    return _fidrs.read_files(source.paths[start:stop], max_pixels)
-
-
-def decode_failures(source: FileSource, start: int, stop: int, options: PassOptions):
-    """(index, reason) of the images `start:stop` that cannot be read or decoded; nothing else is computed."""
-    blobs = read_blobs(source, start, stop, options.max_pixels)
-    readable = [i for i, b in enumerate(blobs) if isinstance(b, bytes)]
-    _, _, bad, _ = _fidrs.load_encoded([blobs[i] for i in readable], options.preprocessing, options.max_pixels)
-    return sorted([(i, b) for i, b in enumerate(blobs) if isinstance(b, str)] + [(readable[i], r) for i, r in bad])
+def decode_failures(source: Source, resolved: Resolved, chunk: int = 64) -> list[tuple[str, str]]:
+    """(label, reason) of every image of `source` that cannot be read or decoded; no network runs."""
+    failures = []
+    labels = source.labels
+    for start in range(0, len(source), chunk):
+        stop = min(start + chunk, len(source))
+        _, _, failed, _ = source.read_pixels(start, stop, resolved.preprocessing, resolved.options.max_pixels, None)
+        failures += [(labels[start + i], reason) for i, reason in failed]
+    return failures
 
 
 @dataclass
@@ -147,18 +93,17 @@ class Collected:
 class FeaturePass:
     """A backbone's network, loaded once, run over any number of inputs."""
 
-    def __init__(self, options: PassOptions, model: ResolvedModel | None = None) -> None:
+    def __init__(self, resolved: Resolved, model: ResolvedModel | None = None) -> None:
         """`model`: an already resolved network (a cluster worker gets the driver's graph); None resolves the
         options' weights."""
-        self.options = options
-        self.backbone: Backbone = options.backbone  # type: ignore[assignment]
-        self.preprocessing = options.preprocessing
-        self.model: ResolvedModel = model or resolve_pass_model(options)
-        self.session: NetworkSession = get_session(
-            str(self.model.onnx_path), self.backbone.output_names, options.device, options.allow_tf32
-        )
+        self.resolved = resolved
+        o = resolved.options
+        self.backbone: Backbone = resolved.backbone
+        self.preprocessing = resolved.preprocessing
+        self.model: ResolvedModel = model or load_model(resolved)
+        self.session = get_session(str(self.model.onnx_path), self.backbone.output_names, o.device, o.allow_tf32)
         found = self.session.output_dims()
-        expected = tuple(o.dim for o in self.backbone.outputs)
+        expected = tuple(out.dim for out in self.backbone.outputs)
         if found != expected:
             raise WeightsError(
                 f"{display(self.model.checkpoint)}: its network gives outputs of size {found}; backbone "
@@ -167,8 +112,19 @@ class FeaturePass:
         self._buffers: list[np.ndarray] = []
         self._buffers_lock = threading.Lock()
         self.cache: FeatureCache | None = None
-        if options.cache:
-            cache = FeatureCache(self.backbone, self.model.weights_sha256, options.mode_label)
+        if o.cache:
+            from .runtime import runtime_version
+
+            key = feature_key(
+                self.backbone,
+                self.model,
+                resolved.mode,
+                resolved.mode_label,
+                self.provider,
+                o.allow_tf32,
+                runtime_version(),
+            )
+            cache = FeatureCache(self.backbone, key)
             self.cache = cache if cache.enabled else None
 
     @contextlib.contextmanager
@@ -193,31 +149,22 @@ class FeaturePass:
 
     @property
     def batch_size(self) -> int:
-        return self.options.batch_size or self.session.default_batch_size
+        return self.resolved.options.batch_size or self.session.default_batch_size
 
-    def _load(self, source: AnySource, start: int, stop: int, out: np.ndarray) -> _Loaded:
+    def _load(self, source: Source, start: int, stop: int, out: np.ndarray) -> _Loaded:
         """Runs in the decode thread: read the bytes, look them up in the cache, decode + preprocess the misses
         into `out` (the batch's network inputs are a view of it). Each file is read once: its bytes are hashed
         for the cache and, on a miss, decoded from memory."""
-        o = self.options
-        if isinstance(source, ImageArray):
-            images = np.ascontiguousarray(source.images[start:stop])
-            batch = _fidrs.preprocess_arrays(images, self.preprocessing, out=out)
-            return _Loaded(batch, list(range(stop - start)), [], {}, [], [])
-        if isinstance(source, ImageFiles) and not self.cache:
-            paths = source.paths[start:stop]
-            return _Loaded(*_fidrs.load_images(paths, self.preprocessing, o.max_pixels, out=out)[:3], {}, [], [])
-        blobs = read_blobs(source, start, stop, o.max_pixels)
+        max_pixels = self.resolved.options.max_pixels
+        if not (self.cache and source.cacheable):
+            batch, ok, failed, _ = source.read_pixels(start, stop, self.preprocessing, max_pixels, out)
+            return _Loaded(batch, ok, failed, {}, [], [])
+        blobs = source.read_blobs(start, stop, max_pixels)
         failed = [(i, b) for i, b in enumerate(blobs) if isinstance(b, str)]
-        keys: list[str | None] = [None] * len(blobs)
-        hits: dict[int, tuple[np.ndarray, ...]] = {}
-        if self.cache:
-            keys = [content_hash(b) if isinstance(b, bytes) else None for b in blobs]
-            hits = self.cache.get_many(keys, o.max_pixels)
+        keys: list[str | None] = [content_hash(b) if isinstance(b, bytes) else None for b in blobs]
+        hits = self.cache.get_many(keys, max_pixels)
         todo = [i for i, b in enumerate(blobs) if isinstance(b, bytes) and i not in hits]
-        batch, ok, bad, pixels = _fidrs.load_encoded(
-            [blobs[i] for i in todo], self.preprocessing, o.max_pixels, out=out
-        )
+        batch, ok, bad, pixels = _fidrs.load_encoded([blobs[i] for i in todo], self.preprocessing, max_pixels, out=out)
         failed = sorted(failed + [(todo[i], reason) for i, reason in bad])
         return _Loaded(batch, [todo[i] for i in ok], failed, hits, keys, list(pixels))
 
@@ -239,7 +186,7 @@ class FeaturePass:
         columns = tuple(np.stack([rows[i][k] for i in order]) for k in range(len(self.backbone.outputs)))
         return np.asarray(order) + start, columns
 
-    def collect(self, source: AnySource, label: str = "features") -> Collected:
+    def collect(self, source: Source, label: str = "features") -> Collected:
         """Every output of every usable image, in input order."""
         report = PassReport()
         n = len(source)
@@ -252,18 +199,19 @@ class FeaturePass:
         return Collected({k: v[kept] for k, v in outputs.items()}, np.flatnonzero(kept), report)
 
     def iter_batches(
-        self, source: AnySource, report: PassReport, label: str = "features", collect_bad: bool = False
+        self, source: Source, report: PassReport, label: str = "features", collect_bad: bool = False
     ) -> Iterator[tuple[np.ndarray, tuple[np.ndarray, ...]]]:
         """Yield (input indices, the backbone's outputs) per batch, in input order. Bad files raise
         BadImagesError after every file was tried, unless `skip_bad`, which records them in `report.skipped`
-        and lists them on stderr. `collect_bad` (a shard of a larger job): every usable image is computed and
-        bad files are only recorded in `report.skipped`, for the caller to report."""
-        o = self.options
+        and names them in a SkippedFilesWarning. `collect_bad` (a shard of a larger job): every usable image is
+        computed and bad files are only recorded in `report.skipped`, for the caller to report."""
+        o = self.resolved.options
         total = len(source)
         size = self.batch_size
         bounds = [(i, min(i + size, total)) for i in range(0, total, size)]
         failures: list[tuple[str, str]] = []
         progress = progress_bar(total, label, o.progress)
+        labels = source.labels
         report.provider = self.provider
         # The decode thread runs up to PREFETCH_BATCHES batches ahead of the network, each into its own input
         # buffer of a ring of PREFETCH_BATCHES + 1: batch k + PREFETCH_BATCHES reuses the buffer of batch k − 1,
@@ -284,7 +232,7 @@ class FeaturePass:
                 ok, failed = loaded.ok, loaded.failed
                 if k + PREFETCH_BATCHES < len(bounds):
                     submit(k + PREFETCH_BATCHES)
-                failures.extend((source.paths[start + i], reason) for i, reason in failed)
+                failures.extend((labels[start + i], reason) for i, reason in failed)
                 if failures and not (o.skip_bad or collect_bad):
                     progress.update(len(ok) + len(failed) + len(loaded.hits))
                     continue  # keep decoding to report every bad file, but stop computing
@@ -298,11 +246,10 @@ class FeaturePass:
 
 
 def report_bad_files(failures: list[tuple[str, str]], skip_bad: bool) -> None:
-    """Every bad file of a pass: an error naming each (BadImagesError), or, with `skip_bad`, the same list on
-    stderr."""
+    """Every bad file of a pass: an error naming each (BadImagesError), or, with `skip_bad`, the same list in a
+    SkippedFilesWarning."""
     if failures and not skip_bad:
         raise BadImagesError(failures)
     if failures:
-        print(f"fidrs: skipped {len(failures)} bad file(s):", file=sys.stderr)
-        for path, reason in failures:
-            print(f"  {display(path)}: {reason}", file=sys.stderr)
+        lines = "".join(f"\n  {display(path)}: {reason}" for path, reason in failures)
+        warnings.warn(f"skipped {len(failures)} bad file(s):{lines}", SkippedFilesWarning, stacklevel=3)

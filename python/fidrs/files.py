@@ -12,11 +12,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import InvalidInputError
-
-
-class NotRegularFileError(InvalidInputError, OSError):
-    """A path names a FIFO, socket, device or directory where a regular file is needed."""
+from .display import display
+from .errors import FileTooLargeError, InvalidInputError, NotRegularFileError, OutputError
 
 
 def _kind(mode: int) -> str:
@@ -48,10 +45,6 @@ def open_regular(path: str | os.PathLike) -> BinaryIO:
         raise
 
 
-class FileTooLargeError(InvalidInputError):
-    """A file is larger than anything a valid input of its kind can be."""
-
-
 def read_regular(path: str | os.PathLike, max_bytes: int) -> bytes:
     """The bytes of a regular file of at most `max_bytes` (checked before reading, and while reading, in case
     the file grows)."""
@@ -63,19 +56,6 @@ def read_regular(path: str | os.PathLike, max_bytes: int) -> bytes:
     if len(data) > max_bytes:
         raise FileTooLargeError(f"{display(path)}: grew past the limit of {max_bytes} bytes while being read")
     return data
-
-
-def display(path: str | os.PathLike) -> str:
-    """A path as printed in messages: control characters (a newline in a file name would forge an output line)
-    and undecodable bytes are escaped; everything else is kept as is."""
-    text = os.fsdecode(path) if isinstance(path, bytes) else os.fspath(path)
-    if text.isprintable():
-        return text
-    return "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text)
-
-
-class OutputError(InvalidInputError):
-    """An output file could not be written."""
 
 
 def _umask() -> int:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from contextlib import nullcontext
 
-from .files import display
+from .display import display
 
 
 def progress_bar(total: int, label: str, enabled: bool, position: int = 0):

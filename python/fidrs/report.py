@@ -15,10 +15,12 @@ from typing import Any
 import numpy as np
 
 from . import strictjson
+from .display import display
 from .errors import EmptyInputError, InvalidInputError
+from .feature_sets import FeatureSet
 from .files import atomic_output, atomic_write_bytes
 from .frechet import frechet_distance
-from .metrics import FeatureSet, feature_set, kid_from_features
+from .metrics.kid import SUBSET_SIZE, SUBSETS, kid_from_features
 
 
 def _require_plotting():
@@ -33,13 +35,23 @@ def _require_plotting():
     return plt, TSNE
 
 
-def class_feature_sets(root: str | Path, **options: Any) -> dict[str, FeatureSet]:
-    """One feature pass per class subfolder of `root` (sorted by name)."""
+def class_folders(root: str | Path, classes=None) -> dict[str, str]:
+    """Each class subfolder of `root` by name (sorted; `classes`: only these)."""
     root = Path(root)
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
-    if not classes:
-        raise EmptyInputError(f"{root}: no class subfolders")
-    return {c: feature_set(str(root / c), **options) for c in classes}
+    if not root.is_dir():
+        raise InvalidInputError(f"{display(root)}: not a folder of class subfolders")
+    found = sorted(p.name for p in root.iterdir() if p.is_dir())
+    if classes is not None:
+        found = [c for c in found if c in set(classes)]
+    if not found:
+        raise EmptyInputError(f"{display(root)}: no class subfolders")
+    return {c: str(root / c) for c in found}
+
+
+def check_reference(root: str | Path, reference: str) -> None:
+    """The reference class must be a subfolder of `root` (checked before any image is read)."""
+    if not (Path(root) / reference).is_dir():
+        raise InvalidInputError(f"reference class {reference!r}: no folder {display(Path(root) / reference)}")
 
 
 def _feature_label(backbone: str | None) -> str:
@@ -51,8 +63,8 @@ def build_report(
     reference: str,
     out_dir: str | Path,
     *,
-    kid_subset_size: int = 1000,
-    kid_subsets: int = 100,
+    kid_subset_size: int = SUBSET_SIZE.default,
+    kid_subsets: int = SUBSETS.default,
     tsne_seed: int = 0,
 ) -> dict[str, Any]:
     """Compute the numbers and write the files; returns what report.json holds."""

@@ -50,6 +50,12 @@ def _require_runtime() -> None:
         )
 
 
+def runtime_version() -> str:
+    """The ONNX Runtime that computes features (part of the feature cache key)."""
+    _require_runtime()
+    return f"{ort.__name__} {ort.__version__}"
+
+
 def _cpu_threads() -> int:
     return config.num_threads() or os.cpu_count() or 1
 

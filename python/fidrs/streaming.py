@@ -6,17 +6,19 @@ the same pixels (tested within 1e-9)."""
 from __future__ import annotations
 
 import os
-from typing import Any, Union
+from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
 from . import _fidrs
-from .api import check_sample_count
 from .errors import InvalidInputError
-from .feature_pass import FeaturePass, PassOptions, PassReport
 from .frechet import frechet_distance
-from .inputs import ImageArray
-from .stats import Stats
+from .options import resolve
+from .sources import ImageArray
+from .statistics import Stats, check_sample_count
+
+if TYPE_CHECKING:
+    from .feature_pass import FeaturePass
 
 
 def as_uint8_nhwc(images: Any) -> np.ndarray:
@@ -57,12 +59,20 @@ Reference = Union["Accumulator", Stats, str, os.PathLike]
 class Accumulator:
     """Streaming statistics of images fed in memory: `update(images)` any number of times, `stats()`,
     `compute(reference)` → the Fréchet distance (FID on the Inception), `reset()`. Options as for `fidrs.score`
-    (backbone, weights, mode, batch_size, device, …)."""
+    (backbone, weights, mode, batch_size, device, …); `evaluator.accumulator()` makes one on an Evaluator's network."""
 
-    def __init__(self, **options: Any) -> None:
-        options.setdefault("cache", False)  # images in memory have no file to key a cache on
-        self._network = FeaturePass(PassOptions(**options))
-        backbone = self._network.backbone
+    def __init__(self, *, network: FeaturePass | None = None, **options: Any) -> None:
+        """`network`: the feature pass of an Evaluator (`evaluator.accumulator()`); else one is made from
+        `options`."""
+        if network is not None and options:
+            raise InvalidInputError("give a network or options, not both")
+        if network is None:
+            from .feature_pass import FeaturePass
+
+            options.setdefault("cache", False)  # images in memory have no file to key a cache on
+            network = FeaturePass(resolve(**options))
+        self._network = network
+        backbone = network.backbone
         self._column = backbone.output_names.index(backbone.feature_output)
         self._moments = _fidrs.Moments(backbone.feature_dim)
 
@@ -72,6 +82,8 @@ class Accumulator:
 
     def update(self, images: Any) -> None:
         """Add a batch of images (see `as_uint8_nhwc` for what is accepted)."""
+        from .feature_pass import PassReport
+
         batch = as_uint8_nhwc(images)
         if len(batch) == 0:
             return
@@ -87,8 +99,9 @@ class Accumulator:
         check_sample_count(self.n, backbone.feature_dim, "accumulated images", stacklevel=2)
         m = self._moments
         snapshot = _fidrs.Moments.from_parts(m.n, m.sum, m.sum_outer)
+        model = self._network.model
         return Stats.from_moments(
-            snapshot, self._network.options.mode_label, self._network.model.weights_sha256, backbone.name
+            snapshot, self._network.resolved.mode_label, model.weights_sha256, backbone.name, model.graph_sha256
         )
 
     def compute(self, reference: Reference) -> float:
@@ -106,5 +119,5 @@ class Accumulator:
                 f"reference must be an Accumulator, a Stats or a statistics file, got {type(reference).__name__}"
             )
         mine = self.stats()
-        mine.check_compatible(other)
+        mine.check_compatible(other, ("accumulated images", "reference"))
         return frechet_distance(mine.mu, mine.sigma, other.mu, other.sigma)

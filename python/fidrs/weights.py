@@ -15,8 +15,8 @@ checkpoint's sha256.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
-import sys
 import tempfile
 import time
 import urllib.error
@@ -27,11 +27,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from . import config
-from .errors import InvalidInputError, WeightsError, WeightsHashMismatchError, WeightsUnavailableError
-from .files import atomic_write_bytes, display, open_regular
+from .display import display
+from .errors import CacheWarning, InvalidInputError, WeightsError, WeightsHashMismatchError, WeightsUnavailableError
+from .files import atomic_write_bytes, open_regular
+from .identity import memoised, sha256_file
 
 if TYPE_CHECKING:
     from .backbones import Backbone
+
+log = logging.getLogger("fidrs")
 
 # A download that has not finished in this many seconds is abandoned, however steadily bytes trickle in.
 DOWNLOAD_DEADLINE_S = 600.0
@@ -41,14 +45,6 @@ READ_TIMEOUT_S = 30.0
 
 def cache_dir() -> Path:
     return Path(config.cache_root())
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open_regular(path) as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _unavailable(backbone: Backbone, url: str, reason: str) -> WeightsUnavailableError:
@@ -86,7 +82,7 @@ def download_weights(
     rename a complete, verified file."""
     sha256_prefix, max_bytes = backbone.weights.sha256, backbone.weights.max_bytes
     destination.parent.mkdir(parents=True, exist_ok=True)
-    print(f"fidrs: downloading {backbone.title} weights from {url}", file=sys.stderr)
+    log.info("downloading %s weights from %s", backbone.title, url)
     start = time.monotonic()
     digest = hashlib.sha256()
     received = 0
@@ -172,6 +168,7 @@ class ResolvedModel:
     checkpoint: Path
     weights_sha256: str
     onnx_path: Path
+    graph_sha256: str  # what the graph is (identity.graph_sha256): part of the feature cache key and of statistics
 
 
 def _check_official_copy(backbone: Backbone, checkpoint: Path, sha: str) -> None:
@@ -207,6 +204,11 @@ def _check_official_copy(backbone: Backbone, checkpoint: Path, sha: str) -> None
 EXTERNAL_DATA_BYTES = 1 << 30
 
 
+def graph_path(backbone: Backbone, weights_sha256: str) -> Path:
+    """Where the graph of a checkpoint is cached: under the converter's identity and the checkpoint's sha256."""
+    return cache_dir() / f"{backbone.name}-c{backbone.converter_sha256[:16]}-{weights_sha256}.onnx"
+
+
 def _data_path(onnx_path: Path) -> Path:
     return onnx_path.with_name(onnx_path.name + ".data")
 
@@ -218,15 +220,37 @@ def _graph_digest(onnx_path: Path) -> str:
     return digest + ":" + sha256_file(data) if data.exists() else digest
 
 
-def _graph_is_intact(onnx_path: Path) -> bool:
-    """A cached graph is used only when its bytes hash to what was recorded when it was written."""
-    record = onnx_path.with_name(onnx_path.name + ".sha256")
-    try:
-        with open_regular(record) as f:
-            expected = f.read(256).decode("ascii", "replace").strip()
-        return _graph_digest(onnx_path) == expected
-    except (OSError, WeightsError, ValueError):
-        return False
+def _record_path(onnx_path: Path) -> Path:
+    return onnx_path.with_name(onnx_path.name + ".sha256")
+
+
+def _intact_graph_sha256(onnx_path: Path) -> str | None:
+    """The identity of a cached graph, or None unless its bytes hash to what was recorded when it was written
+    (the record's first line; its second is the graph's identity, computed when it was built)."""
+
+    def check() -> str | None:
+        try:
+            with open_regular(_record_path(onnx_path)) as f:
+                lines = f.read(512).decode("ascii", "replace").split()
+            if len(lines) != 2 or _graph_digest(onnx_path) != lines[0]:
+                return None
+            return lines[1]
+        except (OSError, WeightsError, ValueError):
+            return None
+
+    return memoised("graph", (onnx_path, _data_path(onnx_path), _record_path(onnx_path)), check)
+
+
+def built_graph_sha256(graph: bytes, data: bytes | None) -> str:
+    """The identity of a graph fidrs built: the builder writes no fidrs metadata, so without external data the
+    canonical form is the graph's bytes as they are (tests/test_cache_identity.py checks this)."""
+    if data is None:
+        return hashlib.sha256(graph).hexdigest()
+    import onnx
+
+    from .identity import graph_sha256
+
+    return graph_sha256(onnx.load_model_from_string(graph), data)
 
 
 def serialise_graph(model, data_name: str) -> tuple[bytes, bytes | None]:
@@ -291,29 +315,32 @@ def resolve_model(
     official = checkpoint == official_path(backbone)
     if official:
         _check_official_copy(backbone, checkpoint, sha)
-    onnx_path = cache_dir() / f"{backbone.name}-g{backbone.graph_version}-{sha}.onnx"
-    if not _graph_is_intact(onnx_path):
+    onnx_path = graph_path(backbone, sha)
+    graph_sha = _intact_graph_sha256(onnx_path)
+    if graph_sha is None:
         state = backbone.load_state(checkpoint)  # its errors name the file already
         try:
             (backbone.check_official if official else backbone.check_state)(state)
             graph, data = serialise_graph(backbone.build_graph(state), _data_path(onnx_path).name)
         except WeightsError as e:
             raise WeightsError(f"{display(checkpoint)}: {e}") from None
+        graph_sha = built_graph_sha256(graph, data)
         try:
-            _write_graph(onnx_path, graph, data)
+            _write_graph(onnx_path, graph, data, graph_sha)
         except OSError as e:  # a read-only or full cache costs the rebuild next time, never this run
             warnings.warn(
                 f"cannot cache the ONNX graph in {display(onnx_path.parent)} ({e}); using a temporary copy",
+                CacheWarning,
                 stacklevel=2,
             )
             onnx_path = Path(tempfile.mkdtemp(prefix="fidrs-")) / onnx_path.name
-            _write_graph(onnx_path, graph, data)
-    return ResolvedModel(backbone=backbone, checkpoint=checkpoint, weights_sha256=sha, onnx_path=onnx_path)
+            _write_graph(onnx_path, graph, data, graph_sha)
+    return ResolvedModel(backbone, checkpoint, sha, onnx_path, graph_sha)
 
 
-def _write_graph(onnx_path: Path, graph: bytes, data: bytes | None) -> None:
-    """The external data, the graph, then the record of their hashes: a graph without a matching record is never
-    trusted."""
+def _write_graph(onnx_path: Path, graph: bytes, data: bytes | None, graph_sha: str) -> None:
+    """The external data, the graph, then the record of their hashes and of the graph's identity: a graph
+    without a matching record is never trusted."""
     onnx_path.parent.mkdir(parents=True, exist_ok=True)
     digest = hashlib.sha256(graph).hexdigest()
     if data is not None:
@@ -322,7 +349,7 @@ def _write_graph(onnx_path: Path, graph: bytes, data: bytes | None) -> None:
     else:
         _data_path(onnx_path).unlink(missing_ok=True)
     atomic_write_bytes(onnx_path, graph)
-    atomic_write_bytes(onnx_path.with_name(onnx_path.name + ".sha256"), digest.encode())
+    atomic_write_bytes(_record_path(onnx_path), f"{digest}\n{graph_sha}\n".encode())
 
 
 __all__ = [

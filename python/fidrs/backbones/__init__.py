@@ -1,26 +1,67 @@
 """The backbone registry: every network fidrs can compute features with, by name.
 
-Adding a network is one new module here that defines a `Backbone` and one line in `_REGISTERED`; nothing else
-in fidrs names a network (README, "How to add a backbone").
+Three ways in, one registry:
+- a packaged manifest `models/<name>.toml` names its family, the module `fidrs.backbones.<family>` whose
+  `backbones()` builds it (adding a backbone of an existing family is a manifest; a new family, a module);
+- `register_backbone(backbone)` from any code (a user's network, a test's);
+- an entry point in the group `fidrs.backbones` of an installed distribution, naming a `Backbone`, a list of
+  them, or a function returning either; plugins are read the first time a name is not found or all are listed.
+
+Nothing else in fidrs names a network: options, the CLI's choices and help, caches and statistics read this.
 """
 
 from __future__ import annotations
 
+import importlib
+import threading
+
 from ..errors import InvalidInputError
+from . import manifest
 from .base import Backbone, Mode, Output, StateDict, WeightsSource
-from .dinov2 import DINOV2
-from .inception import INCEPTION
 
 DEFAULT = "inception"
+ENTRY_POINT_GROUP = "fidrs.backbones"
 
-_REGISTERED: tuple[Backbone, ...] = (INCEPTION, *DINOV2)
-_BY_NAME = {name: b for b in _REGISTERED for name in (b.name, *b.aliases)}
+_lock = threading.RLock()
+_registered: dict[str, Backbone] = {}  # canonical name → backbone, in registration order
+_aliases: dict[str, str] = {}
+_loaded = {"packaged": False, "plugins": False}
+
+
+def register_backbone(backbone: Backbone, *, replace: bool = False) -> Backbone:
+    """Add `backbone` under its name and aliases. A name already taken is refused unless `replace` (a test's
+    stand-in for a packaged backbone)."""
+    if not isinstance(backbone, Backbone):
+        raise InvalidInputError(f"register_backbone takes a fidrs.backbones.Backbone, got {type(backbone).__name__}")
+    with _lock:
+        _load_packaged()
+        taken = [n for n in (backbone.name, *backbone.aliases) if n in _aliases and _aliases[n] != backbone.name]
+        if (backbone.name in _registered or taken) and not replace:
+            raise InvalidInputError(f"backbone name {(taken or [backbone.name])[0]!r} is already registered")
+        for name in taken:
+            _aliases.pop(name)
+        _registered[backbone.name] = backbone
+        for name in (backbone.name, *backbone.aliases):
+            _aliases[name] = backbone.name
+    return backbone
+
+
+def unregister_backbone(name: str) -> None:
+    """Remove a registered backbone (and its aliases)."""
+    with _lock:
+        canonical = _aliases.get(name, name)
+        _registered.pop(canonical, None)
+        for alias in [a for a, c in _aliases.items() if c == canonical]:
+            _aliases.pop(alias)
 
 
 def names(*, aliases: bool = True) -> list[str]:
     """Every accepted backbone name (canonical names first, then aliases such as `dinov2`)."""
-    canonical = [b.name for b in _REGISTERED]
-    return canonical + sorted(set(_BY_NAME) - set(canonical)) if aliases else canonical
+    with _lock:
+        _load_packaged()
+        _load_plugins()
+        canonical = list(_registered)
+        return canonical + sorted(set(_aliases) - set(canonical)) if aliases else canonical
 
 
 def get(name: str | Backbone | None = None) -> Backbone:
@@ -28,9 +69,13 @@ def get(name: str | Backbone | None = None) -> Backbone:
     if isinstance(name, Backbone):
         return name
     chosen = DEFAULT if name is None else name
-    if chosen not in _BY_NAME:
-        raise InvalidInputError(f"unknown backbone {chosen!r}: expected one of {names()}")
-    return _BY_NAME[chosen]
+    with _lock:
+        _load_packaged()
+        if chosen not in _aliases:
+            _load_plugins()
+        if chosen not in _aliases:
+            raise InvalidInputError(f"unknown backbone {chosen!r}: expected one of {names()}")
+        return _registered[_aliases[chosen]]
 
 
 def preprocessing(
@@ -42,11 +87,55 @@ def preprocessing(
 
 def all_modes() -> list[str]:
     """Every preprocessing mode of every backbone (the CLI's `--mode` choices; each backbone checks its own)."""
-    return sorted({m for b in _REGISTERED for m in b.modes})
+    return sorted({m for name in names(aliases=False) for m in get(name).modes})
+
+
+def _load_packaged() -> None:
+    if _loaded["packaged"]:
+        return
+    _loaded["packaged"] = True
+    families = dict.fromkeys(manifest.manifest(n).get("family", "") for n in manifest.names())
+    found = [b for family in families for b in importlib.import_module(f"{__name__}.{family}").backbones()]
+    for backbone in sorted(found, key=lambda b: b.name != DEFAULT):  # the default first, then as found
+        _add(backbone)
+
+
+def _load_plugins() -> None:
+    if _loaded["plugins"]:
+        return
+    _loaded["plugins"] = True
+    from importlib.metadata import entry_points
+
+    try:
+        found = entry_points(group=ENTRY_POINT_GROUP)
+    except TypeError:  # pragma: no cover - Python 3.9's entry_points() takes no arguments
+        found = entry_points().get(ENTRY_POINT_GROUP, [])
+    for entry in found:
+        try:
+            loaded = entry.load()
+            if callable(loaded) and not isinstance(loaded, Backbone):
+                loaded = loaded()
+            for backbone in [loaded] if isinstance(loaded, Backbone) else list(loaded):
+                if backbone.name not in _registered:
+                    register_backbone(backbone)
+        except Exception as e:  # noqa: BLE001 - a broken plugin must not take fidrs down; it is named
+            import warnings
+
+            from ..errors import FidrsWarning
+
+            message = f"backbone plugin {entry.name!r} ({entry.value}) could not be loaded: {e}"
+            warnings.warn(message, FidrsWarning, stacklevel=2)
+
+
+def _add(backbone: Backbone) -> None:
+    _registered[backbone.name] = backbone
+    for name in (backbone.name, *backbone.aliases):
+        _aliases[name] = backbone.name
 
 
 __all__ = [
     "DEFAULT",
+    "ENTRY_POINT_GROUP",
     "Backbone",
     "Mode",
     "Output",
@@ -54,6 +143,9 @@ __all__ = [
     "WeightsSource",
     "all_modes",
     "get",
+    "manifest",
     "names",
     "preprocessing",
+    "register_backbone",
+    "unregister_backbone",
 ]

@@ -12,19 +12,23 @@ feature is the CLS token after the final norm (`vit_graph.build_dinov2`).
 
 from __future__ import annotations
 
+from functools import cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..checkpoint import load_state_dict
+from ..display import display
 from ..errors import WeightsError
-from ..files import display, open_regular
+from ..files import open_regular
 from . import manifest
 from .base import Backbone, StateDict
-from .vit_graph import Architecture, architecture_of, build_dinov2, expected_shapes
 
-NAMES = ("dinov2-vits14", "dinov2-vitb14", "dinov2-vitl14", "dinov2-vitg14")  # models/<name>.toml each
-SIZE = int(manifest.manifest(NAMES[0])["input_size"])
+if TYPE_CHECKING:
+    from .vit_graph import Architecture
+
+# The ViT converter (vit_graph) imports onnx: it is imported where a graph is built or a checkpoint checked.
 
 # Hugging Face `Dinov2Model` names → official names, per block and outside the blocks.
 _HF_BLOCK = {
@@ -96,17 +100,34 @@ def load_checkpoint(path: Path) -> StateDict:
     return load_state_dict(path)
 
 
-_NAME_BY_WIDTH = {384: "dinov2-vits14", 768: "dinov2-vitb14", 1024: "dinov2-vitl14", 1536: "dinov2-vitg14"}
+def names() -> list[str]:
+    """Every packaged DINOv2 backbone (a manifest of family "dinov2" each), smallest first."""
+    return sorted(manifest.of_family("dinov2"), key=lambda name: int(manifest.manifest(name)["architecture"]["width"]))
 
 
-def _width_checker(arch: Architecture):
+@cache
+def _name_by_width() -> dict[int, str]:
+    return {int(manifest.manifest(name)["architecture"]["width"]): name for name in names()}
+
+
+def architecture(m: dict) -> Architecture:
+    """The architecture a manifest declares."""
+    from .vit_graph import Architecture
+
+    a = m["architecture"]
+    return Architecture(int(a["width"]), int(a["depth"]), a["ffn"], int(a["grid"]))
+
+
+def _width_checker(m: dict):
     """A user's file: any consistent DINOv2 of this backbone's width (the width is the feature size; the depth
     is read from the file, and the weights' sha256 tells files apart in every statistic)."""
 
     def check(state: StateDict) -> None:
-        found = architecture_of(state)
+        from .vit_graph import architecture_of
+
+        arch, found = architecture(m), architecture_of(state)
         if found.width != arch.width:
-            hint = _NAME_BY_WIDTH.get(found.width)
+            hint = _name_by_width().get(found.width)
             raise WeightsError(
                 f"this checkpoint is a DINOv2 of width {found.width} (depth {found.depth}), this backbone has "
                 f"width {arch.width}" + (f": use backbone {hint!r}" if hint else "")
@@ -115,11 +136,13 @@ def _width_checker(arch: Architecture):
     return check
 
 
-def _official_checker(arch: Architecture):
+def _official_checker(m: dict):
     """The downloaded or cached official file: exactly the published architecture."""
 
     def check(state: StateDict) -> None:
-        found = architecture_of(state)
+        from .vit_graph import architecture_of
+
+        arch, found = architecture(m), architecture_of(state)
         if found != arch:
             raise WeightsError(
                 f"this checkpoint is a DINOv2 of width {found.width}, depth {found.depth} ({found.ffn}); the "
@@ -131,33 +154,26 @@ def _official_checker(arch: Architecture):
 
 def checkpoint_bytes(arch: Architecture) -> int:
     """The float32 payload of the official file: its size is this plus the zip's directory (tens of KiB)."""
+    from .vit_graph import expected_shapes
+
     return 4 * sum(int(np.prod(shape)) for shape in expected_shapes(arch).values())
 
 
-def _backbone(name: str) -> Backbone:
+def _graph_builder(size: int):
+    def build(state: StateDict):
+        from .vit_graph import build_dinov2
+
+        return build_dinov2(state, size)
+
+    return build
+
+
+def backbone(m: dict) -> Backbone:
     """A DINOv2 backbone from its manifest (weights, architecture, modes, outputs) and this module's code."""
-    m = manifest.manifest(name)
-    a = m["architecture"]
-    arch = Architecture(int(a["width"]), int(a["depth"]), a["ffn"], int(a["grid"]))
-    size = int(m["input_size"])
-    return Backbone(
-        name=m["name"],
-        title=m["title"],
-        weights=manifest.weights_source(m),
-        input_size=size,
-        modes=manifest.modes(m),
-        default_mode=m["default_mode"],
-        outputs=manifest.outputs(m),
-        feature_output=m["feature_output"],
-        logits_output=m.get("logits_output"),
-        graph_version=1,
-        load_state=load_checkpoint,
-        check_state=_width_checker(arch),
-        check_official=_official_checker(arch),
-        build_graph=lambda state: build_dinov2(state, size),
-        comparable_with=m["comparable_with"],
-        aliases=tuple(m["aliases"]),
-    )
+    code = manifest.Code(load_checkpoint, _width_checker(m), _official_checker(m), _graph_builder(int(m["input_size"])))
+    return manifest.backbone(m, code)
 
 
-DINOV2 = tuple(_backbone(name) for name in NAMES)
+def backbones() -> list[Backbone]:
+    """Every packaged manifest of this family (models/dinov2-*.toml)."""
+    return [backbone(manifest.manifest(name)) for name in names()]

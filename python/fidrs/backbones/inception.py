@@ -1,7 +1,8 @@
-"""The FID Inception V3: pytorch-fid's port of the TensorFlow 2015-12-05 graph (what every FID is computed with).
+"""The FID Inception V3 family: pytorch-fid's port of the TensorFlow 2015-12-05 graph (what every FID is computed
+with).
 
 Weights: pytorch-fid's release `pt_inception-2015-12-05-6726825d.pth` (torch.hub names carry the first hex
-digits of the file's sha256). Graph: `fidrs.model.build_fid_inception`. Outputs: `pool3` (2048, FID, KID,
+digits of the file's sha256). Graph: `inception_graph.build_fid_inception`. Outputs: `pool3` (2048, FID, KID,
 precision/recall) and `logits_unbiased` (1008, the fc layer without its bias, torch-fidelity's Inception Score).
 Everything that is data (weights source, input size, preprocessing modes, outputs) is in `models/inception.toml`.
 """
@@ -13,10 +14,6 @@ from ..errors import WeightsError
 from . import manifest
 from .base import Backbone, StateDict
 
-_MANIFEST = manifest.manifest("inception")
-SIZE = int(_MANIFEST["input_size"])
-MODES = manifest.modes(_MANIFEST)
-
 
 def _check_state(state: StateDict) -> None:
     """The cheap part of the structure check; `build_fid_inception` checks every tensor's shape."""
@@ -27,26 +24,14 @@ def _check_state(state: StateDict) -> None:
 
 
 def _build_graph(state: StateDict):
-    from ..model import build_fid_inception
+    from .inception_graph import build_fid_inception  # onnx is imported only when a graph is built
 
     return build_fid_inception(state)
 
 
-INCEPTION = Backbone(
-    name=_MANIFEST["name"],
-    title=_MANIFEST["title"],
-    weights=manifest.weights_source(_MANIFEST),
-    input_size=SIZE,
-    modes=MODES,
-    default_mode=_MANIFEST["default_mode"],
-    outputs=manifest.outputs(_MANIFEST),
-    feature_output=_MANIFEST["feature_output"],
-    logits_output=_MANIFEST.get("logits_output"),
-    graph_version=2,
-    load_state=load_state_dict,
-    check_state=_check_state,
-    check_official=_check_state,
-    build_graph=_build_graph,
-    comparable_with=_MANIFEST["comparable_with"],
-    aliases=tuple(_MANIFEST["aliases"]),
-)
+CODE = manifest.Code(load_state_dict, _check_state, _check_state, _build_graph)
+
+
+def backbones() -> list[Backbone]:
+    """Every packaged manifest of this family (models/inception.toml)."""
+    return [manifest.backbone(manifest.manifest(name), CODE) for name in manifest.of_family("inception")]

@@ -5,96 +5,109 @@ differs: ~1e-16 relative).
 Built on Ray Core (actors), not Ray Data: FID needs a reduction (float64 moments per shard), not a per-row
 map whose outputs are collected, and a shard is then one Ray task whose one result is counted once, which is
 what makes retries safe. `pip install 'fidrs[ray]'`; every node needs fidrs and ONNX Runtime installed (not
-the weights: the driver ships its ONNX graph)."""
+the weights: the driver ships its ONNX graph). Workers receive the whole `Options` value (each machine-local
+option at its cluster value: no feature cache, no progress bar; the driver shows the job's progress)."""
 
 from __future__ import annotations
 
 import time
 from typing import Any
 
-from ..api import RunInfo, check_sample_count, score_from_stats
+from .. import sources
 from ..errors import InvalidInputError
-from ..feature_pass import PassOptions, PassReport, report_bad_files
-from ..inputs import ImageFiles, InputLike, RemoteFiles, Source, StatsFile, resolve_source
-from ..metrics import FeatureSet
-from ..stats import Stats
+from ..evaluator import Evaluator
+from ..feature_pass import PassReport, report_bad_files
+from ..feature_sets import FeatureSet
+from ..options import Options, Resolved
+from ..provenance import Provenance
+from ..sources import InputLike, Source
+from ..statistics import Stats, check_sample_count
 from .driver import JobResult, SideResult, run_job
 from .plan import sample_indices, sampling_keys
 
 __all__ = ["feature_set", "sample_indices", "sampling_keys", "score", "score_details", "stats"]
 
-_RAY_OPTIONS = ("address", "workers", "shard_size")
+CLUSTER_KEYWORDS = ("address", "workers", "shard_size")
 
 
-def _split(options: dict[str, Any]) -> tuple[PassOptions, dict[str, Any]]:
-    ray_options = {k: options.pop(k) for k in _RAY_OPTIONS if k in options}
-    if options.get("cache"):
+def _split(keywords: dict[str, Any]) -> tuple[Resolved, dict[str, Any]]:
+    """The options of the job (its cache refused: it is local to one machine) and Ray's own keywords."""
+    ray_keywords = {k: keywords.pop(k) for k in CLUSTER_KEYWORDS if k in keywords}
+    if keywords.get("cache"):
         raise InvalidInputError("the feature cache is local to one machine; a cluster run does not use it")
-    options["cache"] = False
-    return PassOptions(**options), ray_options
+    keywords["cache"] = False
+    return Options.of(None, **keywords).resolve(), ray_keywords
 
 
-def _files(inputs: InputLike, label: str, source: Source | None = None) -> ImageFiles | RemoteFiles:
-    """The image files of `inputs` (`source`: already resolved; a folder or bucket is listed once)."""
-    source = source if source is not None else resolve_source(inputs, allow_stats=False)
-    if not isinstance(source, (ImageFiles, RemoteFiles)):
+def _distributable(inputs: InputLike, label: str, source: Source | None = None) -> Source:
+    """The image source of `inputs` (`source`: already resolved; a folder or bucket is listed once)."""
+    source = source if source is not None else sources.resolve(inputs, allow_stats=False)
+    if not source.distributable:
         raise InvalidInputError(f"{label}: a cluster run reads image files and URLs (folders, lists, globs)")
     return source
 
 
-def _label(inputs: InputLike, default: str) -> str:
-    return str(inputs) if isinstance(inputs, str) else default
+def _provenance(resolved: Resolved, job: JobResult) -> Provenance:
+    b = resolved.backbone
+    return Provenance(b.name, resolved.mode_label, job.weights_sha256, job.graph_sha256, b.feature_dim)
 
 
-def _stats_of(side: SideResult, options: PassOptions, job: JobResult, label: str) -> tuple[Stats, PassReport]:
+def _stats_of(side: SideResult, resolved: Resolved, job: JobResult, label: str) -> tuple[Stats, PassReport]:
     """A side's statistics, with its bad files reported the way a local run reports them."""
-    backbone = options.backbone
     n = side.moments.n if side.moments is not None else 0
-    check_sample_count(n, backbone.feature_dim, label, stacklevel=4)  # type: ignore[union-attr]
+    check_sample_count(n, resolved.backbone.feature_dim, label, stacklevel=4)
     assert side.moments is not None
-    stats = Stats.from_moments(side.moments, options.mode_label, job.weights_sha256, backbone.name)  # type: ignore[union-attr]
-    return stats, PassReport(n=n, skipped=[(p, r) for _, p, r in side.failures], provider=job.provider)
+    p = _provenance(resolved, job)
+    stats = Stats.from_moments(side.moments, p.mode, p.weights_sha256, p.backbone, p.graph_sha256)
+    return stats, PassReport(n=n, skipped=[(path, r) for _, path, r in side.failures], provider=job.provider)
 
 
-def _raise_or_list_bad(job: JobResult, options: PassOptions) -> None:
-    report_bad_files([(p, r) for side in job.sides for _, p, r in side.failures], options.skip_bad)
+def _raise_or_list_bad(job: JobResult, resolved: Resolved) -> None:
+    report_bad_files([(p, r) for side in job.sides for _, p, r in side.failures], resolved.options.skip_bad)
 
 
 def stats(inputs: InputLike, *, address: str | None = None, **options: Any) -> Stats:
     """`fidrs.stats` on Ray. `address`: a cluster ("ray://host:10001", "host:6379", "auto"), None for the
     cluster this process is connected to or a local one. Also `workers` (default: one per GPU, else per CPU)
     and `shard_size` (images per shard; default from the job size, at most 4,096). The feature cache is off."""
-    pass_options, ray_options = _split({**options, "address": address})
-    label = _label(inputs, "input")
-    job = run_job([(label, _files(inputs, label))], pass_options, **ray_options)
-    _raise_or_list_bad(job, pass_options)
-    return _stats_of(job.sides[0], pass_options, job, label)[0]
+    resolved, ray_keywords = _split({**options, "address": address})
+    label = sources.label(inputs, "input")
+    job = run_job([(label, _distributable(inputs, label))], resolved, **ray_keywords)
+    _raise_or_list_bad(job, resolved)
+    return _stats_of(job.sides[0], resolved, job, label)[0]
 
 
 def score_details(
-    a: InputLike, b: InputLike, *, address: str | None = None, method: str = "auto", **options: Any
+    a: InputLike, b: InputLike, *, address: str | None = None, method: str | None = None, **options: Any
 ) -> dict[str, Any]:
     """`fidrs.score_details` on Ray: both image sets in one job (statistics files are read here)."""
     started = time.perf_counter()
-    pass_options, ray_options = _split({**options, "address": address})
-    labels = (_label(a, "a"), _label(b, "b"))
-    sources = [resolve_source(x) for x in (a, b)]
+    resolved, ray_keywords = _split({**options, "address": address})
+    evaluator = Evaluator(resolved)
+    params = evaluator.compute_params("fid", {} if method is None else {"method": method})
+    labels = (sources.label(a, "a"), sources.label(b, "b"))
+    resolved_sources = [sources.resolve(x) for x in (a, b)]
+    held = [s.precomputed() for s in resolved_sources]
     to_compute = [
-        (label, _files(x, label, s)) for label, x, s in zip(labels, (a, b), sources) if not isinstance(s, StatsFile)
+        (label, _distributable(x, label, s))
+        for label, x, s, h in zip(labels, (a, b), resolved_sources, held)
+        if h is None
     ]
-    job = run_job(to_compute, pass_options, **ray_options) if to_compute else None
+    job = run_job(to_compute, resolved, **ray_keywords) if to_compute else None
     if job is not None:
-        _raise_or_list_bad(job, pass_options)
+        _raise_or_list_bad(job, resolved)
     computed = iter(job.sides if job is not None else [])
     sides = []
-    for label, source in zip(labels, sources):
-        if isinstance(source, StatsFile):
-            sides.append((label, Stats.load(source.path), PassReport()))
+    for label, h in zip(labels, held):
+        if h is not None:
+            sides.append((label, h, None))
         else:
             assert job is not None
-            sides.append((label, *_stats_of(next(computed), pass_options, job, label)))
-    run = RunInfo.of(pass_options, job.weights_sha256, job.provider) if job is not None else None
-    result = score_from_stats(sides[0], sides[1], run, method=method, started=started)
+            sides.append((label, *_stats_of(next(computed), resolved, job, label)))
+    run = _provenance(resolved, job) if job is not None else None
+    result = evaluator.fid_of_stats(
+        sides[0], sides[1], params, started=started, run=run, provider=job.provider if job else None
+    ).to_dict()
     if job is not None:
         result["ray"] = job.summary()
     return result
@@ -111,22 +124,24 @@ def feature_set(
     """A seeded uniform sample of at most `sample` images' features (and logits), for KID, precision/recall
     and the other feature-set metrics: on a large set they then estimate from the sample. The sample is the
     one `sample_indices(sampling_keys(n, seed), usable, sample)` picks, whichever workers ran."""
-    pass_options, ray_options = _split({**options, "address": address})
-    label = _label(inputs, "input")
-    source = _files(inputs, label)
-    job = run_job([(label, source)], pass_options, sample_size=sample, seed=seed, **ray_options)
-    _raise_or_list_bad(job, pass_options)
+    resolved, ray_keywords = _split({**options, "address": address})
+    label = sources.label(inputs, "input")
+    source = _distributable(inputs, label)
+    job = run_job([(label, source)], resolved, sample_size=sample, seed=seed, **ray_keywords)
+    _raise_or_list_bad(job, resolved)
     side = job.sides[0]
-    backbone = pass_options.backbone
+    backbone = resolved.backbone
     assert side.sample is not None
     rows = side.sample.in_input_order()
-    outputs = dict(zip(backbone.output_names, rows.outputs))  # type: ignore[union-attr]
+    outputs = dict(zip(backbone.output_names, rows.outputs))
+    labels = source.labels
     return FeatureSet(
-        outputs[backbone.feature_output],  # type: ignore[union-attr]
-        outputs[backbone.logits_output] if backbone.logits_output else None,  # type: ignore[union-attr]
-        [source.paths[i] for i in rows.indices],
-        pass_options.mode_label,
+        outputs[backbone.feature_output],
+        outputs[backbone.logits_output] if backbone.logits_output else None,
+        [labels[i] for i in rows.indices],
+        resolved.mode_label,
         job.weights_sha256,
         [(p, r) for _, p, r in side.failures],
-        backbone.name,  # type: ignore[union-attr]
+        backbone.name,
+        job.graph_sha256,
     )

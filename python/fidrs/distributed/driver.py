@@ -7,20 +7,23 @@ retried shard is counted once; the `JobState` record of shard starts only lets t
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
-import sys
 import uuid
 from dataclasses import dataclass, field
 
 from .. import _fidrs
+from ..display import display
 from ..errors import FidrsError, InvalidInputError
-from ..feature_pass import PassOptions, resolve_pass_model
-from ..files import display
-from ..inputs import ImageFiles, RemoteFiles
+from ..feature_pass import load_model
+from ..options import Options, Resolved
 from ..progress import progress_bar
+from ..sources import Source
 from .plan import SampleRows, default_shard_size, plan_shards, sampling_keys
 from .worker import JobState, ShardResult, ShardWorker, ShippedGraph
+
+log = logging.getLogger("fidrs")
 
 # Ray restarts a dead worker process and re-runs its shard at most this many times before the job fails with
 # the reason: a shard that kills every worker that touches it (a decoder crash) must end the job, not loop.
@@ -70,6 +73,7 @@ class JobResult:
     sides: list[SideResult]
     provider: str
     weights_sha256: str
+    graph_sha256: str
     workers: int
     shards: int
     nodes: set[str]  # Ray node ids that ran shards
@@ -116,9 +120,16 @@ def _worker_slots(ray, workers: int | None) -> tuple[int, dict]:
     return workers or max(1, cpus // CPUS_PER_WORKER), {"num_cpus": CPUS_PER_WORKER}
 
 
+def worker_options(resolved: Resolved) -> Options:
+    """What every worker runs with: the whole options value, each machine-local option at its cluster value,
+    and the backbone by the name the driver resolved (a worker never reads the driver's `model` file: it gets
+    the driver's graph)."""
+    return dataclasses.replace(resolved.options.on_workers(), backbone=resolved.backbone.name)
+
+
 def run_job(
-    sides: list[tuple[str, ImageFiles | RemoteFiles]],
-    options: PassOptions,
+    sides: list[tuple[str, Source]],
+    resolved: Resolved,
     *,
     address: str | None = None,
     workers: int | None = None,
@@ -133,18 +144,9 @@ def run_job(
         raise InvalidInputError(f"shard_size must be at least 1, got {shard_size}")
     if sample_size is not None and (isinstance(sample_size, bool) or sample_size < 1):
         raise InvalidInputError(f"sample_size must be at least 1, got {sample_size}")
-    backbone = options.backbone
-    model = resolve_pass_model(options)
+    model = load_model(resolved)
     shipped = ShippedGraph.of(model)
-    worker_options = {
-        "backbone": backbone.name,  # type: ignore[union-attr]
-        "mode": options.mode,
-        "batch_size": options.batch_size,
-        "device": options.device,
-        "pad_color": options.pad_color,
-        "max_pixels": options.max_pixels,
-        "allow_tf32": options.allow_tf32,
-    }
+    options = worker_options(resolved)
     with Cluster(address) as ray:
         from ray.util import ActorPool
 
@@ -163,12 +165,12 @@ def run_job(
             runtime_env={"env_vars": {"FIDRS_NUM_THREADS": str(resources["num_cpus"])}},
             **resources,
         )
-        actors = [actor_class.remote(job_name, worker_options) for _ in range(count)]
+        actors = [actor_class.remote(job_name, options) for _ in range(count)]
         results = [SideResult() for _ in sides]
         retried: list[str] = []
         nodes: set[str] = set()
         provider = ""
-        bars = _progress_bars(sides, options.progress)
+        bars = _progress_bars(sides, resolved.options.progress)
         try:
             pool = ActorPool(actors)
             run = lambda actor, shard: actor.run.remote(shard, sample_size)  # noqa: E731
@@ -177,15 +179,15 @@ def run_job(
                 label = sides[shard.side][0]
                 if result.earlier_attempts:
                     note = (
-                        f"fidrs: {shard.describe(display(label))} ran again on {result.worker}: its earlier "
+                        f"{shard.describe(display(label))} ran again on {result.worker}: its earlier "
                         f"worker(s) ({', '.join(result.earlier_attempts)}) died; its images are counted once"
                     )
                     retried.append(note)
-                    print(note, file=sys.stderr, flush=True)
+                    log.warning(note)
                 results[shard.side].add(result, sample_size)
                 provider = result.provider
                 nodes.add(result.node)
-                bars[shard.side].update(len(shard.paths))
+                bars[shard.side].update(len(shard.source))
         finally:
             for bar in bars:
                 bar.close()
@@ -194,7 +196,7 @@ def run_job(
             ray.kill(job)
     for side in results:
         side.failures.sort()
-    return JobResult(results, provider, model.weights_sha256, count, len(shards), nodes, retried)
+    return JobResult(results, provider, model.weights_sha256, model.graph_sha256, count, len(shards), nodes, retried)
 
 
 def _results(ray, pool, run, shards):

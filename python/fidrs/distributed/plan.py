@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..inputs import ImageFiles, RemoteFiles
+from ..sources import Source
 
 # Images per shard when the caller does not choose: each shard sends back d² float64 moments (32 MiB for the
 # Inception's 2048), about what 4,096 images' float32 features weigh, so a shard should hold thousands of images
@@ -28,40 +28,26 @@ def default_shard_size(total: int, workers: int) -> int:
 
 @dataclass(frozen=True)
 class Shard:
-    """Images `start:start + len(paths)` of input `side` (0: A, 1: B); `keys`, when sampling, are their
-    sampling keys."""
+    """Images `start:start + len(source)` of input `side` (0: A, 1: B), as a source of their own (read where the
+    worker runs); `keys`, when sampling, are their sampling keys."""
 
     id: int
     side: int
     start: int
-    paths: tuple[str, ...]
-    remote: bool
+    source: Source
     keys: np.ndarray | None = None
 
-    def source(self) -> ImageFiles | RemoteFiles:
-        return RemoteFiles(list(self.paths)) if self.remote else ImageFiles(list(self.paths))
-
     def describe(self, label: str) -> str:
-        return f"shard {self.id} ({label}: images {self.start + 1}-{self.start + len(self.paths)})"
+        return f"shard {self.id} ({label}: images {self.start + 1}-{self.start + len(self.source)})"
 
 
-def plan_shards(
-    sides: list[ImageFiles | RemoteFiles], shard_size: int, sample_keys: list[np.ndarray | None]
-) -> list[Shard]:
+def plan_shards(sides: list[Source], shard_size: int, sample_keys: list[np.ndarray | None]) -> list[Shard]:
     shards: list[Shard] = []
     for side, (source, keys) in enumerate(zip(sides, sample_keys)):
         for start in range(0, len(source), shard_size):
             stop = min(start + shard_size, len(source))
-            shards.append(
-                Shard(
-                    len(shards),
-                    side,
-                    start,
-                    tuple(source.paths[start:stop]),
-                    isinstance(source, RemoteFiles),
-                    None if keys is None else keys[start:stop],
-                )
-            )
+            part = source.split(start, stop)
+            shards.append(Shard(len(shards), side, start, part, None if keys is None else keys[start:stop]))
     return shards
 
 

@@ -14,8 +14,9 @@ from pathlib import Path
 import numpy as np
 
 from .. import _fidrs
-from ..feature_pass import FeaturePass, PassOptions, PassReport
+from ..feature_pass import FeaturePass, PassReport
 from ..files import atomic_write_bytes
+from ..options import Options, Resolved
 from ..weights import ResolvedModel
 from .plan import SampleRows, Shard
 
@@ -31,6 +32,7 @@ class ShippedGraph:
     data: bytes | None
     digest: str  # sha256 of graph + data: the folder it is written to on each node
     weights_sha256: str
+    graph_sha256: str
     checkpoint: str  # for messages
 
     @classmethod
@@ -48,6 +50,7 @@ class ShippedGraph:
             data,
             digest.hexdigest(),
             model.weights_sha256,
+            model.graph_sha256,
             str(model.checkpoint),
         )
 
@@ -110,21 +113,26 @@ class JobState:
         return earlier
 
 
+def network_of(resolved: Resolved, graph: ShippedGraph) -> FeaturePass:
+    """A worker's feature pass: the driver's options, resolved here, on the driver's graph."""
+    path = graph.materialise()
+    model = ResolvedModel(resolved.backbone, Path(graph.checkpoint), graph.weights_sha256, path, graph.graph_sha256)
+    return FeaturePass(resolved, model=model)
+
+
 class ShardWorker:
     """One worker process: the network loaded once, then shard after shard."""
 
-    def __init__(self, job_name: str, options: dict) -> None:
+    def __init__(self, job_name: str, options: Options) -> None:
         """`job_name`: the name of the job's `JobState` actor (a name, not a handle: Ray warns that an actor
-        whose constructor takes references might not restart). The driver sets FIDRS_NUM_THREADS in this
-        process's environment to its share of the node's cores."""
+        whose constructor takes references might not restart). `options`: the driver's whole options value
+        (`driver.worker_options`). The driver sets FIDRS_NUM_THREADS in this process's environment to its share
+        of the node's cores."""
         import ray
 
         self.job = ray.get_actor(job_name)
         graph: ShippedGraph = ray.get(self.job.graph.remote())
-        pass_options = PassOptions(**{**options, "progress": False, "cache": False})
-        backbone = pass_options.backbone
-        model = ResolvedModel(backbone, Path(graph.checkpoint), graph.weights_sha256, graph.materialise())  # type: ignore[arg-type]
-        self.network = FeaturePass(pass_options, model=model)
+        self.network = network_of(options.resolve(), graph)
         self.identity, self.node = worker_identity()
 
     def run(self, shard: Shard, sample_size: int | None) -> ShardResult:
@@ -136,12 +144,12 @@ class ShardWorker:
         moments = _fidrs.Moments(backbone.feature_dim)
         sample = SampleRows.empty(tuple(o.dim for o in backbone.outputs)) if shard.keys is not None else None
         report = PassReport()
-        source = shard.source()
+        source = shard.source
         for idx, columns in self.network.iter_batches(source, report, collect_bad=True):
             moments.update(columns[column])
             if sample is not None and shard.keys is not None and sample_size is not None:
                 sample.add(idx + shard.start, shard.keys[idx], columns, sample_size)
-        positions = {path: i for i, path in enumerate(source.paths)}
+        positions = {path: i for i, path in enumerate(source.labels)}
         failures = [(shard.start + positions[path], path, reason) for path, reason in report.skipped]
         has_rows = moments.n > 0
         return ShardResult(

@@ -18,8 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..display import display
 from ..errors import InvalidInputError
-from ..files import display, open_regular
+from ..files import open_regular
 
 _MAX_NDIM = 8
 

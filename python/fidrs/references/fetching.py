@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from .. import config
+from ..display import display
 from ..download import DEADLINE_S, download, sha256_matches
 from ..errors import (
     IncompatibleStatsError,
@@ -27,7 +28,7 @@ from ..errors import (
     ReferenceHashMismatchError,
     ReferenceUnavailableError,
 )
-from ..files import atomic_write_bytes, display, open_regular
+from ..files import atomic_write_bytes, open_regular
 from ..weights import sha256_file
 from .catalogue import CatalogueEntry, list_references, lookup
 from .readers import read_reference

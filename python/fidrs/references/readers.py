@@ -26,8 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
+from ..display import display
 from ..errors import InvalidInputError
-from ..files import display, open_regular, read_npz, read_regular
+from ..files import open_regular, read_npz, read_regular
 from ..stats import Stats, check_statistics
 from .arrays import LazyArray
 from .features import moments_of

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
+from ..display import display
 from ..errors import IncompatibleStatsError
-from ..files import display
 from ..stats import Stats
 from .arrays import LazyArray
 from .provenance import Provenance

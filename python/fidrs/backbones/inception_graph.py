@@ -15,12 +15,11 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from .errors import WeightsError
+from ..errors import WeightsError
 
 BN_EPS = 0.001
 OPSET = 17
-# Part of the cache file name: bump when the graph changes so stale cached models are not reused.
-GRAPH_VERSION = 2
+
 
 # (stride, padding) of the convolutions that are not stride 1 with "same" padding.
 _SPECIAL_CONVS = {

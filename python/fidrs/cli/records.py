@@ -8,9 +8,9 @@ import datetime
 import os
 import stat
 
-from . import config, strictjson
-from .errors import InvalidInputError
-from .files import display
+from .. import config, strictjson
+from ..display import display
+from ..errors import InvalidInputError
 
 
 def append_line(path: str, line: str) -> None:

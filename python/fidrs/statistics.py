@@ -1,16 +1,19 @@
-"""Feature statistics (μ, Σ, n) with the backbone, mode and weights they came from; `.npz` files compatible
-with pytorch-fid and clean-fid (`mu`, `sigma`)."""
+"""Feature statistics (μ, Σ, n) with the backbone, mode, weights and graph they came from; `.npz` files
+compatible with pytorch-fid and clean-fid (`mu`, `sigma`)."""
 
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 
 from . import _fidrs
-from .errors import IncompatibleStatsError, InvalidInputError
-from .files import atomic_output, display, read_npz
+from .display import display
+from .errors import EmptyInputError, InvalidInputError, SmallSampleWarning
+from .files import atomic_output, read_npz
+from .provenance import Provenance, check_compatible
 
 # 2: records the backbone. Version-1 files (fidrs before backbones) were all computed with the Inception.
 FORMAT_VERSION = 2
@@ -73,6 +76,23 @@ def _check_moments(path: str, mu: np.ndarray, sigma: np.ndarray, moments: _fidrs
         )
 
 
+def check_sample_count(n: int, dim: int, label: str, stacklevel: int = 3) -> None:
+    """At least 2 images for a covariance; fewer than d gives a singular one (warned)."""
+    if n == 0:
+        raise EmptyInputError(f"{display(label)}: no image could be used")
+    if n < 2:
+        raise InvalidInputError(
+            f"{display(label)}: a single image gives no covariance; a Fréchet distance needs at least 2"
+        )
+    if n < dim:
+        warnings.warn(
+            f"{display(label)}: {n} images < {dim} feature dimensions: the covariance is singular and "
+            "the Fréchet distance is biased upwards; compare values only at equal n",
+            SmallSampleWarning,
+            stacklevel=stacklevel + 1,
+        )
+
+
 @dataclass
 class Stats:
     mu: np.ndarray
@@ -82,12 +102,20 @@ class Stats:
     weights_sha256: str | None = None
     moments: _fidrs.Moments | None = None
     backbone: str | None = None  # None: unknown (pytorch-fid, clean-fid files)
+    graph_sha256: str | None = None  # the graph's identity (fidrs.identity); None: not recorded
 
     @classmethod
     def from_moments(
-        cls, moments: _fidrs.Moments, mode: str | None, weights_sha256: str | None, backbone: str | None
+        cls,
+        moments: _fidrs.Moments,
+        mode: str | None,
+        weights_sha256: str | None,
+        backbone: str | None,
+        graph_sha256: str | None = None,
     ) -> Stats:
-        return cls(moments.mean(), moments.covariance(), moments.n, mode, weights_sha256, moments, backbone)
+        return cls(
+            moments.mean(), moments.covariance(), moments.n, mode, weights_sha256, moments, backbone, graph_sha256
+        )
 
     def save(self, path: str | os.PathLike) -> None:
         """Write a `.npz` with `mu` and `sigma` (readable by pytorch-fid) plus fidrs' metadata."""
@@ -101,6 +129,7 @@ class Stats:
                 ("mode", self.mode),
                 ("weights_sha256", self.weights_sha256),
                 ("backbone", self.backbone),
+                ("graph_sha256", self.graph_sha256),
             )
             if v is not None
         }
@@ -113,7 +142,19 @@ class Stats:
         and a covariance, and fidrs files whose stored moments disagree with them."""
         path = os.fspath(path)
         data = read_npz(
-            path, keys=["mu", "sigma", "n", "mode", "weights_sha256", "backbone", "version", "sum", "sum_outer"]
+            path,
+            keys=[
+                "mu",
+                "sigma",
+                "n",
+                "mode",
+                "weights_sha256",
+                "backbone",
+                "graph_sha256",
+                "version",
+                "sum",
+                "sum_outer",
+            ],
         )
         if "mu" not in data or "sigma" not in data:
             raise InvalidInputError(
@@ -129,6 +170,7 @@ class Stats:
         mode = _text(path, data, "mode")
         sha = _text(path, data, "weights_sha256")
         backbone = _text(path, data, "backbone")
+        graph = _text(path, data, "graph_sha256")
         if backbone is None and sha is not None and "version" in data and mu.size == 2048:
             backbone = "inception"  # a fidrs file from before backbones: every one was the Inception's
         moments = None
@@ -144,19 +186,16 @@ class Stats:
             except (InvalidInputError, ValueError, TypeError) as e:
                 raise InvalidInputError(f"{display(path)}: unusable moments ({e})") from None
             _check_moments(path, mu, sigma, moments)
-        return cls(mu, sigma, n, mode, sha, moments, backbone)
+        return cls(mu, sigma, n, mode, sha, moments, backbone, graph)
 
-    def check_compatible(self, other: Stats) -> None:
-        """Refuse to compare statistics of different backbones, feature sizes, preprocessing modes or weights."""
-        if self.mu.shape != other.mu.shape:
-            raise IncompatibleStatsError(
-                f"statistics have different feature sizes: {self.mu.size} ({self.backbone or 'unknown backbone'}) "
-                f"vs {other.mu.size} ({other.backbone or 'unknown backbone'})"
-            )
-        for field, label in (("backbone", "backbones"), ("mode", "mode"), ("weights_sha256", "weights")):
-            mine, theirs = getattr(self, field), getattr(other, field)
-            if mine is not None and theirs is not None and mine != theirs:
-                raise IncompatibleStatsError(f"statistics were computed with different {label}: {mine!r} vs {theirs!r}")
+    @property
+    def provenance(self) -> Provenance:
+        return Provenance(self.backbone, self.mode, self.weights_sha256, self.graph_sha256, int(self.mu.size))
+
+    def check_compatible(self, other: Stats, labels: tuple[str, str] = ("a", "b")) -> None:
+        """Refuse to compare statistics of different backbones, feature sizes, preprocessing modes, weights or
+        graphs (IncompatibleStatsError naming both sides by `labels`)."""
+        check_compatible([(labels[0], self.provenance), (labels[1], other.provenance)])
 
     def merge(self, other: Stats) -> Stats:
         """Statistics of the union of both sample sets (needs the raw moments of both)."""
@@ -170,6 +209,7 @@ class Stats:
             self.mode or other.mode,
             self.weights_sha256 or other.weights_sha256,
             self.backbone or other.backbone,
+            self.graph_sha256 or other.graph_sha256,
         )
 
 

@@ -1,0 +1,166 @@
+"""One function per command; each builds its options from the flags (`fidrs.Options.from_arguments`), calls the
+public API, and prints the result."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+import time
+from argparse import Namespace
+
+import fidrs
+from fidrs import metrics, strictjson
+from fidrs.errors import EXIT_ABOVE_THRESHOLD, EXIT_OK, InvalidInputError
+
+from .records import record_run
+
+
+def run(args: Namespace) -> int:
+    if getattr(args, "metric", None):
+        return metric(args, metrics.get_metric(args.metric))
+    return {
+        "score": score,
+        "stats": stats,
+        "report": report,
+        "models": models,
+        "cache": cache,
+        "merge": merge,
+    }[args.command](args)
+
+
+def _options(args: Namespace) -> fidrs.Options:
+    """The common flags; progress bars by default when stderr is a terminal."""
+    return fidrs.Options.from_arguments(args, progress=sys.stderr.isatty())
+
+
+def _cluster(args: Namespace) -> dict | None:
+    """Ray's keywords for a cluster run, or None for a local one."""
+    if getattr(args, "ray", None) is None:
+        if getattr(args, "workers", None) or getattr(args, "shard_size", None):
+            raise InvalidInputError("--workers and --shard-size need --ray")
+        return None
+    return {"address": args.ray or None, "workers": args.workers, "shard_size": args.shard_size}
+
+
+def _cluster_options(options: fidrs.Options) -> dict:
+    return dataclasses.replace(options, cache=False).keywords()  # the cache is local to a machine
+
+
+def score(args: Namespace) -> int:
+    options = _options(args)
+    cluster = _cluster(args)
+    if cluster is not None and args.bootstrap:
+        raise InvalidInputError("--bootstrap needs every feature, which a cluster run does not bring back")
+    confidence = None
+    if args.bootstrap:
+        evaluator = fidrs.Evaluator(options)
+        a, b = evaluator.feature_set(args.a), evaluator.feature_set(args.b)
+        fid = evaluator.compute("fid", a, b, method=args.method)
+        skipped = [{"path": p, "reason": r} for p, r in a.skipped + b.skipped]
+        result = dataclasses.replace(fid, skipped=skipped, provider=evaluator.network.provider).to_dict()
+        confidence = evaluator.compute("fid_confidence", a, b, rounds=args.bootstrap)
+        result["bootstrap"] = confidence.to_dict()
+    elif cluster is not None:
+        from fidrs import distributed
+
+        keywords = {**cluster, **_cluster_options(options)}
+        result = distributed.score_details(args.a, args.b, method=args.method, **keywords)
+    else:
+        result = fidrs.Evaluator(options).score_details(args.a, args.b, method=args.method)
+    passed = args.max_fid is None or result["fid"] <= args.max_fid
+    if args.max_fid is not None:
+        result["max_fid"] = args.max_fid
+        result["passed"] = passed
+    record_run(result, args.a, args.b, jsonl=args.jsonl)
+    if args.json:
+        print(strictjson.dumps(result))
+    else:
+        print(f"{result['fid']:.6f}")
+        if confidence is not None:
+            print(metrics.get_metric("fid_confidence").text(confidence), file=sys.stderr)
+        if args.max_fid is not None:
+            verdict = "PASS" if passed else "FAIL"
+            print(f"{verdict}: FID {result['fid']:.6f} {'<=' if passed else '>'} {args.max_fid}", file=sys.stderr)
+    return EXIT_OK if passed else EXIT_ABOVE_THRESHOLD
+
+
+def stats(args: Namespace) -> int:
+    start = time.perf_counter()
+    options = _options(args)
+    cluster = _cluster(args)
+    if cluster is not None:
+        from fidrs import distributed
+
+        s = distributed.stats(args.a, **cluster, **_cluster_options(options))
+    else:
+        s = fidrs.Evaluator(options).stats(args.a)
+    s.save(args.output)
+    print(
+        f"fidrs: saved statistics of {s.n} images to {args.output} ({time.perf_counter() - start:.1f} s)",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+def metric(args: Namespace, spec: metrics.Metric) -> int:
+    start = time.perf_counter()
+    evaluator = fidrs.Evaluator(_options(args))
+    params = {p.name: getattr(args, p.name) for p in spec.params}
+    result = evaluator.compute(spec.name, *(getattr(args, name) for name in spec.inputs), **params)
+    if args.json:
+        print(strictjson.dumps({**result.to_dict(), "seconds": time.perf_counter() - start}))
+    else:
+        print(spec.text(result))
+    return EXIT_OK
+
+
+def report(args: Namespace) -> int:
+    start = time.perf_counter()
+    result = fidrs.Evaluator(_options(args)).report(
+        args.a, args.reference, args.output, kid_subset_size=args.kid_subset_size, kid_subsets=args.kid_subsets
+    )
+    print(
+        f"fidrs: report of {sum(result['n'].values())} images in {len(result['classes'])} classes written to "
+        f"{args.output} ({time.perf_counter() - start:.1f} s)",
+        file=sys.stderr,
+    )
+    return EXIT_OK
+
+
+def models(args: Namespace) -> int:
+    from fidrs import catalogue
+
+    if args.models_action in (None, "list"):
+        if getattr(args, "json", False):
+            print(strictjson.dumps({"models": catalogue.statuses()}))
+        else:
+            print(catalogue.table())
+        return EXIT_OK
+    evaluator = fidrs.Evaluator(backbone=args.name, weights=args.weights, weights_sha256=args.weights_sha256)
+    if args.models_action == "fetch":
+        model = evaluator.fetch()
+        print(f"fidrs: {model.backbone.name}: checkpoint {model.checkpoint} (sha256 {model.weights_sha256})")
+        print(f"fidrs: {model.backbone.name}: ONNX graph {model.onnx_path}")
+        return EXIT_OK
+    for path in evaluator.export(args.output):
+        print(f"fidrs: wrote {path}", file=sys.stderr)
+    return EXIT_OK
+
+
+def cache(args: Namespace) -> int:
+    from fidrs import cache as feature_cache
+
+    if args.action == "clear":
+        print(f"fidrs: removed {feature_cache.clear_cache()} feature cache file(s)", file=sys.stderr)
+    else:
+        print(strictjson.dumps(feature_cache.cache_info(), indent=1))
+    return EXIT_OK
+
+
+def merge(args: Namespace) -> int:
+    merged = fidrs.Stats.load(args.inputs[0])
+    for path in args.inputs[1:]:
+        merged = merged.merge(fidrs.Stats.load(path))
+    merged.save(args.output)
+    print(f"fidrs: merged {len(args.inputs)} statistics files ({merged.n} images) into {args.output}", file=sys.stderr)
+    return EXIT_OK

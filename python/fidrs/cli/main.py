@@ -1,0 +1,86 @@
+"""Run one command and map every outcome to an exit code and at most a few lines on stderr. Warnings and the
+`fidrs` logger's records are printed here as `fidrs: warning: …` / `fidrs: …`; results alone go to stdout."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import warnings
+from collections.abc import Sequence
+
+from fidrs.errors import EXIT_BAD_INPUT, EXIT_BROKEN_PIPE, EXIT_INTERNAL, EXIT_OK, FidrsError, exit_code
+
+
+def _execute(args) -> int:
+    from . import commands
+
+    try:
+        return commands.run(args)
+    except FidrsError as e:
+        print(f"fidrs: error: {e}", file=sys.stderr)
+        return exit_code(e)
+    except BrokenPipeError:
+        # Whoever read our output stopped (`| head`): say nothing more, and keep Python's exit-time flush of
+        # stdout from raising again.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except (ValueError, OSError) as e:  # unreadable or unwritable paths, bad values: the input, not fidrs
+        print(f"fidrs: error: {e}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except MemoryError:
+        print("fidrs: error: out of memory", file=sys.stderr)
+        return EXIT_INTERNAL
+    except Exception as e:  # noqa: BLE001 - the CLI's contract: anything unexpected is exit 3
+        import traceback
+
+        traceback.print_exc()
+        print(f"fidrs: internal error: {type(e).__name__}: {e}", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _report_to_stderr() -> None:
+    warnings.simplefilter("default")
+    warnings.formatwarning = lambda msg, cat, *a, **k: f"fidrs: warning: {msg}\n"
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("fidrs: %(message)s"))
+    log = logging.getLogger("fidrs")
+    log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
+def _version() -> int:
+    from fidrs import _fidrs
+
+    print(f"fidrs {_fidrs.__version__} (JPEG SIMD: {_fidrs.JPEG_SIMD})")
+    return EXIT_OK
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv == ["--version"]:  # before the parser, which reads the registries (and so imports numpy)
+        return _version()
+    from .parser import build_parser
+
+    parser = build_parser()
+    args = parser.parse_args(argv)  # usage errors exit 2
+    if args.version:
+        return _version()
+    if args.command is None:
+        parser.print_usage(sys.stderr)
+        return EXIT_BAD_INPUT
+    _report_to_stderr()
+    from fidrs import _fidrs
+
+    # Ctrl-C ends the process within milliseconds whatever runs (decoding, the network, a download): exit 130,
+    # one line, outputs still being written removed. Finished outputs were renamed into place whole.
+    signal.signal(signal.SIGINT, lambda *_: None)  # no KeyboardInterrupt traceback racing the native handler
+    _fidrs.exit_on_interrupt("fidrs: interrupted")
+    return _execute(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

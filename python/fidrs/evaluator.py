@@ -1,0 +1,271 @@
+"""The Evaluator: resolved options and one network, loaded the first time images need it (two statistics files
+are scored without any). It serves every way fidrs computes something: `features`, `feature_set`, `stats`,
+`score`/`fid`, every registered metric (`compute`), an `accumulator()` for training loops and the per-class
+`report`. The module-level functions (`fidrs.score`, `fidrs.kid`, …) are thin calls on one."""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+import warnings
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from . import _fidrs, config, sources
+from .display import display
+from .errors import BadImagesError, FidrsError, InvalidInputError, UnknownModeWarning
+from .feature_sets import FeatureSet
+from .metrics import LOGITS, STATISTICS, FIDResult, Result, get_metric
+from .metrics.base import no_logits
+from .options import Options, Resolved, resolve
+from .provenance import Provenance, check_compatible
+from .sources import InputLike, Source
+from .statistics import Stats, check_sample_count
+
+if TYPE_CHECKING:
+    from .feature_pass import FeaturePass, PassReport
+    from .streaming import Accumulator
+
+
+class Evaluator:
+    """`Evaluator(options, **keywords)`: every option is checked now (InvalidInputError), nothing is read or
+    loaded until something is computed; the network is then loaded once and reused by every call."""
+
+    def __init__(self, options: Options | Resolved | None = None, **keywords: Any) -> None:
+        config.validate()  # the environment is checked with the options, before anything is read
+        self.resolved: Resolved = resolve(options, **keywords)
+        self._network: FeaturePass | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def options(self) -> Options:
+        return self.resolved.options
+
+    @property
+    def backbone(self):
+        return self.resolved.backbone
+
+    def __repr__(self) -> str:
+        loaded = "loaded" if self._network is not None else "not loaded"
+        return f"Evaluator({self.backbone.name}, mode {self.resolved.mode_label}, network {loaded})"
+
+    @property
+    def network(self) -> FeaturePass:
+        """The feature pass (checkpoint resolved, graph built or loaded, ONNX Runtime session), made once."""
+        with self._lock:
+            if self._network is None:
+                from .feature_pass import FeaturePass
+
+                self._network = FeaturePass(self.resolved)
+            return self._network
+
+    @property
+    def loaded(self) -> bool:
+        return self._network is not None
+
+    # --- one input ---------------------------------------------------------------------------------------
+
+    def features(self, inputs: InputLike) -> np.ndarray:
+        """The backbone's features (N × d float32: pool3 for the Inception, the CLS token for DINOv2) in input
+        order."""
+        source = sources.resolve(inputs, allow_stats=False)
+        network = self.network
+        return network.collect(source).outputs[network.backbone.feature_output]
+
+    def feature_set(self, inputs: InputLike) -> FeatureSet:
+        """Run the network once over `inputs` and keep what every metric needs."""
+        source = sources.resolve(inputs, allow_stats=False)
+        network = self.network
+        collected = network.collect(source, label=sources.label(inputs, "features"))
+        backbone, model = network.backbone, network.model
+        labels = source.labels
+        return FeatureSet(
+            collected.outputs[backbone.feature_output],
+            collected.outputs[backbone.logits_output] if backbone.logits_output else None,
+            [labels[i] for i in collected.kept],
+            self.resolved.mode_label,
+            model.weights_sha256,
+            collected.report.skipped,
+            backbone.name,
+            model.graph_sha256,
+        )
+
+    def stats(self, inputs: InputLike) -> Stats:
+        """μ and Σ (float64, n − 1) of the backbone's features, streamed: memory stays O(d²)."""
+        source = sources.resolve(inputs, allow_stats=False)
+        return self._computed_stats(source, sources.label(inputs, "input"))[0]
+
+    def provenance(self) -> Provenance:
+        """What statistics computed here record (loads the network: the weights' and graph's hashes)."""
+        model = self.network.model
+        return Provenance(
+            self.backbone.name,
+            self.resolved.mode_label,
+            model.weights_sha256,
+            model.graph_sha256,
+            self.backbone.feature_dim,
+        )
+
+    def _computed_stats(self, source: Source, label: str) -> tuple[Stats, PassReport]:
+        from .feature_pass import PassReport
+
+        network = self.network
+        report = PassReport()
+        backbone, model = network.backbone, network.model
+        column = backbone.output_names.index(backbone.feature_output)
+        moments = _fidrs.Moments(backbone.feature_dim)
+        for _idx, columns in network.iter_batches(source, report, label=label):
+            moments.update(columns[column])
+        check_sample_count(moments.n, backbone.feature_dim, label, stacklevel=4)
+        stats = Stats.from_moments(
+            moments, self.resolved.mode_label, model.weights_sha256, backbone.name, model.graph_sha256
+        )
+        return stats, report
+
+    def _side_stats(self, inputs: InputLike, label: str) -> tuple[Stats, PassReport | None]:
+        source = sources.resolve(inputs)
+        held = source.precomputed()
+        if held is not None:
+            return held, None
+        return self._computed_stats(source, label)
+
+    def decode_failures(self, inputs: InputLike) -> list[tuple[str, str]]:
+        """(name, reason) of every image of `inputs` that cannot be decoded; no network runs."""
+        from .feature_pass import decode_failures
+
+        try:
+            source = sources.resolve(inputs)
+        except FidrsError:
+            return []  # reported on its own once the other side is fixed
+        if source.precomputed() is not None:
+            return []
+        return decode_failures(source, self.resolved)
+
+    # --- two inputs: the Fréchet distance ------------------------------------------------------------------
+
+    def fid(self, a: InputLike, b: InputLike, *, method: str | None = None) -> FIDResult:
+        """The Fréchet distance of two image sets or statistics files, with everything `fidrs score` reports."""
+        metric = get_metric("fid")
+        params = metric.checked({} if method is None else {"method": method})
+        started = time.perf_counter()
+        label_a, label_b = sources.label(a, "a"), sources.label(b, "b")
+        try:
+            stats_a, report_a = self._side_stats(a, label_a)
+        except BadImagesError as bad_a:
+            # Report every bad file of both sides in one run: scan B's files (decode only, no network).
+            raise BadImagesError(bad_a.failures + self.decode_failures(b)) from None
+        stats_b, report_b = self._side_stats(b, label_b)
+        return self.fid_of_stats((label_a, stats_a, report_a), (label_b, stats_b, report_b), params, started=started)
+
+    def fid_of_stats(
+        self,
+        side_a: tuple[str, Stats, PassReport | None],
+        side_b: tuple[str, Stats, PassReport | None],
+        params: dict[str, Any],
+        *,
+        started: float,
+        run: Provenance | None = None,
+        provider: str | None = None,
+    ) -> FIDResult:
+        """The FID result of both sides' statistics (computed here, on a cluster, or loaded). `run`: what this
+        run computes with (default: this Evaluator's network, if it ran); a loaded statistics file must match it."""
+        (label_a, stats_a, report_a), (label_b, stats_b, report_b) = side_a, side_b
+        if run is None and self.loaded:
+            run, provider = self.provenance(), self.network.provider
+        if run is not None:
+            for label, s in ((label_a, stats_a), (label_b, stats_b)):
+                check_compatible([("this run", run), (label, s.provenance)])
+                if s.mode is None and run.mode != self.backbone.default_mode:
+                    warnings.warn(
+                        f"{display(label)}: the statistics file records no preprocessing mode (pytorch-fid and "
+                        f"clean-fid files do not), so it is unknown; it is compared with images preprocessed in "
+                        f"mode {run.mode!r}",
+                        UnknownModeWarning,
+                        stacklevel=4,
+                    )
+        result = get_metric("fid").run((stats_a, stats_b), (label_a, label_b), params)
+        reports = [r for r in (report_a, report_b) if r is not None]
+        return dataclasses.replace(
+            result,  # type: ignore[arg-type]
+            provider=provider,
+            skipped=[{"path": p, "reason": r} for report in reports for p, r in report.skipped],
+            cache_hits=sum(r.cache_hits for r in reports),
+            seconds=time.perf_counter() - started,
+        )
+
+    def score_details(self, a: InputLike, b: InputLike, *, method: str | None = None) -> dict[str, Any]:
+        """`score` with everything the CLI reports: fid, backbone, n_a, n_b, mode, weights_sha256, provider,
+        skipped, …"""
+        return self.fid(a, b, method=method).to_dict()
+
+    def score(self, a: InputLike, b: InputLike, *, method: str | None = None) -> float:
+        """FID (on the Inception; FD_DINOv2 on DINOv2, …) between two image sets or statistics files."""
+        return self.fid(a, b, method=method).value
+
+    # --- every registered metric -------------------------------------------------------------------------
+
+    @staticmethod
+    def compute_params(metric: str, params: dict[str, Any]) -> dict[str, Any]:
+        """Every parameter of `metric` (defaults where not given), checked."""
+        return get_metric(metric).checked(params)
+
+    def compute(self, metric: str, *inputs: Any, **params: Any) -> Result:
+        """The registered metric `metric` of `inputs` (image inputs, FeatureSets, or for the Fréchet distance
+        Stats), its parameters checked before any image is read."""
+        spec = get_metric(metric)
+        checked = spec.checked(params)
+        if len(inputs) != len(spec.inputs):
+            raise InvalidInputError(f"{spec.name} takes {len(spec.inputs)} input(s) ({', '.join(spec.inputs)})")
+        if spec.reads == LOGITS and self.backbone.logits_output is None:
+            if not all(isinstance(x, FeatureSet) for x in inputs):
+                raise no_logits(spec, self.backbone.name)  # before any image is read
+        labels = [sources.label(x, name) for x, name in zip(inputs, spec.inputs)]
+        sides = [self._prepared(x, spec.reads, label) for x, label in zip(inputs, labels)]
+        return spec.run(sides, labels, checked)
+
+    def _prepared(self, x: Any, reads: str, label: str) -> FeatureSet | Stats:
+        if reads == STATISTICS:
+            if isinstance(x, Stats):
+                return x
+            if isinstance(x, FeatureSet):
+                return x.stats()
+            return self._side_stats(x, label)[0]
+        return x if isinstance(x, FeatureSet) else self.feature_set(x)
+
+    # --- the rest ------------------------------------------------------------------------------------------
+
+    def fetch(self):
+        """Resolve the network now (download and verify the checkpoint, build and cache its graph) without
+        loading a runtime; returns the resolved model (checkpoint, weights sha256, graph path and identity)."""
+        from .feature_pass import load_model
+
+        return self._network.model if self._network is not None else load_model(self.resolved)
+
+    def export(self, output: str) -> list:
+        """Write this network's ONNX graph, with fidrs' metadata, to `output` (and `output.data`); returns the
+        files written."""
+        from .exported import export_model
+
+        return export_model(self.fetch(), output)
+
+    def accumulator(self) -> Accumulator:
+        """A streaming accumulator (training loops) on this Evaluator's network."""
+        from .streaming import Accumulator
+
+        return Accumulator(network=self.network)
+
+    def class_feature_sets(self, root: str, classes: Sequence[str] | None = None) -> dict[str, FeatureSet]:
+        """One feature set per class subfolder of `root` (sorted by name)."""
+        from .report import class_folders
+
+        return {name: self.feature_set(path) for name, path in class_folders(root, classes).items()}
+
+    def report(self, root: str, reference: str, output: str, **params: Any) -> dict[str, Any]:
+        """`fidrs report`: every class of `root` against `reference`, written to `output` (PNG, JSON, HTML)."""
+        from .report import build_report, check_reference
+
+        check_reference(root, reference)
+        return build_report(self.class_feature_sets(root), reference, output, **params)

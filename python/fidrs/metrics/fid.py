@@ -1,0 +1,58 @@
+"""The Fréchet distance of two feature distributions (FID on the Inception, FD_DINOv2 on DINOv2, …), from their
+statistics: ‖μ₁ − μ₂‖² + tr Σ₁ + tr Σ₂ − 2 tr √(Σ₁Σ₂). `fidrs score` is this metric."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..errors import NumericalError
+from ..frechet import METHODS, frechet_distance
+from .base import STATISTICS, Metric, Result, choice
+from .registry import register_metric
+
+METHOD = choice("method", "auto", METHODS, "how tr √(Σ₁Σ₂) is computed (auto: exact eigh; scipy: pytorch-fid's sqrtm)")
+
+
+@dataclass(frozen=True)
+class FIDResult(Result):
+    value: float
+    method: str  # the method that ran
+    mode_a: str | None  # each side's recorded mode (None: unknown, a pytorch-fid or clean-fid file)
+    mode_b: str | None
+    # What the run that computed the statistics did (set by `Evaluator.score_details`).
+    provider: str | None = None
+    skipped: list[dict[str, str]] = field(default_factory=list)
+    cache_hits: int = 0
+    seconds: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"fid": self.value, **super().to_dict()}
+
+
+def _compute(sides, *, method: str) -> dict:
+    a, b = sides
+    info = frechet_distance(a.mu, a.sigma, b.mu, b.sigma, method, return_info=True)
+    if not np.isfinite(info["value"]):
+        raise NumericalError(f"the Fréchet distance came out {info['value']}")
+    return {"value": info["value"], "method": info["method"], "mode_a": a.mode, "mode_b": b.mode}
+
+
+FID = register_metric(
+    Metric(
+        name="fid",
+        title="Fréchet distance",
+        help="Fréchet distance (FID on the Inception) between two image sets or statistics",
+        inputs=("a", "b"),
+        reads=STATISTICS,
+        protocol="pytorch-fid's FID: μ and Σ (n − 1) in float64 of the backbone's features; tr √(Σ₁Σ₂) exact "
+        "(eigh) unless another method is asked for",
+        params=(METHOD,),
+        compute=_compute,
+        result=FIDResult,
+        text=lambda r: f"{r.value:.6f}",
+        command=None,  # `fidrs score`, with its gate, records and cluster options
+    )
+)

@@ -1,0 +1,64 @@
+"""What every input source is: an ordered collection of images with names for messages, read a range at a time
+(as encoded bytes, or straight to network inputs), split into shards for a cluster; or a statistics file, which
+holds its statistics instead. The feature pass, the Evaluator and the cluster driver use only this."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .. import _fidrs
+from ..errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from ..statistics import Stats
+
+# (network inputs, indices of the images decoded, [(index, reason)] of the others, pixels of each decoded one)
+Pixels = tuple[np.ndarray, list[int], list[tuple[int, str]], list[int]]
+
+
+class Source:
+    """An input. Subclasses give `__len__`, `labels`, and `read_blobs` or `read_pixels`."""
+
+    kind = "input"
+    # The feature cache keys on a file's bytes: a source without bytes (images in memory) is never cached.
+    cacheable = True
+    # Its shards can be read on other machines (files every node sees, URLs).
+    distributable = False
+
+    def __len__(self) -> int:
+        raise NotImplementedError
+
+    @property
+    def labels(self) -> Sequence[str]:
+        """A name per image, for messages and results (a path, `archive.zip:member`, `array[3]`)."""
+        raise NotImplementedError
+
+    def read_blobs(self, start: int, stop: int, max_pixels: int) -> list[bytes | str]:
+        """Each image's encoded bytes, or why it cannot be read, under the size cap that `max_pixels` implies."""
+        raise InvalidInputError(f"{self.kind} has no encoded files")
+
+    def read_pixels(
+        self, start: int, stop: int, preprocessing: _fidrs.Preprocessing, max_pixels: int, out: np.ndarray | None
+    ) -> Pixels:
+        """Images `start:stop` decoded and preprocessed into `out` (Rust, GIL released)."""
+        blobs = self.read_blobs(start, stop, max_pixels)
+        readable = [i for i, b in enumerate(blobs) if isinstance(b, bytes)]
+        batch, ok, bad, pixels = _fidrs.load_encoded([blobs[i] for i in readable], preprocessing, max_pixels, out=out)
+        failed = sorted(
+            [(i, b) for i, b in enumerate(blobs) if isinstance(b, str)] + [(readable[i], r) for i, r in bad]
+        )
+        return batch, [readable[i] for i in ok], failed, list(pixels)
+
+    def split(self, start: int, stop: int) -> Source:
+        """Images `start:stop` as a source of their own, to be read on another machine."""
+        raise InvalidInputError(f"{self.kind} cannot be read on a cluster: pass image files or URLs")
+
+    def precomputed(self) -> Stats | None:
+        """The statistics this input holds instead of images (a statistics file), else None."""
+        return None
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": self.kind, "images": len(self)}
