@@ -8,11 +8,11 @@ import warnings
 import numpy as np
 import pytest
 from fidrs.errors import IncompatibleStatsError
-from fidrs.references import Provenance, decide_mode, read_reference, with_user_mode
+from fidrs.references import ReferenceProvenance, decide_mode, read_reference, with_user_mode
 from fidrs.references.provenance import UNKNOWN
 from fidrs.references.reference import ReferenceEntry, ReferenceFile
 
-ADM = Provenance(tool="adm", backbone="inception", mode="tf1", source="catalogue:adm/imagenet-256")
+ADM = ReferenceProvenance(tool="adm", backbone="inception", mode="tf1", source="catalogue:adm/imagenet-256")
 
 
 def test_a_known_mode_is_used_when_none_is_asked_for():
@@ -45,7 +45,7 @@ def test_an_allowed_mismatch_keeps_the_asked_mode_and_says_so():
 
 @pytest.mark.parametrize("asked", [None, "clean"])
 def test_an_unknown_provenance_keeps_what_was_asked(asked):
-    for provenance in (None, UNKNOWN, Provenance(tool="edm2", backbone="dinov2-vitl14", source="format")):
+    for provenance in (None, UNKNOWN, ReferenceProvenance(tool="edm2", backbone="dinov2-vitl14", source="format")):
         d = decide_mode(provenance, mode=asked)
         assert (d.mode, d.reference_mode, d.known, d.note) == (asked, None, False, None)
 
@@ -77,30 +77,32 @@ def test_both_contradictions_allowed_give_both_notes():
 
 
 def test_a_mode_the_backbone_lacks_is_refused():
-    edm2 = Provenance(tool="edm2", backbone="dinov2-vitl14", mode="edm2", source="catalogue:edm2/img512")
+    edm2 = ReferenceProvenance(tool="edm2", backbone="dinov2-vitl14", mode="edm2", source="catalogue:edm2/img512")
     with pytest.raises(IncompatibleStatsError, match="needs mode edm2.*its modes: dgm-eval"):
         decide_mode(edm2, available_modes=["dgm-eval"])
     assert decide_mode(edm2, available_modes=["dgm-eval", "edm2"]).mode == "edm2"
 
 
-def _entry(label: str, provenance: Provenance) -> ReferenceEntry:
+def _entry(label: str, provenance: ReferenceProvenance) -> ReferenceEntry:
     return ReferenceEntry(label, np.zeros(2), np.eye(2), provenance.n, provenance, "mu float64, sigma float64")
 
 
 def test_a_catalogue_provenance_rekeys_unknown_entries_by_backbone():
     ref = ReferenceFile.of("r.npz", "mu-sigma", [_entry("mu,sigma", UNKNOWN)])
     assert set(ref.entries) == {"unknown"}
-    given = Provenance(tool="ttur", backbone="inception", mode="tf1", n=50000, source="catalogue:ttur/cifar10-train")
+    given = ReferenceProvenance(
+        tool="ttur", backbone="inception", mode="tf1", n=50000, source="catalogue:ttur/cifar10-train"
+    )
     out = ref.with_provenance({"mu,sigma": given}, note="from the catalogue")
     assert set(out.entries) == {"inception"} and out.entry("inception").provenance == given
     assert out.entry("inception").n == 50000 and out.notes == ("from the catalogue",)
 
 
 def test_a_catalogue_that_contradicts_the_file_is_refused():
-    recorded = Provenance(tool="edm2", backbone="inception", mode="tf1", n=64, source="format")
+    recorded = ReferenceProvenance(tool="edm2", backbone="inception", mode="tf1", n=64, source="format")
     ref = ReferenceFile.of("r.pkl", "edm2-pkl", [_entry("fid", recorded)])
     for field, value in (("backbone", "dinov2-vitl14"), ("mode", "clean"), ("n", 65)):
-        given = Provenance(**{**recorded.__dict__, "source": "catalogue:x", field: value})
+        given = ReferenceProvenance(**{**recorded.__dict__, "source": "catalogue:x", field: value})
         with pytest.raises(IncompatibleStatsError, match=f"records {field}"):
             ref.with_provenance({"fid": given})
     with pytest.raises(IncompatibleStatsError, match="does not describe"):
@@ -108,7 +110,7 @@ def test_a_catalogue_that_contradicts_the_file_is_refused():
 
 
 def test_two_entries_of_one_backbone_are_refused():
-    p = Provenance(backbone="inception", mode="tf1")
+    p = ReferenceProvenance(backbone="inception", mode="tf1")
     with pytest.raises(IncompatibleStatsError, match="both statistics of backbone inception"):
         ReferenceFile.of("r.pkl", "edm2-pkl", [_entry("fid", p), _entry("fid2", p)])
 

@@ -14,7 +14,7 @@ import pytest
 from fidrs.errors import IncompatibleStatsError, InvalidInputError
 from fidrs.references import read_reference, sniff_format
 from fidrs.references.readers import MAX_PICKLE_BYTES
-from fidrs.stats import Stats
+from fidrs.statistics import Stats
 
 D = 16  # feature size of the test statistics: small, so every file is a few KiB
 

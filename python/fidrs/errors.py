@@ -92,6 +92,11 @@ class ReferenceHashMismatchError(InvalidInputError):
     first-download hash, or its content is not the layout its catalogue entry describes."""
 
 
+class UnsafePickleError(InvalidInputError):
+    """A pickle names something other than plain data and numpy arrays, or numpy's with arguments it never
+    writes (a crafted reference-statistics file: refused before anything is called)."""
+
+
 class BadImagesError(DecodeError):
     """Some input files could not be decoded. `failures` lists (path, reason) pairs."""
 
@@ -148,6 +153,7 @@ __all__ = [
     "RuntimeUnavailableError",
     "SkippedFilesWarning",
     "SmallSampleWarning",
+    "UnsafePickleError",
     "UnknownModeWarning",
     "WeightsError",
     "WeightsHashMismatchError",

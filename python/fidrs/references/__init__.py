@@ -11,7 +11,7 @@ preprocessing the other side must use.
 from .arrays import LazyArray
 from .catalogue import CatalogueEntry, list_references, lookup
 from .fetching import cache_path, fetch, info, is_reference, resolve, table
-from .provenance import ModeDecision, Provenance, decide_mode, with_user_mode
+from .provenance import ModeDecision, ReferenceProvenance, decide_mode, with_user_mode
 from .readers import FORMATS, read_reference, sniff_format
 from .reference import ReferenceEntry, ReferenceFile
 
@@ -20,7 +20,7 @@ __all__ = [
     "CatalogueEntry",
     "LazyArray",
     "ModeDecision",
-    "Provenance",
+    "ReferenceProvenance",
     "ReferenceEntry",
     "ReferenceFile",
     "cache_path",

@@ -17,7 +17,7 @@ from importlib.resources import files
 from typing import Any
 
 from ..errors import FidrsError, InvalidInputError
-from .provenance import Provenance
+from .provenance import ReferenceProvenance
 from .readers import FORMATS
 
 if sys.version_info >= (3, 11):
@@ -59,10 +59,10 @@ class CatalogueEntry:
     images: int | None  # images the file itself holds (ADM's arr_0)
     statistics: tuple[StatisticsSpec, ...]
 
-    def provenance(self) -> dict[str, Provenance]:
+    def provenance(self) -> dict[str, ReferenceProvenance]:
         """Each statistics set's provenance, by its label in the file."""
         return {
-            s.label: Provenance(
+            s.label: ReferenceProvenance(
                 tool=self.tool, backbone=s.backbone, mode=s.mode, n=self.n, source=f"catalogue:{self.name}"
             )
             for s in self.statistics

@@ -29,7 +29,7 @@ from ..errors import (
     ReferenceUnavailableError,
 )
 from ..files import atomic_write_bytes, open_regular
-from ..weights import sha256_file
+from ..identity import sha256_file
 from .catalogue import CatalogueEntry, list_references, lookup
 from .readers import read_reference
 from .reference import ReferenceFile

@@ -18,7 +18,7 @@ SOURCES = ("catalogue", "file", "format", "user", "unknown")
 
 
 @dataclass(frozen=True)
-class Provenance:
+class ReferenceProvenance:
     """tool: what made the statistics (`adm`, `clean-fid`, `edm`, `edm2`, `ttur`, `fidrs`); backbone: fidrs'
     name of the network (`inception`, `dinov2-vitl14`); mode: fidrs' name of the preprocessing; weights: the
     checkpoint's sha256 where known (fidrs files), else None; n: the number of images; source: where this
@@ -47,7 +47,7 @@ class Provenance:
         return ", ".join(parts) + f" (provenance: {self.source})"
 
 
-UNKNOWN = Provenance()
+UNKNOWN = ReferenceProvenance()
 
 
 @dataclass(frozen=True)
@@ -66,8 +66,12 @@ class ModeDecision:
 
 
 def with_user_mode(
-    provenance: Provenance, ref_mode: str | None, *, allow_mode_mismatch: bool = False, label: str = "the reference"
-) -> tuple[Provenance, str | None]:
+    provenance: ReferenceProvenance,
+    ref_mode: str | None,
+    *,
+    allow_mode_mismatch: bool = False,
+    label: str = "the reference",
+) -> tuple[ReferenceProvenance, str | None]:
     """The provenance once the user has said how the reference was made (`--ref-mode`), and a note when that
     contradicts a known mode and `allow_mode_mismatch` lets the user's word stand; without it, a contradiction
     is IncompatibleStatsError."""
@@ -85,7 +89,7 @@ def with_user_mode(
 
 
 def decide_mode(
-    provenance: Provenance | None,
+    provenance: ReferenceProvenance | None,
     *,
     mode: str | None = None,
     ref_mode: str | None = None,
@@ -131,4 +135,4 @@ def decide_mode(
     return ModeDecision(chosen, reference_mode, "; ".join(notes) or None)
 
 
-__all__ = ["SOURCES", "UNKNOWN", "ModeDecision", "Provenance", "decide_mode", "with_user_mode"]
+__all__ = ["SOURCES", "UNKNOWN", "ModeDecision", "ReferenceProvenance", "decide_mode", "with_user_mode"]

@@ -29,10 +29,10 @@ import numpy as np
 from ..display import display
 from ..errors import InvalidInputError
 from ..files import open_regular, read_npz, read_regular
-from ..stats import Stats, check_statistics
+from ..statistics import Stats, check_statistics
 from .arrays import LazyArray
 from .features import moments_of
-from .provenance import UNKNOWN, Provenance
+from .provenance import UNKNOWN, ReferenceProvenance
 from .reference import ReferenceEntry, ReferenceFile
 from .unpickler import loads_numpy_pickle
 
@@ -61,7 +61,7 @@ EDM2_METRICS = {"fid": ("inception", "tf1"), "fd_dinov2": ("dinov2-vitl14", None
 # The ADM evaluator (`evaluations/evaluator.py: read_statistics`) compares a batch's mu/sigma with activations
 # of its TF Inception graph, which resizes with TF1's bilinear: a file in its layout (mu, sigma, mu_s, sigma_s:
 # only its reference batches have the sFID statistics) holds tf1 Inception statistics.
-ADM_PROVENANCE = Provenance(tool="adm", backbone="inception", mode="tf1", source="format")
+ADM_PROVENANCE = ReferenceProvenance(tool="adm", backbone="inception", mode="tf1", source="format")
 
 
 def _stored(**arrays: np.ndarray) -> str:
@@ -75,7 +75,7 @@ def _numeric(where: str, name: str, value) -> np.ndarray:
     return value
 
 
-def _entry(where: str, label: str, mu, sigma, n: int | None, provenance: Provenance) -> ReferenceEntry:
+def _entry(where: str, label: str, mu, sigma, n: int | None, provenance: ReferenceProvenance) -> ReferenceEntry:
     mu, sigma = _numeric(where, "mu", mu), _numeric(where, "sigma", sigma)
     check_statistics(where, mu, sigma)
     return ReferenceEntry(
@@ -161,7 +161,7 @@ def _read_mu_sigma(path: str, members: list[str]) -> ReferenceFile:
 
 def _read_fidrs(path: str) -> ReferenceFile:
     stats = Stats.load(path)  # validates the statistics and the stored moments against them
-    provenance = Provenance(
+    provenance = ReferenceProvenance(
         tool="fidrs", backbone=stats.backbone, mode=stats.mode, weights=stats.weights_sha256, n=stats.n, source="file"
     )
     entry = ReferenceEntry("mu,sigma", stats.mu, stats.sigma, stats.n, provenance, "fidrs float64 statistics")
@@ -194,7 +194,7 @@ def _read_edm2(path: str) -> ReferenceFile:
             notes.append(f"statistics {str(key)[:40]!r} skipped: fidrs does not know the network EDM2 used for them")
             continue
         backbone, mode = EDM2_METRICS[key]
-        provenance = Provenance(tool="edm2", backbone=backbone, mode=mode, n=n, source="format")
+        provenance = ReferenceProvenance(tool="edm2", backbone=backbone, mode=mode, n=n, source="format")
         entries.append(_entry(f"{path} [{key}]", key, value["mu"], value["sigma"], n, provenance))
     if not entries:
         raise InvalidInputError(f"{where}: holds none of EDM2's statistics ({', '.join(EDM2_METRICS)})")

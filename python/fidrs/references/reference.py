@@ -9,9 +9,9 @@ import numpy as np
 
 from ..display import display
 from ..errors import IncompatibleStatsError
-from ..stats import Stats
+from ..statistics import Stats
 from .arrays import LazyArray
-from .provenance import Provenance
+from .provenance import ReferenceProvenance
 
 UNKNOWN_BACKBONE = "unknown"
 
@@ -26,7 +26,7 @@ class ReferenceEntry:
     mu: np.ndarray
     sigma: np.ndarray
     n: int | None
-    provenance: Provenance
+    provenance: ReferenceProvenance
     stored: str
 
     @property
@@ -89,7 +89,7 @@ class ReferenceFile:
             f"{display(self.path)}: holds statistics of {', '.join(self.entries)}, none of backbone {name}"
         )
 
-    def with_provenance(self, by_label: dict[str, Provenance], note: str | None = None) -> ReferenceFile:
+    def with_provenance(self, by_label: dict[str, ReferenceProvenance], note: str | None = None) -> ReferenceFile:
         """The same file with the provenance a catalogue gives each entry (by its label); every entry must be
         covered, and the catalogue's backbone must agree with any the file records."""
         entries = []

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidInputError
+from ..errors import UnsafePickleError
 
 # dtype codes an array of statistics or features can have: booleans, integers, floats (one to eight bytes).
 _ALLOWED_KINDS = frozenset("biuf")
@@ -40,11 +40,6 @@ _MAX_NDIM = 8
 # An EDM2 reference pickle is ~60 opcodes (a dict of dicts of a few arrays); a million leaves room for any plain
 # data a statistics file holds, and caps what a crafted file can make (at most one object per opcode).
 MAX_OPCODES = 1_000_000
-
-
-class UnsafePickleError(InvalidInputError):
-    """A pickle names something other than plain data and numpy arrays, or numpy's with arguments it never
-    writes."""
 
 
 class _StandIn:
