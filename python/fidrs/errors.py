@@ -121,6 +121,11 @@ class UnknownModeWarning(FidrsWarning):
     """A statistics file that records no preprocessing mode is compared with images of a non-default mode."""
 
 
+class ModeMismatchWarning(FidrsWarning):
+    """`allow_mode_mismatch`: images were computed in another mode than the reference they are compared with
+    was made in; the value is not comparable with numbers computed against that reference."""
+
+
 class DuplicateFilesWarning(FidrsWarning):
     """Several paths of one input named the same file; it was counted once."""
 
@@ -145,6 +150,7 @@ __all__ = [
     "IncompatibleStatsError",
     "InternalError",
     "InvalidInputError",
+    "ModeMismatchWarning",
     "NotRegularFileError",
     "NumericalError",
     "OutputError",

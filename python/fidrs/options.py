@@ -193,6 +193,19 @@ class Options:
         _mode,
         choices=lambda: backbones.all_modes(),
     )
+    ref_mode: str | None = option(
+        None,
+        "the mode a statistics input was made in, for a file that does not record it (e.g. clean for a clean-fid "
+        "file of your own); the images it is compared with are then computed in it",
+        _mode,
+        choices=lambda: backbones.all_modes(),
+    )
+    allow_mode_mismatch: bool = option(
+        False,
+        "compute the images in --mode even where a reference was made in another mode (refused otherwise: the "
+        "value would not be comparable with numbers computed against that reference; the result says so)",
+        _flag,
+    )
     batch_size: int | None = option(
         None,
         "images per network call (default: 16 on CPU, 200 on CUDA; features do not depend on it)",
@@ -265,6 +278,11 @@ class Options:
 
             chosen = exported_backbone(self.model)
         backbone = backbones.get(chosen)
+        if self.ref_mode is not None and self.ref_mode not in backbone.modes:
+            raise InvalidInputError(
+                f"ref_mode {self.ref_mode!r} is not a mode of backbone {backbone.name} "
+                f"(its modes: {', '.join(backbone.modes)})"
+            )
         return Resolved(self, backbone, backbone.mode(self.mode))
 
 

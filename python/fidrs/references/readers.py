@@ -5,7 +5,8 @@
   `arr_1` (labels, ignored);
 - `mu-sigma`: pytorch-fid, TTUR (`mu` float32), clean-fid (`np.savez_compressed`), EDM (`np.savez`, float64):
   `mu`, `sigma`;
-- `fidrs`: `fidrs stats`: `mu`, `sigma`, `n`, backbone, mode, weights sha256, sums;
+- `fidrs`: `fidrs stats`: `mu`, `sigma`, `n`, backbone, mode, weights sha256, sums; several backbones' in one
+  file (`backbones`, the others' members under `<backbone>.`);
 - `edm2-pkl`: EDM2 `calculate_metrics.py ref` (`pickle.dump`): `{'num_images': int, 'fid': {mu, sigma},
   'fd_dinov2': {mu, sigma}}`, float64;
 - `clean-fid-kid`: clean-fid's KID statistics (`np.savez_compressed`): `feats`, N×2048 features (statistics
@@ -29,7 +30,7 @@ import numpy as np
 from ..display import display
 from ..errors import InvalidInputError
 from ..files import open_regular, read_npz, read_regular
-from ..statistics import Stats, check_statistics
+from ..statistics import Stats, check_statistics, load_all
 from .arrays import LazyArray
 from .features import moments_of
 from .provenance import UNKNOWN, ReferenceProvenance
@@ -160,12 +161,22 @@ def _read_mu_sigma(path: str, members: list[str]) -> ReferenceFile:
 
 
 def _read_fidrs(path: str) -> ReferenceFile:
-    stats = Stats.load(path)  # validates the statistics and the stored moments against them
-    provenance = ReferenceProvenance(
-        tool="fidrs", backbone=stats.backbone, mode=stats.mode, weights=stats.weights_sha256, n=stats.n, source="file"
-    )
-    entry = ReferenceEntry("mu,sigma", stats.mu, stats.sigma, stats.n, provenance, "fidrs float64 statistics")
-    return ReferenceFile.of(path, "fidrs", [entry])
+    entries = []
+    # validates each backbone's statistics and the stored moments against them
+    for stats in load_all(path):
+        provenance = ReferenceProvenance(
+            tool="fidrs",
+            backbone=stats.backbone,
+            mode=stats.mode,
+            weights=stats.weights_sha256,
+            n=stats.n,
+            source="file",
+        )
+        label = "mu,sigma" if not entries else f"{stats.backbone}.mu,sigma"
+        entries.append(
+            ReferenceEntry(label, stats.mu, stats.sigma, stats.n, provenance, "fidrs float64 statistics", stats)
+        )
+    return ReferenceFile.of(path, "fidrs", entries)
 
 
 def _read_edm2(path: str) -> ReferenceFile:
@@ -231,9 +242,17 @@ def _members(path: str) -> list[str]:
     return read_npz(path, keys=[])["__files__"]
 
 
+# The names a single feature array goes by in an .npz (TF-GAN's pool_3 activations, saved by hand): any other
+# lone member is not taken for features (a broken statistics file is refused, not read as samples).
+FEATURE_MEMBERS = frozenset({"pool_3", "pool3", "features", "activations", "acts"})
+
+# What only fidrs writes beside mu/sigma (any one makes the file fidrs': its metadata is read and checked).
+_FIDRS_MEMBERS = frozenset({"version", "backbones", "n", "mode", "backbone", "weights_sha256", "graph_sha256", "sum"})
+
+
 def _sniff_npz(path: str, members: list[str]) -> str:
     keys = set(members)
-    if "version" in keys and {"mu", "sigma"} <= keys:
+    if keys & _FIDRS_MEMBERS and {"mu", "sigma"} <= keys:
         return "fidrs"
     if keys & {"mu_s", "sigma_s", "arr_0"}:
         return "adm-batch"
@@ -241,11 +260,11 @@ def _sniff_npz(path: str, members: list[str]) -> str:
         return "mu-sigma"
     if "feats" in keys:
         return "clean-fid-kid"
-    if len(keys) == 1:
+    if len(keys) == 1 and keys <= FEATURE_MEMBERS:
         return "features"
     raise InvalidInputError(
-        f"{display(path)}: not reference statistics: an .npz needs mu/sigma, feats, arr_0 or one feature array; "
-        f"has {sorted(members)}"
+        f"{display(path)}: not reference statistics: needs 'mu' and 'sigma' (or ADM's arr_0 images, clean-fid's "
+        f"feats, or one feature array named {', '.join(sorted(FEATURE_MEMBERS))}); has {sorted(members)[:20]}"
     )
 
 
@@ -256,6 +275,13 @@ def sniff_format(path: str | os.PathLike) -> str:
         head = f.read(6)
     if not head:
         raise InvalidInputError(f"{display(path)}: empty file")
+    extension = os.path.splitext(path)[1].lower()
+    # A name's extension is what the user means: content of another kind under it is a mistake, not a guess.
+    if extension == ".npz" and head[:2] != b"PK":
+        what = "a .npy array, not an .npz archive" if head == b"\x93NUMPY" else "not an .npz"
+        raise InvalidInputError(f"{display(path)}: {what} file")
+    if extension == ".npy" and head != b"\x93NUMPY":
+        raise InvalidInputError(f"{display(path)}: not a .npy array file")
     if head[:2] == b"PK":
         return _sniff_npz(path, _members(path))
     if head == b"\x93NUMPY":

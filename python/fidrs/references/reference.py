@@ -20,7 +20,8 @@ UNKNOWN_BACKBONE = "unknown"
 class ReferenceEntry:
     """One set of statistics. label: the file's own name for it (`mu,sigma` in an .npz, `fid` / `fd_dinov2` in
     EDM2's pickle, `feats` in clean-fid's KID file, the member of a feature array); mu, sigma: float64; n: the
-    number of images (None: the file does not say); stored: how the file stores them (dtypes)."""
+    number of images (None: the file does not say); stored: how the file stores them (dtypes); stats: a fidrs
+    file's statistics as it stores them."""
 
     label: str
     mu: np.ndarray
@@ -28,6 +29,7 @@ class ReferenceEntry:
     n: int | None
     provenance: ReferenceProvenance
     stored: str
+    stats: Stats | None = None  # a fidrs file's own statistics (moments, graph identity): given back as they are
 
     @property
     def backbone(self) -> str:
@@ -36,6 +38,8 @@ class ReferenceEntry:
     def to_stats(self) -> Stats:
         """As fidrs statistics (mode and backbone from the provenance: None where unknown)."""
         p = self.provenance
+        if self.stats is not None and (self.stats.mode, self.stats.backbone) == (p.mode, p.backbone):
+            return self.stats
         return Stats(self.mu, self.sigma, self.n, p.mode, p.weights, None, p.backbone)
 
 

@@ -13,6 +13,7 @@ from .. import _fidrs
 from ..errors import InvalidInputError
 
 if TYPE_CHECKING:
+    from ..references import ReferenceProvenance
     from ..statistics import Stats
 
 # (network inputs, indices of the images decoded, [(index, reason)] of the others, pixels of each decoded one)
@@ -56,8 +57,14 @@ class Source:
         """Images `start:stop` as a source of their own, to be read on another machine."""
         raise InvalidInputError(f"{self.kind} cannot be read on a cluster: pass image files or URLs")
 
-    def precomputed(self) -> Stats | None:
-        """The statistics this input holds instead of images (a statistics file), else None."""
+    def precomputed(self, backbone: str | None = None) -> Stats | None:
+        """The statistics of `backbone` (a registered name; None: the input's only ones) this input holds
+        instead of images (a statistics or reference file), else None."""
+        return None
+
+    def origin(self, backbone: str | None = None) -> ReferenceProvenance | None:
+        """How the statistics of `backbone` this input holds were made (tool, mode, where that is known from),
+        for the mode the other side is computed in; None: it holds none (images)."""
         return None
 
     def describe(self) -> dict[str, Any]:
