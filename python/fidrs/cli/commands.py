@@ -23,6 +23,7 @@ def run(args: Namespace) -> int:
         "stats": stats,
         "report": report,
         "models": models,
+        "refs": refs,
         "cache": cache,
         "merge": merge,
     }[args.command](args)
@@ -144,6 +145,29 @@ def models(args: Namespace) -> int:
         return EXIT_OK
     for path in evaluator.export(args.output):
         print(f"fidrs: wrote {path}", file=sys.stderr)
+    return EXIT_OK
+
+
+def refs(args: Namespace) -> int:
+    from fidrs import references
+
+    if args.refs_action in (None, "list"):
+        collection = getattr(args, "collection", None)
+        if getattr(args, "json", False):
+            names = references.list_references(collection)
+            print(strictjson.dumps({"references": [references.info(name) for name in names]}))
+        else:
+            print(references.table(collection))
+        return EXIT_OK
+    if args.refs_action == "info":
+        print(strictjson.dumps(references.info(args.name), indent=1))
+        return EXIT_OK
+    path = references.fetch(args.name, url=args.url, sha256=args.sha256, verify=args.verify)
+    described = references.info(args.name)
+    if args.json:
+        print(strictjson.dumps({**described, "path": str(path)}))
+    else:
+        print(f"fidrs: {described['name']}: {path} (sha256 {described['recorded_sha256'] or described['sha256']})")
     return EXIT_OK
 
 
