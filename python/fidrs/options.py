@@ -255,9 +255,9 @@ class Options:
         return dataclasses.replace(self, **{name: spec(f).on_workers for name, f in _local_fields()})
 
     @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser) -> None:
+    def add_arguments(cls, parser: argparse.ArgumentParser, *, repeatable: Iterable[str] = ()) -> None:
         """One CLI flag per option (`--batch-size`, `--no-cache`, …): `add_arguments` below."""
-        add_arguments(parser)
+        add_arguments(parser, repeatable=repeatable)
 
     @classmethod
     def from_arguments(cls, args: argparse.Namespace, **defaults: Any) -> Options:
@@ -344,8 +344,10 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """One flag per CLI option of `Options`; a flag not given leaves the option at its default."""
+def add_arguments(parser: argparse.ArgumentParser, *, repeatable: Iterable[str] = ()) -> None:
+    """One flag per CLI option of `Options`; a flag not given leaves the option at its default. An option named
+    in `repeatable` may be given several times (a list of values: `fidrs stats --backbone a --backbone b`)."""
+    repeatable = set(repeatable)
     for f in dataclasses.fields(Options):
         s = spec(f)
         if not s.cli:
@@ -364,6 +366,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             kwargs["choices"] = _LazyChoices(s.choices)
         if s.metavar is not None:
             kwargs["metavar"] = s.metavar
+        if f.name in repeatable:
+            kwargs["action"] = "append"
+            kwargs["help"] += " (may be given several times)"
         parser.add_argument(flag(f.name), **kwargs)
 
 

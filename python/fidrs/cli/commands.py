@@ -87,17 +87,31 @@ def score(args: Namespace) -> int:
 
 def stats(args: Namespace) -> int:
     start = time.perf_counter()
+    names = list(dict.fromkeys(args.backbone or []))  # --backbone given several times: each once, in order
+    args.backbone = names[0] if len(names) == 1 else None
     options = _options(args)
     cluster = _cluster(args)
-    if cluster is not None:
-        from fidrs import distributed
+    if len(names) > 1:
+        if cluster is not None:
+            raise InvalidInputError("several --backbone run on this machine (one decode feeds each); drop --ray")
+        from fidrs.multi_pass import stats_by_backbone
+        from fidrs.statistics import save_all
 
-        s = distributed.stats(args.a, **cluster, **_cluster_options(options))
+        computed = stats_by_backbone(args.a, names, options)
+        save_all(args.output, computed)
+        what = ", ".join(s.backbone or "?" for s in computed)
+        n = computed[0].n
     else:
-        s = fidrs.Evaluator(options).stats(args.a)
-    s.save(args.output)
+        if cluster is not None:
+            from fidrs import distributed
+
+            s = distributed.stats(args.a, **cluster, **_cluster_options(options))
+        else:
+            s = fidrs.Evaluator(options).stats(args.a)
+        s.save(args.output)
+        what, n = s.backbone or "?", s.n
     print(
-        f"fidrs: saved statistics of {s.n} images to {args.output} ({time.perf_counter() - start:.1f} s)",
+        f"fidrs: saved {what} statistics of {n} images to {args.output} ({time.perf_counter() - start:.1f} s)",
         file=sys.stderr,
     )
     return EXIT_OK

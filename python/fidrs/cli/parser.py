@@ -94,12 +94,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fidrs.Options.add_arguments(score)
 
-    stats = sub.add_parser("stats", help="save μ/Σ statistics of an image set to .npz")
+    stats = sub.add_parser(
+        "stats",
+        help="save μ/Σ statistics of an image set to .npz (several --backbone: each one's, from one decode of each "
+        "image, in one file)",
+    )
     stats.add_argument("a", help="directory, image file, glob, zip or URL")
     stats.add_argument("-o", "--output", required=True, help="output .npz path")
     for p in (score, stats):
         _add_ray(p)
-    fidrs.Options.add_arguments(stats)
+    fidrs.Options.add_arguments(stats, repeatable=["backbone"])
 
     for name in metrics.metric_names():
         metric = metrics.get_metric(name)

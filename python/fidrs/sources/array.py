@@ -32,6 +32,11 @@ class ImageArray(Source):
         batch = _fidrs.preprocess_arrays(images, preprocessing, out=out)
         return batch, list(range(stop - start)), [], []
 
+    def read_pixels_many(self, start, stop, preprocessings, max_pixels):
+        images = np.ascontiguousarray(self.images[start:stop])  # decoded already: each network reads these
+        batches = [_fidrs.preprocess_arrays(images, p) for p in preprocessings]
+        return batches, list(range(len(images))), [], []
+
 
 def image_array(images: np.ndarray) -> ImageArray:
     if images.dtype != np.uint8 or images.ndim != 4 or images.shape[-1] != 3:

@@ -53,6 +53,20 @@ class Source:
         )
         return batch, [readable[i] for i in ok], failed, list(pixels)
 
+    def read_pixels_many(
+        self, start: int, stop: int, preprocessings: Sequence[_fidrs.Preprocessing], max_pixels: int
+    ) -> tuple[list[np.ndarray], list[int], list[tuple[int, str]], list[int]]:
+        """Images `start:stop` decoded once each and preprocessed for every one of `preprocessings` (several
+        networks fed from one decode): ([network inputs per preprocessing, the same images in the same order],
+        indices decoded, [(index, reason)], pixels of each decoded one)."""
+        blobs = self.read_blobs(start, stop, max_pixels)
+        readable = [i for i, b in enumerate(blobs) if isinstance(b, bytes)]
+        batches, ok, bad, pixels = _fidrs.load_encoded_many([blobs[i] for i in readable], preprocessings, max_pixels)
+        failed = sorted(
+            [(i, b) for i, b in enumerate(blobs) if isinstance(b, str)] + [(readable[i], r) for i, r in bad]
+        )
+        return list(batches), [readable[i] for i in ok], failed, list(pixels)
+
     def split(self, start: int, stop: int) -> Source:
         """Images `start:stop` as a source of their own, to be read on another machine."""
         raise InvalidInputError(f"{self.kind} cannot be read on a cluster: pass image files or URLs")

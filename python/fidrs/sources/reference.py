@@ -60,14 +60,22 @@ class StatsFile(Source):
     def read_blobs(self, start: int, stop: int, max_pixels: int) -> list[bytes | str]:
         raise InvalidInputError(f"{display(self.label)}: holds decoded images, not encoded files")
 
-    def read_pixels(self, start, stop, preprocessing, max_pixels, out: np.ndarray | None) -> Pixels:
+    def _rows(self, start: int, stop: int, max_pixels: int) -> np.ndarray:
         images = self._images()
         h, w = images.shape[1], images.shape[2]
         if h * w > max_pixels:
             raise InvalidInputError(f"{images.where}: images of {w}×{h} pixels, over the limit of {max_pixels}")
-        rows = np.ascontiguousarray(images.rows(start, stop))
+        return np.ascontiguousarray(images.rows(start, stop))
+
+    def read_pixels(self, start, stop, preprocessing, max_pixels, out: np.ndarray | None) -> Pixels:
+        rows = self._rows(start, stop, max_pixels)
         batch = _fidrs.preprocess_arrays(rows, preprocessing, out=out)
-        return batch, list(range(len(rows))), [], [h * w] * len(rows)
+        return batch, list(range(len(rows))), [], [rows.shape[1] * rows.shape[2]] * len(rows)
+
+    def read_pixels_many(self, start, stop, preprocessings, max_pixels):
+        rows = self._rows(start, stop, max_pixels)  # read once: each network's preprocessing reads these
+        batches = [_fidrs.preprocess_arrays(rows, p) for p in preprocessings]
+        return batches, list(range(len(rows))), [], [rows.shape[1] * rows.shape[2]] * len(rows)
 
     def precomputed(self, backbone: str | None = None) -> Stats | None:
         """The file's statistics of `backbone` (None: its only ones). A file with images but no statistics of
