@@ -137,8 +137,8 @@ def _read_adm(path: str, members: list[str]) -> ReferenceFile:
         notes.append(f"mu_s/sigma_s (sFID spatial statistics, {mu_s.size}-d) present, not used")
     images = None
     if "arr_0" in members:
-        images = LazyArray.open(path, "arr_0.npy", kinds="u")
-        if images.dtype.itemsize != 1 or len(images.shape) != 4 or images.shape[-1] != 3:
+        images = LazyArray.open(path, "arr_0.npy", kinds="biuf")
+        if images.dtype != np.uint8 or len(images.shape) != 4 or images.shape[-1] != 3:
             raise InvalidInputError(
                 f"{display(path)}: arr_0 is {images.dtype} {images.shape}, expected uint8 N×H×W×3 images"
             )
