@@ -156,3 +156,15 @@ def test_an_adm_batch_is_refused_in_pytorch_fid_mode_and_runs_in_tf1_by_default(
         # same pixels, and features and moments are deterministic.
         again = fidrs.stats(ref.images.load(), weights=weights, mode=decision.mode)
         assert np.array_equal(again.mu, entry.mu) and np.array_equal(again.sigma, entry.sigma)
+
+        # The same through fidrs.score itself: refused in pytorch-fid mode before any image is read; by default the
+        # images are computed in tf1 and the value is the one above (the same statistics, the same code).
+        batch = str(tmp_path / "ref.npz")
+        with pytest.raises(IncompatibleStatsError, match="made in mode tf1"):
+            fidrs.score(batch, str(folder_b), weights=weights, mode="pytorch-fid")
+        details = fidrs.score_details(batch, str(folder_b), weights=weights)
+        assert details["mode"] == "tf1" and details["fid"] == against_reference
+        # A metric of features computes the batch's images (read lazily) and the other side both in tf1.
+        kid = fidrs.kid(batch, str(folder_b), weights=weights, subset_size=3, subsets=2)
+        direct_kid = fidrs.kid(images_a, str(folder_b), weights=weights, mode="tf1", subset_size=3, subsets=2)
+        assert kid.provenance.mode == "tf1" and (kid.value, kid.std) == (direct_kid.value, direct_kid.std)
