@@ -76,6 +76,20 @@ class RuntimeUnavailableError(FidrsError):
     exit_code = EXIT_INTERNAL
 
 
+class ClusterLostError(FidrsError):
+    """A cluster run stopped: no node that can run a worker is left in the cluster (each lost one is named).
+    Exit 3: the input is fine; the run can be started again on a cluster that has nodes."""
+
+    exit_code = EXIT_INTERNAL
+
+
+class RetryBudgetExhaustedError(FidrsError):
+    """A cluster run stopped: its workers kept failing for the whole retry budget (`retry_timeout`) and no shard
+    completed. Exit 3, as a run that fails for reasons other than its input."""
+
+    exit_code = EXIT_INTERNAL
+
+
 class IncompatibleStatsError(FidrsError):
     """Two statistics or feature sets computed with different backbones, modes, weights or graphs were to be
     compared or merged."""
@@ -141,6 +155,7 @@ class CacheWarning(FidrsWarning):
 __all__ = [
     "BadImagesError",
     "CacheWarning",
+    "ClusterLostError",
     "DecodeError",
     "DuplicateFilesWarning",
     "EmptyInputError",
@@ -156,6 +171,7 @@ __all__ = [
     "OutputError",
     "ReferenceHashMismatchError",
     "ReferenceUnavailableError",
+    "RetryBudgetExhaustedError",
     "RuntimeUnavailableError",
     "SkippedFilesWarning",
     "SmallSampleWarning",

@@ -6,17 +6,20 @@ flags. Each field carries its default, its check, its help text, its CLI flag an
 `Options(...)` checks each value when it is made; `resolve()` checks how they fit together (a mode of another
 backbone, weights and a graph at once) and yields the `Resolved` value that a feature pass runs with: the
 `Backbone`, the `Mode` and the native preprocessing. Nothing is read or fetched before both have passed, except
-the metadata of an exported graph named by `model` when it alone says which backbone it is."""
+the metadata of an exported graph named by `model` when it alone says which backbone it is.
+
+`ClusterOptions` declare a cluster run's own options (`fidrs.distributed`, the CLI's `--ray` group) the same way."""
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
+import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from . import _fidrs, backbones
 from .errors import InvalidInputError
@@ -107,6 +110,25 @@ def _optional_positive_int(name: str, value: Any) -> int | None:
     return None if value is None else _positive_int(name, value)
 
 
+def _seconds(name: str, value: Any) -> float:
+    import numpy as np
+
+    number = isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+    if not number or not np.isfinite(value) or value < 0:  # NaN and infinity too
+        raise InvalidInputError(f"{name} must be a number of seconds >= 0, got {value!r}")
+    return float(value)
+
+
+def _parse_seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"expected a finite number of seconds >= 0, got {text!r}")
+    return value
+
+
 def _flag(name: str, value: Any) -> bool:
     import numpy as np
 
@@ -162,11 +184,64 @@ def _backbone_choices() -> list[str]:
     return backbones.names()
 
 
+# --- what every declared set of options can do -------------------------------------------------------------
+
+
+class Declared:
+    """A frozen dataclass of `option(...)` fields: each value checked when it is made, the keywords of the API
+    and the CLI's flags read from the same declarations."""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            object.__setattr__(self, f.name, spec(f).check(f.name, getattr(self, f.name)))
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in dataclasses.fields(cls)]  # type: ignore[arg-type]
+
+    @classmethod
+    def of(cls: type[D], options: D | None = None, **keywords: Any) -> D:
+        """`options` (default: the defaults) with `keywords` replaced; an unknown keyword is InvalidInputError
+        naming every valid one."""
+        unknown = sorted(set(keywords) - set(cls.names()))
+        if unknown:
+            raise InvalidInputError(
+                f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: "
+                f"the options are {', '.join(cls.names())}"
+            )
+        base = options if options is not None else cls()
+        return dataclasses.replace(base, **keywords) if keywords else base  # type: ignore[type-var]
+
+    @classmethod
+    def add_arguments(
+        cls, parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, repeatable: Iterable[str] = ()
+    ) -> None:
+        """One CLI flag per option (`--batch-size`, `--no-cache`, …): `add_arguments` below."""
+        add_arguments(parser, cls, repeatable=repeatable)
+
+    @classmethod
+    def cli_names(cls) -> list[str]:
+        """The options offered as CLI flags."""
+        return [f.name for f in dataclasses.fields(cls) if spec(f).cli]  # type: ignore[arg-type]
+
+    @classmethod
+    def from_arguments(cls: type[D], args: argparse.Namespace, **defaults: Any) -> D:
+        """The options the parsed flags give (a flag not given: `defaults`, else the declared default)."""
+        return from_arguments(args, defaults, cls)
+
+    def keywords(self) -> dict[str, Any]:
+        """The options as keywords (`fidrs.score(a, b, **options.keywords())`)."""
+        return {name: getattr(self, name) for name in self.names()}
+
+
+D = TypeVar("D", bound=Declared)
+
+
 # --- the options -------------------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
-class Options:
+class Options(Declared):
     """The options of a feature pass. Every value is checked when an `Options` is made (InvalidInputError
     naming the option); `resolve()` checks how they fit together."""
 
@@ -229,44 +304,9 @@ class Options:
     )
     cache: bool = option(True, "read and write the feature cache", _flag, local=True, on_workers=False)
 
-    def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            object.__setattr__(self, f.name, spec(f).check(f.name, getattr(self, f.name)))
-
-    @classmethod
-    def names(cls) -> list[str]:
-        return [f.name for f in dataclasses.fields(cls)]
-
-    @classmethod
-    def of(cls, options: Options | None = None, **keywords: Any) -> Options:
-        """`options` (default: the defaults) with `keywords` replaced; an unknown keyword is InvalidInputError
-        naming every valid one."""
-        unknown = sorted(set(keywords) - set(cls.names()))
-        if unknown:
-            raise InvalidInputError(
-                f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: "
-                f"the options are {', '.join(cls.names())}"
-            )
-        base = options if options is not None else cls()
-        return dataclasses.replace(base, **keywords) if keywords else base
-
     def on_workers(self) -> Options:
         """These options as a cluster worker runs them: each machine-local option at its cluster value."""
         return dataclasses.replace(self, **{name: spec(f).on_workers for name, f in _local_fields()})
-
-    @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser, *, repeatable: Iterable[str] = ()) -> None:
-        """One CLI flag per option (`--batch-size`, `--no-cache`, …): `add_arguments` below."""
-        add_arguments(parser, repeatable=repeatable)
-
-    @classmethod
-    def from_arguments(cls, args: argparse.Namespace, **defaults: Any) -> Options:
-        """The options the parsed flags give (a flag not given: `defaults`, else the declared default)."""
-        return from_arguments(args, defaults)
-
-    def keywords(self) -> dict[str, Any]:
-        """The options as keywords (`fidrs.score(a, b, **options.keywords())`)."""
-        return {name: getattr(self, name) for name in self.names()}
 
     def resolve(self) -> Resolved:
         """Check how the options fit together and find the backbone and mode (nothing else is read)."""
@@ -324,6 +364,53 @@ def resolve(options: Options | Resolved | None = None, **keywords: Any) -> Resol
     return Options.of(options, **keywords).resolve()
 
 
+# --- the options of a cluster run ----------------------------------------------------------------------------
+
+
+def _optional_address(name: str, value: Any) -> str | None:
+    if value is not None and (not isinstance(value, str) or not value):
+        raise InvalidInputError(f"{name} must be a Ray address (a non-empty string) or None, got {value!r}")
+    return value
+
+
+# Seconds workers may keep failing with no shard completed before a cluster job stops: well above the ~15 s Ray
+# takes to declare a lost node dead plus a new worker's start (the graph shipped, a session built), short enough
+# that a job that cannot finish says so within minutes.
+RETRY_TIMEOUT_S = 300.0
+
+
+@dataclass(frozen=True)
+class ClusterOptions(Declared):
+    """Where and how a cluster run runs (`fidrs.distributed`'s keywords besides `Options`, the CLI's `--ray`
+    group). Checked when made, like `Options`, so a bad value is refused before Ray starts."""
+
+    # The CLI's `--ray [ADDRESS]` both asks for a cluster run and names the cluster: written by the parser.
+    address: str | None = option(
+        None,
+        'a Ray cluster ("ray://host:10001", "host:6379", "auto"); None: the cluster this process is connected '
+        "to, or a local one",
+        _optional_address,
+        cli=False,
+    )
+    workers: int | None = option(
+        None, "workers (default: one per GPU, else one per CPU)", _optional_positive_int, parse=parse_int_at_least(1)
+    )
+    shard_size: int | None = option(
+        None,
+        "images per shard (default: from the job size, at most 4,096)",
+        _optional_positive_int,
+        parse=parse_int_at_least(1),
+    )
+    retry_timeout: float = option(
+        RETRY_TIMEOUT_S,
+        "stop when workers keep failing for this long with no shard completed (a lost worker or node only costs "
+        "a rerun of its shards); at least twice the longest shard",
+        _seconds,
+        parse=_parse_seconds,
+        metavar="SECONDS",
+    )
+
+
 # --- the CLI's view of the options ---------------------------------------------------------------------------
 
 
@@ -344,15 +431,22 @@ def flag(name: str) -> str:
     return "--" + name.replace("_", "-")
 
 
-def add_arguments(parser: argparse.ArgumentParser, *, repeatable: Iterable[str] = ()) -> None:
-    """One flag per CLI option of `Options`; a flag not given leaves the option at its default. An option named
-    in `repeatable` may be given several times (a list of values: `fidrs stats --backbone a --backbone b`)."""
+def add_arguments(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    declared: type[Declared] | None = None,
+    *,
+    repeatable: Iterable[str] = (),
+) -> None:
+    """One flag per CLI option of `declared` (default: `Options`); a flag not given leaves the option at its
+    default. An option named in `repeatable` may be given several times (a list of values: `fidrs stats
+    --backbone a --backbone b`)."""
     repeatable = set(repeatable)
-    for f in dataclasses.fields(Options):
+    for f in dataclasses.fields(declared or Options):  # type: ignore[arg-type]
         s = spec(f)
         if not s.cli:
             continue
         default = f.default if not isinstance(f.default, tuple) else ",".join(map(str, f.default))
+        default = f"{default:g}" if isinstance(default, float) else default
         help_text = s.help + ("" if f.default is None or isinstance(f.default, bool) else f" (default: {default})")
         if isinstance(f.default, bool):
             parser.add_argument(
@@ -372,7 +466,11 @@ def add_arguments(parser: argparse.ArgumentParser, *, repeatable: Iterable[str] 
         parser.add_argument(flag(f.name), **kwargs)
 
 
-def from_arguments(args: argparse.Namespace, defaults: Mapping[str, Any] | None = None) -> Options:
-    """The Options the parsed flags give (flags not given: `defaults`, else the declared default)."""
-    given = {name: getattr(args, name) for name in Options.names() if getattr(args, name, None) is not None}
-    return Options.of(None, **{**(defaults or {}), **given})
+def from_arguments(
+    args: argparse.Namespace, defaults: Mapping[str, Any] | None = None, declared: type[D] | None = None
+) -> D:
+    """The options (`declared`, default `Options`) the parsed flags give (flags not given: `defaults`, else the
+    declared default)."""
+    cls = declared or Options
+    given = {name: getattr(args, name) for name in cls.names() if getattr(args, name, None) is not None}
+    return cls.of(None, **{**(defaults or {}), **given})  # type: ignore[return-value]

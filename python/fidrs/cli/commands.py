@@ -11,8 +11,10 @@ from argparse import Namespace
 import fidrs
 from fidrs import metrics, strictjson
 from fidrs.errors import EXIT_ABOVE_THRESHOLD, EXIT_OK, InvalidInputError
+from fidrs.options import ClusterOptions, flag
 
 from .records import record_run
+from .stdout_guard import print_result
 
 
 def run(args: Namespace) -> int:
@@ -35,12 +37,14 @@ def _options(args: Namespace) -> fidrs.Options:
 
 
 def _cluster(args: Namespace) -> dict | None:
-    """Ray's keywords for a cluster run, or None for a local one."""
+    """The cluster run's keywords (`fidrs.options.ClusterOptions`, checked here), or None for a local run."""
     if getattr(args, "ray", None) is None:
-        if getattr(args, "workers", None) or getattr(args, "shard_size", None):
-            raise InvalidInputError("--workers and --shard-size need --ray")
+        names = ClusterOptions.cli_names()
+        if any(getattr(args, name, None) is not None for name in names):
+            flags = [flag(name) for name in names]
+            raise InvalidInputError(f"{', '.join(flags[:-1])} and {flags[-1]} need --ray")
         return None
-    return {"address": args.ray or None, "workers": args.workers, "shard_size": args.shard_size}
+    return ClusterOptions.from_arguments(args, address=args.ray or None).keywords()
 
 
 def _cluster_options(options: fidrs.Options) -> dict:
@@ -74,9 +78,9 @@ def score(args: Namespace) -> int:
         result["passed"] = passed
     record_run(result, args.a, args.b, jsonl=args.jsonl)
     if args.json:
-        print(strictjson.dumps(result))
+        print_result(strictjson.dumps(result))
     else:
-        print(f"{result['fid']:.6f}")
+        print_result(f"{result['fid']:.6f}")
         if confidence is not None:
             print(metrics.get_metric("fid_confidence").text(confidence), file=sys.stderr)
         if args.max_fid is not None:

@@ -15,9 +15,12 @@ from fidrs.errors import EXIT_BAD_INPUT, EXIT_BROKEN_PIPE, EXIT_INTERNAL, EXIT_O
 
 def _execute(args) -> int:
     from . import commands
+    from .stdout_guard import results_only_on_stdout
 
     try:
-        return commands.run(args)
+        # Ray prints on its own (worker deaths, lost nodes): on a cluster run stdout gets the result alone.
+        with results_only_on_stdout(enabled=getattr(args, "ray", None) is not None):
+            return commands.run(args)
     except FidrsError as e:
         print(f"fidrs: error: {e}", file=sys.stderr)
         return exit_code(e)

@@ -8,7 +8,7 @@ import math
 
 import fidrs
 from fidrs import backbones, metrics
-from fidrs.options import parse_int_at_least
+from fidrs.options import ClusterOptions
 
 
 def _non_negative_float(text: str) -> float:
@@ -35,8 +35,7 @@ def _add_ray(p: argparse.ArgumentParser) -> None:
         help="run the feature pass on Ray: a cluster address (host:6379, ray://host:10001, auto), or none for a "
         "local Ray instance",
     )
-    group.add_argument("--workers", type=parse_int_at_least(1), help="workers (default: one per GPU, else per CPU)")
-    group.add_argument("--shard-size", type=parse_int_at_least(1), help="images per shard (default: from job size)")
+    ClusterOptions.add_arguments(group)
 
 
 _STATISTICS = "statistics or reference file (.npz, .npy, EDM2 .pkl), or ref:NAME (`fidrs refs list`)"

@@ -6,7 +6,9 @@ Built on Ray Core (actors), not Ray Data: FID needs a reduction (float64 moments
 map whose outputs are collected, and a shard is then one Ray task whose one result is counted once, which is
 what makes retries safe. `pip install 'fidrs[ray]'`; every node needs fidrs and ONNX Runtime installed (not
 the weights: the driver ships its ONNX graph). Workers receive the whole `Options` value (each machine-local
-option at its cluster value: no feature cache, no progress bar; the driver shows the job's progress)."""
+option at its cluster value: no feature cache, no progress bar; the driver shows the job's progress). The
+cluster run's own keywords (`address`, `workers`, `shard_size`, `retry_timeout`) are `fidrs.options.ClusterOptions`.
+A lost worker or node costs a rerun of its shards on the nodes left, not the job (`scheduler`)."""
 
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from ..errors import InvalidInputError
 from ..evaluator import Evaluator
 from ..feature_pass import PassReport, report_bad_files
 from ..feature_sets import FeatureSet
-from ..options import Options, Resolved
+from ..options import ClusterOptions, Options, Resolved
 from ..provenance import Provenance
 from ..sources import InputLike, Source
 from ..statistics import Stats, check_sample_count
@@ -27,16 +29,21 @@ from .plan import sample_indices, sampling_keys
 
 __all__ = ["feature_set", "sample_indices", "sampling_keys", "score", "score_details", "stats"]
 
-CLUSTER_KEYWORDS = ("address", "workers", "shard_size")
 
-
-def _split(keywords: dict[str, Any]) -> tuple[Resolved, dict[str, Any]]:
-    """The options of the job (its cache refused: it is local to one machine) and Ray's own keywords."""
-    ray_keywords = {k: keywords.pop(k) for k in CLUSTER_KEYWORDS if k in keywords}
+def _split(keywords: dict[str, Any]) -> tuple[Resolved, ClusterOptions]:
+    """The options of the job (its cache refused: it is local to one machine) and the cluster run's own, each
+    checked before Ray starts."""
+    cluster = ClusterOptions.of(None, **{k: keywords.pop(k) for k in ClusterOptions.names() if k in keywords})
+    unknown = sorted(set(keywords) - set(Options.names()))
+    if unknown:
+        raise InvalidInputError(
+            f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}: the options are "
+            f"{', '.join(Options.names())}, and on a cluster {', '.join(ClusterOptions.names())}"
+        )
     if keywords.get("cache"):
         raise InvalidInputError("the feature cache is local to one machine; a cluster run does not use it")
     keywords["cache"] = False
-    return Options.of(None, **keywords).resolve(), ray_keywords
+    return Options.of(None, **keywords).resolve(), cluster
 
 
 def _distributable(inputs: InputLike, label: str, source: Source | None = None) -> Source:
@@ -68,11 +75,13 @@ def _raise_or_list_bad(job: JobResult, resolved: Resolved) -> None:
 
 def stats(inputs: InputLike, *, address: str | None = None, **options: Any) -> Stats:
     """`fidrs.stats` on Ray. `address`: a cluster ("ray://host:10001", "host:6379", "auto"), None for the
-    cluster this process is connected to or a local one. Also `workers` (default: one per GPU, else per CPU)
-    and `shard_size` (images per shard; default from the job size, at most 4,096). The feature cache is off."""
-    resolved, ray_keywords = _split({**options, "address": address})
+    cluster this process is connected to or a local one. Also `workers` (default: one per GPU, else per CPU),
+    `shard_size` (images per shard; default from the job size, at most 4,096) and `retry_timeout` (seconds
+    workers may keep failing with no shard completed before the job stops; default 300: a lost worker or node
+    costs a rerun of its shards, not the job). The feature cache is off."""
+    resolved, cluster = _split({**options, "address": address})
     label = sources.label(inputs, "input")
-    job = run_job([(label, _distributable(inputs, label))], resolved, **ray_keywords)
+    job = run_job([(label, _distributable(inputs, label))], resolved, cluster)
     _raise_or_list_bad(job, resolved)
     return _stats_of(job.sides[0], resolved, job, label)[0]
 
@@ -82,7 +91,7 @@ def score_details(
 ) -> dict[str, Any]:
     """`fidrs.score_details` on Ray: both image sets in one job (statistics files are read here)."""
     started = time.perf_counter()
-    resolved, ray_keywords = _split({**options, "address": address})
+    resolved, cluster = _split({**options, "address": address})
     params = Evaluator.compute_params("fid", {} if method is None else {"method": method})
     labels = (sources.label(a, "a"), sources.label(b, "b"))
     resolved_sources = [sources.resolve(x) for x in (a, b)]
@@ -96,7 +105,7 @@ def score_details(
         for label, x, s, h in zip(labels, (a, b), resolved_sources, held)
         if h is None
     ]
-    job = run_job(to_compute, resolved, **ray_keywords) if to_compute else None
+    job = run_job(to_compute, resolved, cluster) if to_compute else None
     if job is not None:
         _raise_or_list_bad(job, resolved)
     computed = iter(job.sides if job is not None else [])
@@ -127,10 +136,10 @@ def feature_set(
     """A seeded uniform sample of at most `sample` images' features (and logits), for KID, precision/recall
     and the other feature-set metrics: on a large set they then estimate from the sample. The sample is the
     one `sample_indices(sampling_keys(n, seed), usable, sample)` picks, whichever workers ran."""
-    resolved, ray_keywords = _split({**options, "address": address})
+    resolved, cluster = _split({**options, "address": address})
     label = sources.label(inputs, "input")
     source = _distributable(inputs, label)
-    job = run_job([(label, source)], resolved, sample_size=sample, seed=seed, **ray_keywords)
+    job = run_job([(label, source)], resolved, cluster, sample_size=sample, seed=seed)
     _raise_or_list_bad(job, resolved)
     side = job.sides[0]
     backbone = resolved.backbone

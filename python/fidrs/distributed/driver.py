@@ -1,33 +1,33 @@
 """The driver side of a cluster job: connect to Ray, start one `ShardWorker` per worker slot, hand out shards
-with Ray's `ActorPool`, fold each shard's moments into the result exactly once, and keep the user informed.
+(`scheduler.Scheduler`), fold each shard's moments into the result exactly once, and keep the user informed.
 
-Failures are Ray's to handle: a worker process that dies is restarted by Ray (`max_restarts`) and the shard it
-was running is sent to it again (`max_task_retries`). A shard's result is one Ray object, received once, so a
-retried shard is counted once; the `JobState` record of shard starts only lets the log say which shard ran again."""
+Failures are the driver's to handle, not Ray's: Ray neither restarts a worker nor retries its call. A worker
+that is lost (its process, or its node) gives its shard back to the queue, the next free worker on a node that
+is left runs it, and a new worker is asked for in its place; the job stops when no node can run a worker, or
+when workers have kept failing for the retry budget (`ledger`) with no shard completed. The `Ledger` counts
+each shard once, whichever attempts came back."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
 import os
+import time
 import uuid
 from dataclasses import dataclass, field
 
 from .. import _fidrs
 from ..display import display
-from ..errors import FidrsError, InvalidInputError
+from ..errors import InvalidInputError
 from ..feature_pass import load_model
-from ..options import Options, Resolved
+from ..options import ClusterOptions, Options, Resolved
 from ..progress import progress_bar
 from ..sources import Source
+from .ledger import Ledger
 from .plan import SampleRows, default_shard_size, plan_shards, sampling_keys
+from .scheduler import Scheduler
 from .worker import JobState, ShardResult, ShardWorker, ShippedGraph
 
-log = logging.getLogger("fidrs")
-
-# Ray restarts a dead worker process and re-runs its shard at most this many times before the job fails with
-# the reason: a shard that kills every worker that touches it (a decoder crash) must end the job, not loop.
-MAX_RETRIES = 3
 # CPUs each worker asks Ray for on a node without GPUs (ONNX Runtime, decoding and the moments use that many
 # threads); on GPU nodes a worker asks for one GPU.
 CPUS_PER_WORKER = 1
@@ -78,9 +78,16 @@ class JobResult:
     shards: int
     nodes: set[str]  # Ray node ids that ran shards
     retried: list[str]  # one message per shard that ran again
+    lost_nodes: list[str] = field(default_factory=list)  # Ray node ids declared dead during the job
 
     def summary(self) -> dict:
-        return {"workers": self.workers, "shards": self.shards, "nodes": len(self.nodes), "retried": self.retried}
+        return {
+            "workers": self.workers,
+            "shards": self.shards,
+            "nodes": len(self.nodes),
+            "retried": self.retried,
+            "lost_nodes": self.lost_nodes,
+        }
 
 
 class Cluster:
@@ -130,97 +137,83 @@ def worker_options(resolved: Resolved) -> Options:
 def run_job(
     sides: list[tuple[str, Source]],
     resolved: Resolved,
+    cluster: ClusterOptions | None = None,
     *,
-    address: str | None = None,
-    workers: int | None = None,
-    shard_size: int | None = None,
     sample_size: int | None = None,
     seed: int = 0,
 ) -> JobResult:
-    """Moments (and, with `sample_size`, a seeded sample of rows) of every side, computed on Ray."""
-    if workers is not None and (isinstance(workers, bool) or workers < 1):
-        raise InvalidInputError(f"workers must be at least 1, got {workers}")
-    if shard_size is not None and (isinstance(shard_size, bool) or shard_size < 1):
-        raise InvalidInputError(f"shard_size must be at least 1, got {shard_size}")
+    """Moments (and, with `sample_size`, a seeded sample of rows) of every side, computed on Ray, where and as
+    `cluster` says (default: the defaults)."""
+    cluster = cluster if cluster is not None else ClusterOptions()
     if sample_size is not None and (isinstance(sample_size, bool) or sample_size < 1):
         raise InvalidInputError(f"sample_size must be at least 1, got {sample_size}")
     model = load_model(resolved)
     shipped = ShippedGraph.of(model)
     options = worker_options(resolved)
-    with Cluster(address) as ray:
-        from ray.util import ActorPool
+    with Cluster(cluster.address) as ray:
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-        count, resources = _worker_slots(ray, workers)
+        count, resources = _worker_slots(ray, cluster.workers)
         total = sum(len(source) for _, source in sides)
-        size = shard_size or default_shard_size(total, count)
+        size = cluster.shard_size or default_shard_size(total, count)
         keys = [sampling_keys(len(source), seed) if sample_size else None for _, source in sides]
         shards = plan_shards([source for _, source in sides], size, keys)
         count = min(count, len(shards))
         job_name = f"fidrs-job-{uuid.uuid4().hex}"
-        job = ray.remote(num_cpus=0)(JobState).options(name=job_name).remote(shipped)
+        # On the driver's node: a lost worker node must not take the graph with it (new workers fetch it here).
+        here = NodeAffinitySchedulingStrategy(ray.get_runtime_context().get_node_id(), soft=False)
+        job = ray.remote(num_cpus=0)(JobState).options(name=job_name, scheduling_strategy=here).remote(shipped)
         del shipped  # the job actor holds it now
         actor_class = ray.remote(ShardWorker).options(
-            max_restarts=MAX_RETRIES * count,
-            max_task_retries=MAX_RETRIES,
+            max_restarts=0,  # a lost worker is replaced by the scheduler, its shard handed to another
+            max_task_retries=0,
             runtime_env={"env_vars": {"FIDRS_NUM_THREADS": str(resources["num_cpus"])}},
             **resources,
         )
-        actors = [actor_class.remote(job_name, options) for _ in range(count)]
         results = [SideResult() for _ in sides]
-        retried: list[str] = []
         nodes: set[str] = set()
         provider = ""
         bars = _progress_bars(sides, resolved.options.progress)
+
+        def merge(result: ShardResult) -> None:
+            nonlocal provider
+            shard = shards[result.shard_id]
+            results[shard.side].add(result, sample_size)
+            provider = result.provider
+            nodes.add(result.node)
+            bars[shard.side].update(len(shard.source))
+
+        scheduler = Scheduler(
+            ray,
+            lambda: actor_class.remote(job_name, options),
+            count,
+            shards,
+            sample_size,
+            Ledger(len(shards), cluster.retry_timeout, time.monotonic()),
+            resources,
+            lambda shard: shard.describe(display(sides[shard.side][0])),
+            merge,
+        )
         try:
-            pool = ActorPool(actors)
-            run = lambda actor, shard: actor.run.remote(shard, sample_size)  # noqa: E731
-            for result in _results(ray, pool, run, shards):
-                shard = shards[result.shard_id]
-                label = sides[shard.side][0]
-                if result.earlier_attempts:
-                    note = (
-                        f"{shard.describe(display(label))} ran again on {result.worker}: its earlier "
-                        f"worker(s) ({', '.join(result.earlier_attempts)}) died; its images are counted once"
-                    )
-                    retried.append(note)
-                    log.warning(note)
-                results[shard.side].add(result, sample_size)
-                provider = result.provider
-                nodes.add(result.node)
-                bars[shard.side].update(len(shard.source))
+            scheduler.run()
         finally:
             for bar in bars:
                 bar.close()
-            for actor in actors:
-                ray.kill(actor)
+            scheduler.stop()
             ray.kill(job)
     for side in results:
         side.failures.sort()
-    return JobResult(results, provider, model.weights_sha256, model.graph_sha256, count, len(shards), nodes, retried)
-
-
-def _results(ray, pool, run, shards):
-    """Each shard's result once, as shards finish; a shard that failed after every retry ends the job with
-    the reason."""
-    seen: set[int] = set()
-    results = pool.map_unordered(run, shards)
-    while True:
-        try:
-            result = next(results)
-        except StopIteration:
-            break
-        except ray.exceptions.RayActorError as e:
-            raise FidrsError(
-                f"a worker died {MAX_RETRIES + 1} times running one shard, or could not start; the job stopped "
-                f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
-            ) from None
-        if result.shard_id in seen:  # cannot happen: one object per shard; a double count must never pass
-            raise FidrsError(f"shard {result.shard_id} came back twice")
-        seen.add(result.shard_id)
-        yield result
-    missing = set(range(len(shards))) - seen
-    if missing:
-        raise FidrsError(f"shards {sorted(missing)} never came back")
+    return JobResult(
+        results,
+        provider,
+        model.weights_sha256,
+        model.graph_sha256,
+        count,
+        len(shards),
+        nodes,
+        scheduler.retried,
+        sorted(scheduler.lost_nodes),
+    )
 
 
 def _progress_bars(sides, enabled: bool) -> list:

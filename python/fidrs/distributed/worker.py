@@ -1,6 +1,7 @@
 """What runs on the cluster: one `ShardWorker` actor per worker process, holding one ONNX Runtime session for
-the whole job, and the `JobState` that ships the graph and notices a shard run twice. Nothing here imports Ray: the
-driver wraps these classes with `ray.remote`, so this module stays importable (and testable) without it."""
+the whole job, and the `JobState` that ships the graph to every worker, the ones started in place of lost ones
+included. Nothing here imports Ray: the driver wraps these classes with `ray.remote`, so this module stays
+importable (and testable) without it."""
 
 from __future__ import annotations
 
@@ -71,7 +72,7 @@ class ShippedGraph:
 @dataclass
 class ShardResult:
     """Everything a shard sends back: its moments (never its features, for FID), its bad files, its sampled
-    rows, and which worker ran it after which failed attempts."""
+    rows, and which worker ran it."""
 
     shard_id: int
     n: int
@@ -81,7 +82,6 @@ class ShardResult:
     sample: SampleRows | None
     worker: str
     node: str
-    earlier_attempts: list[str]
     provider: str
 
 
@@ -94,23 +94,15 @@ def worker_identity() -> tuple[str, str]:
 
 
 class JobState:
-    """The job's shared state, one named actor on the driver's node: the graph every worker loads (a worker that
-    Ray restarts fetches it again from here), and every start of every shard, so that a shard started twice is
-    known to have run again after its worker died. That record only feeds the log; results are counted once by
-    the driver whatever it says."""
+    """The job's shared state, one named actor pinned to the driver's node (it lives as long as the job can):
+    the graph every worker loads, a worker started in place of a lost one included. Which shard ran where is
+    the driver's book (`ledger.Ledger`), not this actor's."""
 
     def __init__(self, graph: ShippedGraph) -> None:
         self._graph = graph
-        self.starts: dict[int, list[str]] = {}
 
     def graph(self) -> ShippedGraph:
         return self._graph
-
-    def started(self, shard_id: int, worker: str) -> list[str]:
-        """Record a start; return the workers that started this shard before."""
-        earlier = list(self.starts.get(shard_id, []))
-        self.starts.setdefault(shard_id, []).append(worker)
-        return earlier
 
 
 def network_of(resolved: Resolved, graph: ShippedGraph) -> FeaturePass:
@@ -135,10 +127,12 @@ class ShardWorker:
         self.network = network_of(options.resolve(), graph)
         self.identity, self.node = worker_identity()
 
-    def run(self, shard: Shard, sample_size: int | None) -> ShardResult:
-        import ray
+    def ready(self) -> tuple[str, str]:
+        """(how messages name this worker, its Ray node id): the driver's first call, answered once the
+        network is loaded."""
+        return self.identity, self.node
 
-        earlier = ray.get(self.job.started.remote(shard.id, self.identity))
+    def run(self, shard: Shard, sample_size: int | None) -> ShardResult:
         backbone = self.network.backbone
         column = backbone.output_names.index(backbone.feature_output)
         moments = _fidrs.Moments(backbone.feature_dim)
@@ -161,6 +155,5 @@ class ShardWorker:
             sample,
             self.identity,
             self.node,
-            earlier,
             self.network.provider,
         )
