@@ -223,6 +223,19 @@ def test_stats_with_several_backbones_writes_one_file_every_reader_accepts(tiny,
         for name in ("tiny", "tiny2"):
             assert fidrs_cli.main(["score", str(tmp_path / "ref.npz"), str(b), "--backbone", name, "--json"]) == 0
             assert json.loads(capsys.readouterr().out)["fid"] == fidrs.score(str(a), str(b), backbone=name)
+        # fidrs merge keeps every backbone: the merged shards equal the statistics of the union (the moments add
+        # exactly up to float64 summation order: the tolerances of test_cli.py's merge test).
+        args_b = ["stats", str(b), "--backbone", "tiny", "--backbone", "tiny2", "-o", str(tmp_path / "b.npz")]
+        assert fidrs_cli.main([*args_b, "--no-progress"]) == 0
+        merged = tmp_path / "ab.npz"
+        assert fidrs_cli.main(["merge", str(tmp_path / "ref.npz"), str(tmp_path / "b.npz"), "-o", str(merged)]) == 0
+        union = sorted(map(str, a.iterdir())) + sorted(map(str, b.iterdir()))
+        for name in ("tiny", "tiny2"):
+            m, u = fidrs.Stats.load(merged, name), fidrs.stats(union, backbone=name)
+            assert m.n == u.n == 22 and m.backbone == name
+            np.testing.assert_allclose(m.mu, u.mu, rtol=1e-12, atol=1e-15)
+            np.testing.assert_allclose(m.sigma, u.sigma, rtol=1e-9, atol=1e-12)
+        capsys.readouterr()
         assert fidrs_cli.main([*args, "--weights", checkpoint]) == 2
         assert "weights names one backbone's network" in capsys.readouterr().err
         assert fidrs_cli.main([*args, "--ray"]) == 2

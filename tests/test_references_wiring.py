@@ -361,3 +361,10 @@ def test_the_streaming_accumulator_accepts_any_reference_file(tiny, images, tmp_
         # summation order only (~1e-14 relative); 1e-9 fails on any pixel or feature difference.
         expected = evaluator.score(str(tmp_path / "ref.npz"), pixels)
         assert accumulator.compute(str(tmp_path / "ref.npz")) == pytest.approx(expected, rel=1e-9)
+
+
+def test_a_metric_of_features_refuses_a_statistics_file_naming_it(tiny, images, tmp_path):
+    _, checkpoint = tiny
+    np.savez(tmp_path / "only_stats.npz", mu=np.zeros(8), sigma=np.eye(8))
+    with pytest.raises(fidrs.InvalidInputError, match=r"only_stats\.npz: a statistics file cannot be used here"):
+        fidrs.kid(str(tmp_path / "only_stats.npz"), images[1], backbone="tiny", weights=checkpoint)

@@ -59,7 +59,11 @@ def score(args: Namespace) -> int:
     confidence = None
     if args.bootstrap:
         evaluator = fidrs.Evaluator(options)
-        a, b = evaluator.feature_set(args.a), evaluator.feature_set(args.b)
+        # An ADM batch's images are computed in its mode, and so the other side (a statistics file alone is
+        # refused by feature_set: the bootstrap needs every feature).
+        sides = [(x, fidrs.sources.resolve(x)) for x in (args.a, args.b)]
+        evaluator = evaluator.in_mode(evaluator.plan(sides, computes_images=True).resolved)
+        a, b = evaluator.feature_set(sides[0][1]), evaluator.feature_set(sides[1][1])
         fid = evaluator.compute("fid", a, b, method=args.method)
         skipped = [{"path": p, "reason": r} for p, r in a.skipped + b.skipped]
         result = dataclasses.replace(fid, skipped=skipped, provider=evaluator.network.provider).to_dict()
@@ -200,9 +204,20 @@ def cache(args: Namespace) -> int:
 
 
 def merge(args: Namespace) -> int:
-    merged = fidrs.Stats.load(args.inputs[0])
+    from fidrs.errors import IncompatibleStatsError
+    from fidrs.statistics import load_all, save_all
+
+    merged = load_all(args.inputs[0])  # every backbone's statistics of a file of several
     for path in args.inputs[1:]:
-        merged = merged.merge(fidrs.Stats.load(path))
-    merged.save(args.output)
-    print(f"fidrs: merged {len(args.inputs)} statistics files ({merged.n} images) into {args.output}", file=sys.stderr)
+        other = load_all(path)
+        mine, theirs = [s.backbone for s in merged], [s.backbone for s in other]
+        if mine != theirs:
+            raise IncompatibleStatsError(
+                f"{path} holds statistics of {', '.join(map(str, theirs))}; {args.inputs[0]} of "
+                f"{', '.join(map(str, mine))}: merge files of the same backbones"
+            )
+        merged = [m.merge(o) for m, o in zip(merged, other)]
+    save_all(args.output, merged)
+    n = merged[0].n
+    print(f"fidrs: merged {len(args.inputs)} statistics files ({n} images) into {args.output}", file=sys.stderr)
     return EXIT_OK

@@ -58,7 +58,8 @@ def resolve(inputs: InputLike | Source, *, allow_stats: bool = True) -> Source:
     """The source `inputs` names: the first resolver that recognises it decides."""
     if isinstance(inputs, Source):
         if not allow_stats and len(inputs) == 0:
-            raise InvalidInputError(f"{inputs.kind} holds no images; pass images here")
+            name = inputs.describe().get("input") or inputs.kind
+            raise InvalidInputError(f"{display(name)}: a statistics file cannot be used here; pass images")
         return inputs
     if isinstance(inputs, (str, os.PathLike)) and rules.is_url(os.fspath(inputs)):
         inputs = rules.local_path(os.fspath(inputs)) or inputs  # file://, local://: read as the path they name
