@@ -191,7 +191,7 @@ def _intact_graph_sha256(onnx_path: Path) -> str | None:
 
 def built_graph_sha256(graph: bytes, data: bytes | None) -> str:
     """The identity of a graph fidrs built: the builder writes no fidrs metadata, so without external data the
-    canonical form is the graph's bytes as they are (tests/test_cache_identity.py checks this)."""
+    canonical form is the graph's bytes as they are (tests/plumbing/test_cache_identity.py checks this)."""
     if data is None:
         return hashlib.sha256(graph).hexdigest()
     import onnx
