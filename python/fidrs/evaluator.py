@@ -19,7 +19,7 @@ from .display import display
 from .embedding_files import is_embedding_file, load_embeddings
 from .errors import BadImagesError, FidrsError, InvalidInputError, UnknownModeWarning
 from .feature_sets import FeatureSet
-from .metrics import LOGITS, STATISTICS, FIDResult, Result, get_metric
+from .metrics import FEATURES, LOGITS, STATISTICS, FIDResult, Result, get_metric
 from .metrics.base import no_logits
 from .options import Options, Resolved, resolve
 from .provenance import Provenance, check_compatible
@@ -287,7 +287,14 @@ class Evaluator:
             if not all(isinstance(x, FeatureSet) for x in inputs):
                 raise no_logits(spec, self.backbone.name)  # before any image is read
         labels = [sources.label(x, name) for x, name in zip(inputs, spec.inputs)]
-        given = [x if isinstance(x, (Stats, FeatureSet)) else sources.resolve(x) for x in inputs]
+        given = [
+            x
+            if isinstance(x, (Stats, FeatureSet))
+            else load_embeddings(x)  # features written earlier (CMMD's reference file): no network for them
+            if spec.reads == FEATURES and is_embedding_file(x)
+            else sources.resolve(x)
+            for x in inputs
+        ]
         # Inputs that hold statistics decide the mode the images are computed in (for every metric: the images
         # of an ADM batch are computed in its mode too, so both sides are made alike).
         runner, plan = self, None
@@ -307,11 +314,7 @@ class Evaluator:
             if isinstance(x, FeatureSet):
                 return x.stats()
             return self._side_stats(x, label)[0]
-        if isinstance(x, FeatureSet):
-            return x
-        if is_embedding_file(x):  # embeddings written earlier (CMMD's reference file): no network
-            return load_embeddings(x)
-        return self.feature_set(x)
+        return x if isinstance(x, FeatureSet) else self.feature_set(x)
 
     # --- the rest ------------------------------------------------------------------------------------------
 

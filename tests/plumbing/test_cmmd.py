@@ -1,7 +1,7 @@
 """CMMD as a metric (fidrs.cmmd, `fidrs cmmd`): against the estimator written out in float64 with NumPy, the
 official tool's batch-remainder rule, the bootstrap, embedding files (.npy, google-research/cmmd's
 --ref_embed_file) written and read, hostile ones refused by name, and provenance checked. Plumbing on the tiny
-test backbone; the real network's conformance is in tests/test_cmmd_conformance.py (slow)."""
+test backbone; the real network's conformance is in tests/conformance/test_cmmd_conformance.py."""
 
 from __future__ import annotations
 
