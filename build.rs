@@ -57,7 +57,7 @@ fn pixel_files(root: &Path) -> Vec<String> {
 }
 
 /// sha256 of every pixel source: for each file in order, its path, a NUL, its length in decimal, a NUL, and
-/// its bytes (so that no two different trees hash alike). `tests/test_cache_identity.py` recomputes it.
+/// its bytes (so that no two different trees hash alike). `tests/plumbing/test_cache_identity.py` recomputes it.
 fn pixel_code_sha256(root: &Path) -> String {
     let mut message = Vec::new();
     for rel in pixel_files(root) {
@@ -78,7 +78,7 @@ fn pixel_code_sha256(root: &Path) -> String {
 }
 
 /// SHA-256 (FIPS 180-4). Written out here because a build script's dependencies are compiled for every build,
-/// and the one hash this needs is thirty lines; `tests/test_cache_identity.py` checks it against `hashlib`.
+/// and the one hash this needs is thirty lines; `tests/plumbing/test_cache_identity.py` checks it against `hashlib`.
 fn sha256(message: &[u8]) -> [u8; 32] {
     const K: [u32; 64] = [
         0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,

@@ -14,7 +14,7 @@ Runtime's CUDA provider, and write `gpu-check.json` + `gpu-check.md` under --out
 Networks are built on the machine from seeded random weights in the official layouts, through fidrs' own
 converters; every network runs in a child process of its own (this script with --child), given its share of
 the remaining budget and killed if it overruns it. `scripts/gpu_check.sh` installs the carried wheels and runs
-this; `--dry-run` runs every step on the CPU provider with tiny sizes (tests/test_gpu_check.py, in CI).
+this; `--dry-run` runs every step on the CPU provider with tiny sizes (tests/plumbing/test_gpu_check.py, in CI).
 
 Usage: python bench/gpu_check.py --out DIR [--dry-run] [--budget-s 270] [--only inception,...]
 Exit status: 0 when no item failed, 1 otherwise, 2 on bad arguments.

@@ -4,7 +4,7 @@ from these state dicts through fidrs' own converters (speed does not depend on t
 CPU on the same graph, so any well-scaled weights serve).
 
 Numpy only: the shapes of the DINOv2 and CLIP layouts come from the caller (the fidrs adapter), the Inception's
-from torchvision's Inception V3 (`tests/test_gpu_check.py` checks them against the shared pytorch-fid-format
+from torchvision's Inception V3 (`tests/plumbing/test_gpu_check.py` checks them against the shared pytorch-fid-format
 checkpoint where it exists).
 """
 

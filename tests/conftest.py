@@ -3,6 +3,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,11 +16,25 @@ DATA = SHARED / "data" / "fruits360-apples"
 WEIGHTS = CONFORMANCE / "random_fid_inception.pth"
 
 
+# The suite in tiers, one folder each (README, "Tests"); a test is marked with its folder's name:
+# - unit: one function or module against a yardstick computed in the test (numpy, mpmath, SciPy, Pillow, a float64
+#   forward pass), on small inputs;
+# - plumbing: every path through the API and the CLI (caches, hostile inputs, streaming, zip/URL, references,
+#   crafted graphs, Ray planning) on the tiny test backbone (tests/tiny_backbone.py), a real ONNX network;
+# - conformance: numbers against what the official reference code computed on the shared data (each image
+#   through each network once per run: the session fixtures below);
+# - cluster: Ray clusters started on this machine.
+TIERS = ("unit", "plumbing", "conformance", "cluster")
+SLOW_TIERS = frozenset({"conformance", "cluster"})
+TESTS = Path(__file__).resolve().parent
+for _tier in TIERS:  # test modules import helpers of other tiers' modules (e.g. test_dinov2_weights.random_state)
+    if str(TESTS / _tier) not in sys.path:
+        sys.path.append(str(TESTS / _tier))
+
 # Fixtures that run a network over a whole shared dataset (the conformance suites), start a Ray cluster, or give
-# the Inception checkpoint (`weights`: its tests run the whole 299² network, ~0.17 s an image on 2 cores): a test
-# that uses one is `slow`, left out of the development lane `pytest -m "not slow"` (CI runs everything). The
-# lane keeps the decoders, preprocessing, Fréchet and metric arithmetic, hostile input, caches, downloads and
-# the DINOv2 converter on its small test architectures.
+# the Inception checkpoint (`weights`: its tests run the whole 299² network, ~0.03 s an image on 2 AVX-512 cores):
+# a test that uses one is `slow`, as is every test of a slow tier; the development lane `pytest -m "not slow"`
+# leaves them out (CI runs everything).
 SLOW_FIXTURES = frozenset(
     {
         "class_features",
@@ -37,7 +52,12 @@ SLOW_FIXTURES = frozenset(
 
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
+        relative = Path(str(item.fspath)).resolve().relative_to(TESTS)
+        tier = relative.parts[0] if len(relative.parts) > 1 else None
+        if tier not in TIERS:
+            raise pytest.UsageError(f"{relative}: a test module belongs in one of the tier folders {TIERS}")
+        item.add_marker(getattr(pytest.mark, tier))
+        if tier in SLOW_TIERS or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
 
 

@@ -1,5 +1,5 @@
 """A deterministic corpus of every image-format variant that Pillow and fidrs' decoders meet, for the
-differential test (tests/test_decode_pillow_differential.py) and the fuzz seeds (fuzz/).
+differential test (tests/unit/test_decode_pillow_differential.py) and the fuzz seeds (fuzz/).
 
 Each entry is `Variant(name, data, expect)`: written by Pillow where Pillow can write the variant, by hand
 (`struct`, `zlib`) where it cannot (RLE and bit-field BMPs, CMYK JPEG without its Adobe marker, GIFs whose

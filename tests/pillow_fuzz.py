@@ -3,7 +3,7 @@
 
 A finding is a file fidrs decodes where Pillow refuses it, or decodes to other pixels: a silently wrong
 number. A file only fidrs refuses is counted ("stricter") but is not a finding: a refusal names the file and
-never moves a score. Used by the bounded test (tests/test_decode_fuzz_pillow.py) and by the long atheris run
+never moves a score. Used by the bounded test (tests/unit/test_decode_fuzz_pillow.py) and by the long atheris run
 (`python fuzz/fuzz_readers.py pillow`, fuzz/README.md).
 """
 

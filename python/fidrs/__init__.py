@@ -1,6 +1,6 @@
 """fidrs: fast, exact Fréchet distances (FID with pytorch-fid's numbers, FD_DINOv2 with dgm-eval's), no torch.
 
-`__all__` is the public surface (tests/test_package_structure.py checks it). Names are imported when first used,
+`__all__` is the public surface (tests/unit/test_package_structure.py checks it). Names are imported when first used,
 so `import fidrs` is quick and imports neither ONNX, ONNX Runtime nor SciPy: those load where a network is built
 or run, or SciPy's `sqrtm` is asked for."""
 

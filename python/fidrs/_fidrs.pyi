@@ -78,6 +78,14 @@ def load_encoded(
 ) -> tuple[npt.NDArray[np.float32], list[int], list[tuple[int, str]], list[int]]:
     """`load_images` for encoded files already in memory."""
 
+def load_encoded_many(
+    blobs: Sequence[bytes],
+    preprocessings: Sequence[Preprocessing],
+    max_pixels: int = 178_956_970,
+) -> tuple[list[npt.NDArray[np.float32]], list[int], list[tuple[int, str]], list[int]]:
+    """`load_encoded` for several preprocessings: each image decoded once, preprocessed for each of them (the
+    inputs of each preprocessing hold the same images in the same order)."""
+
 def read_files(paths: Sequence[_Path], max_pixels: int = 178_956_970) -> list[bytes | str]:
     """Each file's bytes, or the reason it cannot be an image (not a regular file, over the size cap)."""
 

@@ -61,6 +61,41 @@ def pinned_sha256(backbone: str) -> str | None:
     return os.environ.get(pin_variable(backbone)) or None
 
 
+def _reference_suffix(name: str) -> str:
+    """`adm/imagenet-256` → `ADM_IMAGENET_256` (every run of other characters is one `_`)."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_").upper()
+
+
+def reference_variable(name: str) -> str:
+    """The variable naming a local copy of the published reference `name` (`FIDRS_REF_ADM_IMAGENET_256`)."""
+    return f"FIDRS_REF_{_reference_suffix(name)}"
+
+
+def reference_path(name: str) -> str | None:
+    """`FIDRS_REF_<NAME>`: a local copy of a published reference, used instead of the cache or a download."""
+    return os.environ.get(reference_variable(name)) or None
+
+
+def reference_url_variable(name: str) -> str:
+    return f"FIDRS_REF_URL_{_reference_suffix(name)}"
+
+
+def reference_url(name: str) -> str | None:
+    """`FIDRS_REF_URL_<NAME>`: where to download a published reference from instead of its URL (a mirror)."""
+    return os.environ.get(reference_url_variable(name)) or None
+
+
+def reference_pin_variable(name: str) -> str:
+    return f"FIDRS_REF_SHA256_{_reference_suffix(name)}"
+
+
+def reference_pin(name: str) -> str | None:
+    """`FIDRS_REF_SHA256_<NAME>`: the sha256 a published reference's file must have, whatever its origin."""
+    return os.environ.get(reference_pin_variable(name)) or None
+
+
 def cache_root() -> str:
     """`$FIDRS_CACHE`, else `$XDG_CACHE_HOME/fidrs`, else `~/.cache/fidrs`."""
     if os.environ.get("FIDRS_CACHE"):

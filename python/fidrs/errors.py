@@ -102,6 +102,20 @@ class IncompatibleStatsError(FidrsError):
     exit_code = EXIT_BAD_INPUT
 
 
+class ReferenceUnavailableError(InvalidInputError):
+    """A published reference named `ref:NAME` is not in the cache and could not be downloaded."""
+
+
+class ReferenceHashMismatchError(InvalidInputError):
+    """A published reference's file is not the one published: its sha256 differs from the published, pinned or
+    first-download hash, or its content is not the layout its catalogue entry describes."""
+
+
+class UnsafePickleError(InvalidInputError):
+    """A pickle names something other than plain data and numpy arrays, or numpy's with arguments it never
+    writes (a crafted reference-statistics file: refused before anything is called)."""
+
+
 class BadImagesError(DecodeError):
     """Some input files could not be decoded. `failures` lists (path, reason) pairs."""
 
@@ -124,6 +138,11 @@ class SmallSampleWarning(FidrsWarning):
 
 class UnknownModeWarning(FidrsWarning):
     """A statistics file that records no preprocessing mode is compared with images of a non-default mode."""
+
+
+class ModeMismatchWarning(FidrsWarning):
+    """`allow_mode_mismatch`: images were computed in another mode than the reference they are compared with
+    was made in; the value is not comparable with numbers computed against that reference."""
 
 
 class DuplicateFilesWarning(FidrsWarning):
@@ -157,14 +176,18 @@ __all__ = [
     "IncompatibleStatsError",
     "InternalError",
     "InvalidInputError",
+    "ModeMismatchWarning",
     "NestedArchiveWarning",
     "NotRegularFileError",
     "NumericalError",
     "OutputError",
+    "ReferenceHashMismatchError",
+    "ReferenceUnavailableError",
     "RetryBudgetExhaustedError",
     "RuntimeUnavailableError",
     "SkippedFilesWarning",
     "SmallSampleWarning",
+    "UnsafePickleError",
     "UnknownModeWarning",
     "WeightsError",
     "WeightsHashMismatchError",

@@ -27,6 +27,7 @@ from .statistics import Stats, check_sample_count
 
 if TYPE_CHECKING:
     from .feature_pass import FeaturePass, PassReport
+    from .reference_mode import Plan
     from .streaming import Accumulator
 
 
@@ -38,6 +39,7 @@ class Evaluator:
         config.validate()  # the environment is checked with the options, before anything is read
         self.resolved: Resolved = resolve(options, **keywords)
         self._network: FeaturePass | None = None
+        self._siblings: dict[str, Evaluator] = {}  # the same options in the modes references asked for
         self._lock = threading.Lock()
 
     @property
@@ -125,14 +127,14 @@ class Evaluator:
         )
         return stats, report
 
-    def _side_stats(self, inputs: InputLike, label: str) -> tuple[Stats, PassReport | None]:
+    def _side_stats(self, inputs: InputLike | Source, label: str) -> tuple[Stats, PassReport | None]:
         source = sources.resolve(inputs)
-        held = source.precomputed()
+        held = source.precomputed(self.backbone.name)
         if held is not None:
             return held, None
         return self._computed_stats(source, label)
 
-    def decode_failures(self, inputs: InputLike) -> list[tuple[str, str]]:
+    def decode_failures(self, inputs: InputLike | Source) -> list[tuple[str, str]]:
         """(name, reason) of every image of `inputs` that cannot be decoded; no network runs."""
         from .feature_pass import decode_failures
 
@@ -140,9 +142,46 @@ class Evaluator:
             source = sources.resolve(inputs)
         except FidrsError:
             return []  # reported on its own once the other side is fixed
-        if source.precomputed() is not None:
+        if source.precomputed(self.backbone.name) is not None:
             return []
         return decode_failures(source, self.resolved)
+
+    # --- inputs that hold statistics: the mode their other side is computed in -------------------------------
+
+    def plan(self, sides: Sequence[tuple[str, Source]], *, computes_images: bool | None = None) -> Plan:
+        """The mode decision for these inputs (reference_mode.py): the reference's mode by default, a
+        contradicting explicit mode refused unless allow_mode_mismatch."""
+        from .reference_mode import plan
+
+        return plan(self.resolved, sides, computes_images=computes_images)
+
+    def _for_statistics(self, inputs: Sequence[Source]) -> Evaluator:
+        """No backbone chosen (nor a `model`) and every input a statistics file recording one and the same
+        backbone: that backbone's (two FD_DINOv2 files compare as such, no network runs). Otherwise this one:
+        a side of images is computed with the backbone the options name, never one guessed from the other."""
+        if self.options.backbone is not None or self.options.model is not None:
+            return self
+        if any(source.has_images or not source.recorded_backbones() for source in inputs):
+            return self
+        recorded = {name for source in inputs for name in source.recorded_backbones()}
+        if len(recorded) != 1 or recorded == {self.backbone.name}:
+            return self
+        with self._lock:
+            (name,) = recorded
+            sibling = self._siblings.get(f"backbone:{name}")
+            if sibling is None:
+                sibling = self._siblings[f"backbone:{name}"] = Evaluator(self.options, backbone=name)
+            return sibling
+
+    def in_mode(self, resolved: Resolved) -> Evaluator:
+        """This Evaluator, or one of the same options in another mode (made once, its network loaded lazily)."""
+        if resolved.mode.name == self.resolved.mode.name:
+            return self
+        with self._lock:
+            sibling = self._siblings.get(resolved.mode.name)
+            if sibling is None:
+                sibling = self._siblings[resolved.mode.name] = Evaluator(resolved)
+            return sibling
 
     # --- two inputs: the Fréchet distance ------------------------------------------------------------------
 
@@ -152,13 +191,19 @@ class Evaluator:
         params = metric.checked({} if method is None else {"method": method})
         started = time.perf_counter()
         label_a, label_b = sources.label(a, "a"), sources.label(b, "b")
+        source_a, source_b = sources.resolve(a), sources.resolve(b)
+        chosen = self._for_statistics((source_a, source_b))
+        plan = chosen.plan([(label_a, source_a), (label_b, source_b)])
+        runner = chosen.in_mode(plan.resolved)
         try:
-            stats_a, report_a = self._side_stats(a, label_a)
+            stats_a, report_a = runner._side_stats(source_a, label_a)
         except BadImagesError as bad_a:
             # Report every bad file of both sides in one run: scan B's files (decode only, no network).
-            raise BadImagesError(bad_a.failures + self.decode_failures(b)) from None
-        stats_b, report_b = self._side_stats(b, label_b)
-        return self.fid_of_stats((label_a, stats_a, report_a), (label_b, stats_b, report_b), params, started=started)
+            raise BadImagesError(bad_a.failures + runner.decode_failures(source_b)) from None
+        stats_b, report_b = runner._side_stats(source_b, label_b)
+        return runner.fid_of_stats(
+            (label_a, stats_a, report_a), (label_b, stats_b, report_b), params, started=started, plan=plan
+        )
 
     def fid_of_stats(
         self,
@@ -169,15 +214,21 @@ class Evaluator:
         started: float,
         run: Provenance | None = None,
         provider: str | None = None,
+        plan: Plan | None = None,
     ) -> FIDResult:
         """The FID result of both sides' statistics (computed here, on a cluster, or loaded). `run`: what this
-        run computes with (default: this Evaluator's network, if it ran); a loaded statistics file must match it."""
+        run computes with (default: this Evaluator's network, if it ran); a loaded statistics file must match it.
+        `plan`: the mode decision for inputs that hold statistics (their mode, the notes of an allowed mismatch)."""
         (label_a, stats_a, report_a), (label_b, stats_b, report_b) = side_a, side_b
+        if plan is not None:
+            stats_a, stats_b = plan.compared(label_a, stats_a), plan.compared(label_b, stats_b)
         if run is None and self.loaded:
             run, provider = self.provenance(), self.network.provider
         if run is not None:
             for label, s in ((label_a, stats_a), (label_b, stats_b)):
                 check_compatible([("this run", run), (label, s.provenance)])
+                if plan is not None and plan.mismatched(label):
+                    continue  # its note says more than the warning would
                 if s.mode is None and run.mode != self.backbone.default_mode:
                     warnings.warn(
                         f"{display(label)}: the statistics file records no preprocessing mode (pytorch-fid and "
@@ -188,8 +239,19 @@ class Evaluator:
                     )
         result = get_metric("fid").run((stats_a, stats_b), (label_a, label_b), params)
         reports = [r for r in (report_a, report_b) if r is not None]
+        extra: dict[str, Any] = {}
+        if plan is not None:
+            extra = {
+                "references": plan.references(),
+                "notes": list(plan.notes),
+                "mode_mismatch_allowed": any(plan.mismatched(label) for label in (label_a, label_b)),
+            }
+            for field, label in (("mode_a", label_a), ("mode_b", label_b)):
+                if plan.mismatched(label):
+                    extra[field] = plan.reference_mode(label)  # the recorded mode, left out of the check
         return dataclasses.replace(
             result,  # type: ignore[arg-type]
+            **extra,
             provider=provider,
             skipped=[{"path": p, "reason": r} for report in reports for p, r in report.skipped],
             cache_hits=sum(r.cache_hits for r in reports),
@@ -223,7 +285,17 @@ class Evaluator:
             if not all(isinstance(x, FeatureSet) for x in inputs):
                 raise no_logits(spec, self.backbone.name)  # before any image is read
         labels = [sources.label(x, name) for x, name in zip(inputs, spec.inputs)]
-        sides = [self._prepared(x, spec.reads, label) for x, label in zip(inputs, labels)]
+        given = [x if isinstance(x, (Stats, FeatureSet)) else sources.resolve(x) for x in inputs]
+        # Inputs that hold statistics decide the mode the images are computed in (for every metric: the images
+        # of an ADM batch are computed in its mode too, so both sides are made alike).
+        runner, plan = self, None
+        held = [(label, x) for label, x in zip(labels, given) if not isinstance(x, (Stats, FeatureSet))]
+        if held:
+            plan = self.plan(held, computes_images=spec.reads != STATISTICS or None)
+            runner = self.in_mode(plan.resolved)
+        sides = [runner._prepared(x, spec.reads, label) for x, label in zip(given, labels)]
+        if plan is not None and spec.reads == STATISTICS:
+            sides = [plan.compared(label, side) for label, side in zip(labels, sides)]
         return spec.run(sides, labels, checked)
 
     def _prepared(self, x: Any, reads: str, label: str) -> FeatureSet | Stats:

@@ -40,7 +40,7 @@ from .display import display
 from .errors import GraphError, InvalidInputError
 from .identity import memoised
 
-# --- The allow-set: the operators of the graphs fidrs builds (tests/test_hostile_graphs.py derives each builder's
+# --- The allow-set: the operators of the graphs fidrs builds (tests/unit/test_hostile_graphs.py derives each builder's
 # operators from graphs it builds and fails when one is missing here, or listed here and emitted by no builder).
 # A new builder adds its own set and joins KNOWN_OPS.
 INCEPTION_OPS = frozenset(
@@ -228,7 +228,7 @@ def check_graph(
         raise
     except (ArithmeticError, AttributeError, IndexError, KeyError, TypeError, ValueError) as e:
         # A graph so malformed that a check itself trips over it: refused too, never a traceback (fuzzed in
-        # tests/test_hostile_graphs.py; the type is kept in the message, it would be a bug here to fix).
+        # tests/unit/test_hostile_graphs.py; the type is kept in the message, it would be a bug here to fix).
         raise refuse(f"cannot be checked ({type(e).__name__}: {_shown(str(e), 200)})") from None
 
 

@@ -213,9 +213,11 @@ class Declared:
         return dataclasses.replace(base, **keywords) if keywords else base  # type: ignore[type-var]
 
     @classmethod
-    def add_arguments(cls, parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    def add_arguments(
+        cls, parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, repeatable: Iterable[str] = ()
+    ) -> None:
         """One CLI flag per option (`--batch-size`, `--no-cache`, …): `add_arguments` below."""
-        add_arguments(parser, cls)
+        add_arguments(parser, cls, repeatable=repeatable)
 
     @classmethod
     def cli_names(cls) -> list[str]:
@@ -266,6 +268,19 @@ class Options(Declared):
         _mode,
         choices=lambda: backbones.all_modes(),
     )
+    ref_mode: str | None = option(
+        None,
+        "the mode a statistics input was made in, for a file that does not record it (e.g. clean for a clean-fid "
+        "file of your own); the images it is compared with are then computed in it",
+        _mode,
+        choices=lambda: backbones.all_modes(),
+    )
+    allow_mode_mismatch: bool = option(
+        False,
+        "compute the images in --mode even where a reference was made in another mode (refused otherwise: the "
+        "value would not be comparable with numbers computed against that reference; the result says so)",
+        _flag,
+    )
     batch_size: int | None = option(
         None,
         "images per network call (default: 16 on CPU, 200 on CUDA; features do not depend on it)",
@@ -303,6 +318,11 @@ class Options(Declared):
 
             chosen = exported_backbone(self.model)
         backbone = backbones.get(chosen)
+        if self.ref_mode is not None and self.ref_mode not in backbone.modes:
+            raise InvalidInputError(
+                f"ref_mode {self.ref_mode!r} is not a mode of backbone {backbone.name} "
+                f"(its modes: {', '.join(backbone.modes)})"
+            )
         return Resolved(self, backbone, backbone.mode(self.mode))
 
 
@@ -412,10 +432,15 @@ def flag(name: str) -> str:
 
 
 def add_arguments(
-    parser: argparse.ArgumentParser | argparse._ArgumentGroup, declared: type[Declared] | None = None
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    declared: type[Declared] | None = None,
+    *,
+    repeatable: Iterable[str] = (),
 ) -> None:
     """One flag per CLI option of `declared` (default: `Options`); a flag not given leaves the option at its
-    default."""
+    default. An option named in `repeatable` may be given several times (a list of values: `fidrs stats
+    --backbone a --backbone b`)."""
+    repeatable = set(repeatable)
     for f in dataclasses.fields(declared or Options):  # type: ignore[arg-type]
         s = spec(f)
         if not s.cli:
@@ -435,6 +460,9 @@ def add_arguments(
             kwargs["choices"] = _LazyChoices(s.choices)
         if s.metavar is not None:
             kwargs["metavar"] = s.metavar
+        if f.name in repeatable:
+            kwargs["action"] = "append"
+            kwargs["help"] += " (may be given several times)"
         parser.add_argument(flag(f.name), **kwargs)
 
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import re
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,12 +15,13 @@ import numpy as np
 
 from . import _fidrs
 from .display import display
-from .errors import EmptyInputError, InvalidInputError, SmallSampleWarning
+from .errors import EmptyInputError, IncompatibleStatsError, InvalidInputError, SmallSampleWarning
 from .files import atomic_output, read_npz
 from .provenance import Provenance, check_compatible
 
-# 2: records the backbone. Version-1 files (fidrs before backbones) were all computed with the Inception.
-FORMAT_VERSION = 2
+# 3: may hold several backbones' statistics (`save_all`). 2: records the backbone. Version-1 files (fidrs before
+# backbones) were all computed with the Inception.
+FORMAT_VERSION = 3
 
 # The covariance checks (finite, symmetric, positive semi-definite up to round-off) are the Rust core's
 # `Covariance`, whose tolerances are derived in src/covariance.rs: relative to the second moments Σ_ii + μ_i²
@@ -122,8 +124,8 @@ class Stats:
             moments.mean(), moments.covariance(), moments.n, mode, weights_sha256, moments, backbone, graph_sha256
         )
 
-    def save(self, path: str | os.PathLike) -> None:
-        """Write a `.npz` with `mu` and `sigma` (readable by pytorch-fid) plus fidrs' metadata."""
+    def members(self) -> dict[str, object]:
+        """What a statistics file stores of these statistics: `mu`, `sigma` and fidrs' metadata."""
         extra = {}
         if self.moments is not None:
             extra = {"sum": self.moments.sum, "sum_outer": self.moments.sum_outer}
@@ -138,32 +140,43 @@ class Stats:
             )
             if v is not None
         }
-        with atomic_output(path) as f:
-            np.savez(f, mu=self.mu, sigma=self.sigma, version=FORMAT_VERSION, **meta, **extra)
+        return {"mu": self.mu, "sigma": self.sigma, **meta, **extra}
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write a `.npz` with `mu` and `sigma` (readable by pytorch-fid) plus fidrs' metadata."""
+        save_all(path, [self])
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> Stats:
+    def load(cls, path: str | os.PathLike, backbone: str | None = None) -> Stats:
         """Read `.npz` statistics (fidrs, pytorch-fid, clean-fid, ADM), refusing anything that is not a mean
-        and a covariance, and fidrs files whose stored moments disagree with them."""
+        and a covariance, and fidrs files whose stored moments disagree with them. `backbone` (a registered
+        name): the statistics of that backbone in a file of several (`save_all`); None: the file's first (its
+        top-level `mu`/`sigma`)."""
         path = os.fspath(path)
-        data = read_npz(
-            path,
-            keys=[
-                "mu",
-                "sigma",
-                "n",
-                "mode",
-                "weights_sha256",
-                "backbone",
-                "graph_sha256",
-                "version",
-                "sum",
-                "sum_outer",
-            ],
-        )
+        names = backbones_in(path)
+        if backbone is None or not names or backbone == names[0]:
+            prefix = ""
+        elif backbone in names:
+            prefix = backbone + SEPARATOR
+        else:
+            raise IncompatibleStatsError(
+                f"{display(path)}: holds statistics of {', '.join(names)}, none of backbone {backbone}"
+            )
+        data = read_npz(path, keys=[prefix + key for key in (*_MEMBERS, "version")])
+        fields = {key: data[prefix + key] for key in _MEMBERS if prefix + key in data}
+        stats = cls._from_members(path if not prefix else f"{path} [{backbone}]", fields, "version" in data, data)
+        if names and stats.backbone != (backbone if prefix else names[0]):
+            raise InvalidInputError(
+                f"{display(path)}: lists backbones {', '.join(names)} but its {prefix or 'top-level '}statistics "
+                f"record backbone {stats.backbone!r}"
+            )
+        return stats
+
+    @classmethod
+    def _from_members(cls, path: str, data: dict, versioned: bool, listing: dict) -> Stats:
         if "mu" not in data or "sigma" not in data:
             raise InvalidInputError(
-                f"{display(path)}: statistics file needs 'mu' and 'sigma', has {sorted(data['__files__'])}"
+                f"{display(path)}: statistics file needs 'mu' and 'sigma', has {sorted(listing['__files__'])}"
             )
         for key in ("mu", "sigma", "sum", "sum_outer"):
             if key in data and data[key].dtype.kind not in "fiu":
@@ -178,7 +191,7 @@ class Stats:
         sha = _text(path, data, "weights_sha256")
         backbone = _text(path, data, "backbone")
         graph = _text(path, data, "graph_sha256")
-        if backbone is None and sha is not None and "version" in data and mu.size == 2048:
+        if backbone is None and sha is not None and versioned and mu.size == 2048:
             backbone = "inception"  # a fidrs file from before backbones: every one was the Inception's
         moments = None
         if "sum" in data or "sum_outer" in data:
@@ -245,10 +258,10 @@ class Stats:
         )
 
 
-def merge_shards(shards: Sequence[Stats | str | os.PathLike]) -> Stats:
-    """The statistics of the union of disjoint shards (statistics files written by fidrs, or `Stats`). A shard
-    given twice is refused, whether as the same file under two names or as a copy (equal moments): it would
-    count its images twice."""
+def merge_shards(shards: Sequence[Stats | str | os.PathLike], backbone: str | None = None) -> Stats:
+    """The statistics of the union of disjoint shards (statistics files written by fidrs, or `Stats`); of a file
+    of several backbones, those of `backbone`. A shard given twice is refused, whether as the same file under two
+    names or as a copy (equal moments): it would count its images twice."""
     if not shards:
         raise InvalidInputError("merging needs at least one statistics file")
     labelled: list[tuple[str, Stats]] = []
@@ -270,7 +283,7 @@ def merge_shards(shards: Sequence[Stats | str | os.PathLike]) -> Stats:
             )
         if identity is not None:
             seen_files[identity] = path
-        labelled.append((path, Stats.load(path)))
+        labelled.append((path, Stats.load(path, backbone)))
     digests: dict[str, str] = {}
     for label, stats in labelled:
         digest = stats.moments_sha256()
@@ -286,6 +299,55 @@ def merge_shards(shards: Sequence[Stats | str | os.PathLike]) -> Stats:
         merged = merged.merge(stats, (first, label))
         first = f"the merge of the shards up to {label}"
     return merged
+
+
+# Several backbones' statistics in one file (format 3, `fidrs stats --backbone a --backbone b`): the first at the
+# top level, each other one's members under `<backbone>.` (`dinov2-vitl14.mu`, `dinov2-vitl14.sigma`, …), and
+# `backbones` listing them in order. pytorch-fid, clean-fid and ADM's evaluator read the top-level `mu`/`sigma`.
+SEPARATOR = "."
+MAX_BACKBONES = 16
+_MEMBERS = ("mu", "sigma", "n", "mode", "weights_sha256", "backbone", "graph_sha256", "sum", "sum_outer")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+def save_all(path: str | os.PathLike, stats: Sequence[Stats]) -> None:
+    """Write the statistics of one image set under several backbones to one `.npz` (atomically)."""
+    if not stats:
+        raise InvalidInputError("no statistics to save")
+    names = [s.backbone for s in stats]
+    if len(stats) > 1 and (None in names or len(set(names)) != len(names)):
+        raise InvalidInputError(f"statistics saved together need distinct recorded backbones, got {names}")
+    if len(stats) > MAX_BACKBONES:
+        raise InvalidInputError(f"at most {MAX_BACKBONES} backbones' statistics go in one file, got {len(stats)}")
+    members: dict[str, object] = {**stats[0].members(), "version": FORMAT_VERSION}
+    if None not in names:
+        members["backbones"] = np.array(names)
+    for s in stats[1:]:
+        members.update({f"{s.backbone}{SEPARATOR}{key}": value for key, value in s.members().items()})
+    with atomic_output(path) as f:
+        np.savez(f, **members)
+
+
+def backbones_in(path: str | os.PathLike) -> list[str]:
+    """The backbones a fidrs statistics file lists (`backbones`), in order; [] for a file that lists none."""
+    data = read_npz(path, keys=["backbones"])
+    if "backbones" not in data:
+        return []
+    value = data["backbones"]
+    if value.dtype.kind != "U" or value.ndim != 1 or not 1 <= value.size <= MAX_BACKBONES:
+        raise InvalidInputError(
+            f"{display(path)}: backbones must be a list of 1 to {MAX_BACKBONES} names, got {value.dtype} {value.shape}"
+        )
+    names = [str(v) for v in value]
+    if len(set(names)) != len(names) or not all(_NAME.match(n) for n in names):
+        raise InvalidInputError(f"{display(path)}: backbones {names!r} are not distinct backbone names")
+    return names
+
+
+def load_all(path: str | os.PathLike) -> list[Stats]:
+    """Every backbone's statistics of a file, in its order (one for a file that lists no backbones)."""
+    names = backbones_in(path)
+    return [Stats.load(path, name) for name in names] if names else [Stats.load(path)]
 
 
 def _text(path: str, data: dict, key: str) -> str | None:

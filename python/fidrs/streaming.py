@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Any, Union
 
 import numpy as np
 
-from . import _fidrs
+from . import _fidrs, sources
+from .display import display
 from .errors import InvalidInputError
 from .frechet import frechet_distance
 from .options import resolve
@@ -106,14 +107,18 @@ class Accumulator:
 
     def compute(self, reference: Reference) -> float:
         """The Fréchet distance between the accumulated images and `reference`: another accumulator, a
-        `Stats`, or a statistics file (.npz). Incompatible statistics (other backbone, mode, weights) are
-        refused."""
+        `Stats`, or a statistics or reference file (.npz, .pkl, `ref:NAME`). Incompatible statistics (other
+        backbone, mode, weights) are refused."""
         if isinstance(reference, Accumulator):
             other = reference.stats()
         elif isinstance(reference, Stats):
             other = reference
         elif isinstance(reference, (str, os.PathLike)):
-            other = Stats.load(reference)
+            # any statistics or reference file, or `ref:NAME`; a file of several backbones gives this one's
+            held = sources.resolve(reference).precomputed(self._network.backbone.name)
+            if held is None:
+                raise InvalidInputError(f"{display(os.fspath(reference))}: holds no statistics of this backbone")
+            other = held
         else:
             raise InvalidInputError(
                 f"reference must be an Accumulator, a Stats or a statistics file, got {type(reference).__name__}"

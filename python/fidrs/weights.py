@@ -2,7 +2,7 @@
 
 Resolution order: the `weights=` argument / `--weights`, then the backbone's environment variable
 (`config.weights_path`), then the cached checkpoint, then a download from the official URL (`config.weights_url`
-overrides it) to a `.part` file of this process's own that is verified and then renamed into place.
+overrides it) through `fidrs.download` (the one bounded, verified, atomic download of weights and references).
 
 Verification: a backbone whose publisher gives a hash (Inception: the torch.hub name's prefix) is checked
 against it. One without (DINOv2) is checked for its size and its structure (every key, shape and dtype of the
@@ -15,12 +15,8 @@ checkpoint's sha256.
 from __future__ import annotations
 
 import hashlib
-import logging
 import os
 import tempfile
-import time
-import urllib.error
-import urllib.request
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,19 +24,13 @@ from typing import TYPE_CHECKING
 
 from . import cache_ledger, config
 from .display import display
+from .download import DEADLINE_S, download
 from .errors import CacheWarning, InvalidInputError, WeightsError, WeightsHashMismatchError, WeightsUnavailableError
 from .files import atomic_write_bytes, open_regular
 from .identity import memoised, sha256_file
 
 if TYPE_CHECKING:
     from .backbones import Backbone
-
-log = logging.getLogger("fidrs")
-
-# A download that has not finished in this many seconds is abandoned, however steadily bytes trickle in.
-DOWNLOAD_DEADLINE_S = 600.0
-# Seconds one read may wait for the next bytes.
-READ_TIMEOUT_S = 30.0
 
 
 def cache_dir() -> Path:
@@ -74,71 +64,29 @@ def download_weights(
     url: str,
     destination: Path,
     *,
-    deadline_s: float = DOWNLOAD_DEADLINE_S,
+    deadline_s: float = DEADLINE_S,
 ) -> Path:
-    """Download to a `.part` file of this process's own, bounded in size and in total time; verify what was
-    written and fsynced (the published sha256 prefix, else size and structure, whose sha256 is then recorded),
-    then atomically rename it into place. Two processes downloading at once each write their own part and each
-    rename a complete, verified file."""
-    sha256_prefix, max_bytes = backbone.weights.sha256, backbone.weights.max_bytes
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    log.info("downloading %s weights from %s", backbone.title, url)
-    start = time.monotonic()
-    digest = hashlib.sha256()
-    received = 0
-    try:
-        with urllib.request.urlopen(url, timeout=READ_TIMEOUT_S) as response:
-            declared = response.headers.get("Content-Length")
-            if declared is not None and declared.isdigit() and int(declared) > max_bytes:
-                raise _unavailable(backbone, url, f"the server announces {declared} bytes, over the cap of {max_bytes}")
-            with _part_file(destination) as (out, part):
-                while True:
-                    if time.monotonic() - start > deadline_s:
-                        raise _unavailable(backbone, url, f"not finished after {deadline_s:.0f} s")
-                    chunk = response.read1(1 << 16)  # returns what one read delivers: the deadline stays live
-                    if not chunk:
-                        break
-                    received += len(chunk)
-                    if received > max_bytes:
-                        raise _unavailable(backbone, url, f"more than {max_bytes} bytes: not the {backbone.title} file")
-                    digest.update(chunk)
-                    out.write(chunk)
-                actual = digest.hexdigest()
-                if sha256_prefix is not None and not actual.startswith(sha256_prefix):
-                    raise WeightsHashMismatchError(
-                        f"downloaded weights from {url} have sha256 {actual}, expected a hash starting with "
-                        f"{sha256_prefix}: the file is corrupt or not the {backbone.title}; it was deleted"
-                    )
-                out.flush()
-                os.fsync(out.fileno())
-                if sha256_prefix is None:
-                    _verify_structure(backbone, part, f"the file downloaded from {url} (deleted)")
-                    atomic_write_bytes(recorded_sha256_path(destination), actual.encode())
-                os.replace(part, destination)
-    except (urllib.error.URLError, OSError) as e:
-        raise _unavailable(backbone, url, str(getattr(e, "reason", e))) from None
+    """Download through `fidrs.download` (a `.part` of this process's own, bounded in size and in total time,
+    fsynced, then atomically renamed into place), verified first: the published sha256 prefix, else the
+    official structure, whose sha256 is then recorded beside the file."""
+    published = backbone.weights.sha256
+
+    def verify(part: Path, sha256: str) -> None:
+        if published is None:
+            _verify_structure(backbone, part, f"the file downloaded from {url} (deleted)")
+            atomic_write_bytes(recorded_sha256_path(destination), sha256.encode())
+
+    download(
+        url,
+        destination,
+        max_bytes=backbone.weights.max_bytes,
+        unavailable=lambda reason: _unavailable(backbone, url, reason),
+        mismatch=lambda message: WeightsHashMismatchError(f"{backbone.title} weights: {message}"),
+        sha256=published,
+        verify=verify,
+        deadline_s=deadline_s,
+    )
     return destination
-
-
-class _part_file:
-    """A `.part` file unique to this process beside `destination`, removed unless it was renamed."""
-
-    def __init__(self, destination: Path) -> None:
-        self.part = destination.with_name(f"{destination.name}.{os.getpid()}.{time.monotonic_ns()}.part")
-
-    def __enter__(self):
-        from . import _fidrs
-
-        self.file = open(self.part, "xb")
-        _fidrs.track_pending_output(str(self.part), True)  # a Ctrl-C that ends the CLI removes it
-        return self.file, self.part
-
-    def __exit__(self, *exc) -> None:
-        from . import _fidrs
-
-        self.file.close()
-        self.part.unlink(missing_ok=True)
-        _fidrs.track_pending_output(str(self.part), False)
 
 
 def official_path(backbone: Backbone) -> Path:
@@ -179,7 +127,7 @@ def _check_official_copy(backbone: Backbone, checkpoint: Path, sha: str) -> None
         if not sha.startswith(published):
             raise WeightsHashMismatchError(
                 f"{display(checkpoint)}: the cached checkpoint has sha256 {sha}, expected a hash starting with "
-                f"{published}; delete it (or run `fidrs cache clear`) to download it again"
+                f"{published}; delete it to download it again"
             )
         return
     record = recorded_sha256_path(checkpoint)
@@ -195,7 +143,7 @@ def _check_official_copy(backbone: Backbone, checkpoint: Path, sha: str) -> None
     if recorded != sha:
         raise WeightsHashMismatchError(
             f"{display(checkpoint)}: sha256 {sha} differs from {recorded}, recorded when this file was first "
-            f"verified; delete both files (or run `fidrs cache clear`) to download it again"
+            f"verified; delete both files to download it again"
         )
 
 
@@ -243,7 +191,7 @@ def _intact_graph_sha256(onnx_path: Path) -> str | None:
 
 def built_graph_sha256(graph: bytes, data: bytes | None) -> str:
     """The identity of a graph fidrs built: the builder writes no fidrs metadata, so without external data the
-    canonical form is the graph's bytes as they are (tests/test_cache_identity.py checks this)."""
+    canonical form is the graph's bytes as they are (tests/plumbing/test_cache_identity.py checks this)."""
     if data is None:
         return hashlib.sha256(graph).hexdigest()
     import onnx

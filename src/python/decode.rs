@@ -10,7 +10,7 @@ use rayon::prelude::*;
 use super::errors::guard;
 use super::preprocess::PyPreprocessing;
 use super::without_gil;
-use crate::batch::{load_batch, load_batch_encoded, Batch};
+use crate::batch::{load_batch, load_batch_encoded, load_batch_encoded_many, Batch};
 use crate::cancel::Cancel;
 use crate::decode::{decode_file, read_regular, DecodeOptions};
 use crate::error::FidrsError;
@@ -123,6 +123,53 @@ pub fn load_encoded<'py>(
     })
 }
 
+/// Like `load_encoded` for several preprocessings at once: each image is decoded once and preprocessed for
+/// every one of them (several networks fed from one decode). Returns ([inputs of each preprocessing, the same
+/// images in the same order], indices of the good files, [(index, reason)], width × height of each good image).
+#[pyfunction]
+#[pyo3(signature = (blobs, preprocessings, max_pixels=crate::decode::DEFAULT_MAX_PIXELS))]
+#[allow(clippy::type_complexity)]
+pub fn load_encoded_many<'py>(
+    py: Python<'py>,
+    blobs: Vec<Vec<u8>>,
+    preprocessings: Vec<PyRef<'py, PyPreprocessing>>,
+    max_pixels: u64,
+) -> PyResult<(
+    Vec<Bound<'py, PyArray4<f32>>>,
+    Vec<usize>,
+    Vec<(usize, String)>,
+    Vec<u64>,
+)> {
+    guard(|| {
+        let preprocessings: Vec<Preprocessing> = preprocessings.iter().map(|p| p.inner).collect();
+        if preprocessings.is_empty() {
+            return Err(FidrsError::InvalidInput(
+                "load_encoded_many needs at least one preprocessing".into(),
+            )
+            .into());
+        }
+        let options = DecodeOptions { max_pixels };
+        let n = blobs.len();
+        let mut outs: Vec<Vec<f32>> = preprocessings
+            .iter()
+            .map(|p| vec![0f32; n * p.image_len()])
+            .collect();
+        let batch = without_gil(py, |cancel| {
+            load_batch_encoded_many(&blobs, &preprocessings, &options, cancel, &mut outs)
+        })?;
+        let kept = batch.ok.len();
+        let arrays = outs
+            .into_iter()
+            .zip(&preprocessings)
+            .map(|(mut data, p)| {
+                data.truncate(kept * p.image_len());
+                data.into_pyarray(py).reshape([kept, 3, p.size, p.size])
+            })
+            .collect::<PyResult<Vec<_>>>()?;
+        Ok((arrays, batch.ok, batch.failures, batch.pixels))
+    })
+}
+
 /// The bytes of each file, or the reason it cannot be an image (not a regular file, over the size limit that
 /// `max_pixels` implies, unreadable), read in parallel without the GIL.
 #[pyfunction]
@@ -184,6 +231,7 @@ pub fn decode_image(
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(load_images, m)?)?;
     m.add_function(wrap_pyfunction!(load_encoded, m)?)?;
+    m.add_function(wrap_pyfunction!(load_encoded_many, m)?)?;
     m.add_function(wrap_pyfunction!(decode_image, m)?)?;
     m.add_function(wrap_pyfunction!(read_files, m)?)?;
     m.add_function(wrap_pyfunction!(max_file_bytes, m)?)?;

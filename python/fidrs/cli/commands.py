@@ -28,6 +28,7 @@ def run(args: Namespace) -> int:
         "stats": stats,
         "report": report,
         "models": models,
+        "refs": refs,
         "cache": cache,
         "merge": merge,
     }[args.command](args)
@@ -61,7 +62,11 @@ def score(args: Namespace) -> int:
     confidence = None
     if args.bootstrap:
         evaluator = fidrs.Evaluator(options)
-        a, b = evaluator.feature_set(args.a), evaluator.feature_set(args.b)
+        # An ADM batch's images are computed in its mode, and so the other side (a statistics file alone is
+        # refused by feature_set: the bootstrap needs every feature).
+        sides = [(x, fidrs.sources.resolve(x)) for x in (args.a, args.b)]
+        evaluator = evaluator.in_mode(evaluator.plan(sides, computes_images=True).resolved)
+        a, b = evaluator.feature_set(sides[0][1]), evaluator.feature_set(sides[1][1])
         fid = evaluator.compute("fid", a, b, method=args.method)
         skipped = [{"path": p, "reason": r} for p, r in a.skipped + b.skipped]
         result = dataclasses.replace(fid, skipped=skipped, provider=evaluator.network.provider).to_dict()
@@ -93,19 +98,33 @@ def score(args: Namespace) -> int:
 
 def stats(args: Namespace) -> int:
     start = time.perf_counter()
+    names = list(dict.fromkeys(args.backbone or []))  # --backbone given several times: each once, in order
+    args.backbone = names[0] if len(names) == 1 else None
     options = _options(args)
     cluster = _cluster(args)
     evaluator = fidrs.Evaluator(options) if cluster is None else None  # every option checked before any read
     check_output_apart(args.output, _local_files(args.a))  # before the feature pass, not after it
-    if evaluator is None:
-        from fidrs import distributed
+    if len(names) > 1:
+        if cluster is not None:
+            raise InvalidInputError("several --backbone run on this machine (one decode feeds each); drop --ray")
+        from fidrs.multi_pass import stats_by_backbone
+        from fidrs.statistics import save_all
 
-        s = distributed.stats(args.a, **cluster, **_cluster_options(options))
+        computed = stats_by_backbone(args.a, names, options)
+        save_all(args.output, computed)
+        what = ", ".join(s.backbone or "?" for s in computed)
+        n = computed[0].n
     else:
-        s = evaluator.stats(args.a)
-    s.save(args.output)
+        if evaluator is None:
+            from fidrs import distributed
+
+            s = distributed.stats(args.a, **cluster, **_cluster_options(options))
+        else:
+            s = evaluator.stats(args.a)
+        s.save(args.output)
+        what, n = s.backbone or "?", s.n
     print(
-        f"fidrs: saved statistics of {s.n} images to {args.output} ({time.perf_counter() - start:.1f} s)",
+        f"fidrs: saved {what} statistics of {n} images to {args.output} ({time.perf_counter() - start:.1f} s)",
         file=sys.stderr,
     )
     return EXIT_OK
@@ -164,6 +183,29 @@ def models(args: Namespace) -> int:
     return EXIT_OK
 
 
+def refs(args: Namespace) -> int:
+    from fidrs import references
+
+    if args.refs_action in (None, "list"):
+        collection = getattr(args, "collection", None)
+        if getattr(args, "json", False):
+            names = references.list_references(collection)
+            print(strictjson.dumps({"references": [references.info(name) for name in names]}))
+        else:
+            print(references.table(collection))
+        return EXIT_OK
+    if args.refs_action == "info":
+        print(strictjson.dumps(references.info(args.name), indent=1))
+        return EXIT_OK
+    path = references.fetch(args.name, url=args.url, sha256=args.sha256, verify=args.verify)
+    described = references.info(args.name)
+    if args.json:
+        print(strictjson.dumps({**described, "path": str(path)}))
+    else:
+        print(f"fidrs: {described['name']}: {path} (sha256 {described['recorded_sha256'] or described['sha256']})")
+    return EXIT_OK
+
+
 def cache(args: Namespace) -> int:
     from fidrs import cache as feature_cache
 
@@ -180,8 +222,19 @@ def cache(args: Namespace) -> int:
 
 
 def merge(args: Namespace) -> int:
+    from fidrs.errors import IncompatibleStatsError
+    from fidrs.statistics import backbones_in, save_all
+
     check_output_apart(args.output, args.inputs)
-    merged = merge_shards(args.inputs)
-    merged.save(args.output)
-    print(f"fidrs: merged {len(args.inputs)} statistics files ({merged.n} images) into {args.output}", file=sys.stderr)
+    names = backbones_in(args.inputs[0])  # a file of several backbones: each one's shards merged
+    for path in args.inputs[1:]:
+        if backbones_in(path) != names:
+            raise IncompatibleStatsError(
+                f"{path} holds statistics of {', '.join(backbones_in(path)) or 'one backbone'}; {args.inputs[0]} of "
+                f"{', '.join(names) or 'one backbone'}: merge files of the same backbones"
+            )
+    merged = [merge_shards(args.inputs, name) for name in names] if names else [merge_shards(args.inputs)]
+    save_all(args.output, merged)
+    n = merged[0].n
+    print(f"fidrs: merged {len(args.inputs)} statistics files ({n} images) into {args.output}", file=sys.stderr)
     return EXIT_OK

@@ -38,9 +38,10 @@ def _add_ray(p: argparse.ArgumentParser) -> None:
     ClusterOptions.add_arguments(group)
 
 
+_STATISTICS = "statistics or reference file (.npz, .npy, EDM2 .pkl), or ref:NAME (`fidrs refs list`)"
 _INPUT_HELP = {
-    "a": "directory, image file, glob, zip, URL",
-    "b": "directory, image file, glob, zip, URL",
+    "a": f"directory, image file, glob, zip, URL, {_STATISTICS}",
+    "b": f"directory, image file, glob, zip, URL, {_STATISTICS}",
     "reference": "reference (real, training) images",
     "generated": "generated images",
     "images": "images",
@@ -73,9 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command")
 
     fid = metrics.get_metric("fid")
-    score = sub.add_parser("score", help="FID between two image sets or .npz statistics")
-    score.add_argument("a", help="directory, image file, glob, zip, URL or .npz statistics")
-    score.add_argument("b", help="directory, image file, glob, zip, URL or .npz statistics")
+    score = sub.add_parser("score", help="FID between two image sets, statistics files or published references")
+    score.add_argument("a", help=_INPUT_HELP["a"])
+    score.add_argument("b", help=_INPUT_HELP["b"])
     _json_flag(score)
     score.add_argument("--max-fid", type=_non_negative_float, help="CI gate: exit 1 when FID is above this value")
     score.add_argument(
@@ -92,12 +93,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fidrs.Options.add_arguments(score)
 
-    stats = sub.add_parser("stats", help="save μ/Σ statistics of an image set to .npz")
+    stats = sub.add_parser(
+        "stats",
+        help="save μ/Σ statistics of an image set to .npz (several --backbone: each one's, from one decode of each "
+        "image, in one file)",
+    )
     stats.add_argument("a", help="directory, image file, glob, zip or URL")
     stats.add_argument("-o", "--output", required=True, help="output .npz path")
     for p in (score, stats):
         _add_ray(p)
-    fidrs.Options.add_arguments(stats)
+    fidrs.Options.add_arguments(stats, repeatable=["backbone"])
 
     for name in metrics.metric_names():
         metric = metrics.get_metric(name)
@@ -126,6 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--weights-sha256", metavar="HEX", help="refuse a checkpoint whose sha256 differs")
     export.add_argument("-o", "--output", required=True, help="output .onnx path")
 
+    _add_refs(sub)
+
     cache = sub.add_parser("cache", help="feature cache: size, or clear it")
     cache.add_argument("action", choices=["info", "clear"])
 
@@ -133,6 +140,36 @@ def build_parser() -> argparse.ArgumentParser:
     merge.add_argument("inputs", nargs="+", help=".npz statistics written by fidrs (they carry their moments)")
     merge.add_argument("-o", "--output", required=True, help="output .npz path")
     return parser
+
+
+def _add_refs(sub) -> None:
+    refs = sub.add_parser(
+        "refs", help="published reference statistics (ADM, clean-fid, EDM, EDM2, TTUR): list, info, fetch"
+    )
+    refs_sub = refs.add_subparsers(dest="refs_action")
+    listing = refs_sub.add_parser("list", help="every catalogued reference, its statistics and cache state (default)")
+    listing.add_argument("--collection", choices=_Collections(), help="only this publisher's references")
+    _json_flag(listing)
+    info = refs_sub.add_parser("info", help="one reference as JSON: URL, licence, citation, protocol, cache state")
+    info.add_argument("name", metavar="NAME", help="reference name (`fidrs refs list`), `ref:` optional")
+    fetch = refs_sub.add_parser("fetch", help="download and verify a reference now (later uses read the cache)")
+    fetch.add_argument("name", metavar="NAME", help="reference name (`fidrs refs list`), `ref:` optional")
+    fetch.add_argument("--url", help="download from this URL instead (a mirror; FIDRS_REF_URL_<NAME> does the same)")
+    fetch.add_argument("--sha256", metavar="HEX", help="refuse a file whose sha256 differs")
+    fetch.add_argument("--verify", action="store_true", help="hash a cached copy even if its size and mtime match")
+    _json_flag(fetch)
+
+
+class _Collections:
+    """The catalogue's collections, read when argparse checks a name or shows the help."""
+
+    def __contains__(self, value: object) -> bool:
+        return value in list(self)
+
+    def __iter__(self):
+        from fidrs.references import catalogue
+
+        return iter(catalogue.collections())
 
 
 class _Backbones:

@@ -92,11 +92,14 @@ def score_details(
     """`fidrs.score_details` on Ray: both image sets in one job (statistics files are read here)."""
     started = time.perf_counter()
     resolved, cluster = _split({**options, "address": address})
-    evaluator = Evaluator(resolved)
-    params = evaluator.compute_params("fid", {} if method is None else {"method": method})
+    params = Evaluator.compute_params("fid", {} if method is None else {"method": method})
     labels = (sources.label(a, "a"), sources.label(b, "b"))
     resolved_sources = [sources.resolve(x) for x in (a, b)]
-    held = [s.precomputed() for s in resolved_sources]
+    # An input that holds statistics decides the mode the other side's images are computed in.
+    plan = Evaluator(resolved).plan(list(zip(labels, resolved_sources)))
+    resolved = plan.resolved
+    evaluator = Evaluator(resolved)
+    held = [s.precomputed(resolved.backbone.name) for s in resolved_sources]
     to_compute = [
         (label, _distributable(x, label, s))
         for label, x, s, h in zip(labels, (a, b), resolved_sources, held)
@@ -115,7 +118,7 @@ def score_details(
             sides.append((label, *_stats_of(next(computed), resolved, job, label)))
     run = _provenance(resolved, job) if job is not None else None
     result = evaluator.fid_of_stats(
-        sides[0], sides[1], params, started=started, run=run, provider=job.provider if job else None
+        sides[0], sides[1], params, started=started, run=run, provider=job.provider if job else None, plan=plan
     ).to_dict()
     if job is not None:
         result["ray"] = job.summary()

@@ -28,6 +28,11 @@ class FIDResult(Result):
     skipped: list[dict[str, str]] = field(default_factory=list)
     cache_hits: int = 0
     seconds: float = 0.0
+    # Inputs that hold statistics (statistics and reference files, `ref:NAME`): what each is and the mode its
+    # other side was computed in; notes: what `allow_mode_mismatch` let through (set by the Evaluator).
+    references: dict[str, dict[str, Any]] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+    mode_mismatch_allowed: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"fid": self.value, **super().to_dict()}

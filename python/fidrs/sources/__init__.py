@@ -1,7 +1,8 @@
-"""Input sources: what a user passes (a directory, a file, a glob, a list, a zip, an array, a URL, a statistics
-file) resolved to a `Source` by an ordered list of resolvers, each of which recognises its kind of input or
-passes. Adding a kind of input is one module with a `Source` subclass and a resolver, registered with
-`register_source` (before the general resolvers that would take its input for a path)."""
+"""Input sources: what a user passes (a directory, a file, a glob, a list, a zip, an array, a URL, a statistics or
+reference file, a published reference `ref:NAME`) resolved to a `Source` by an ordered list of resolvers, each of
+which recognises its kind of input or passes. Adding a kind of input is one module with a `Source` subclass and a
+resolver, registered with `register_source` (before the general resolvers that would take its input for a
+path)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from . import rules
 from .array import ImageArray, resolve_array
 from .base import Pixels, Source
 from .local import ImageFiles, resolve_path
-from .npz import StatsFile, resolve_npz
+from .reference import StatsFile, resolve_reference
 from .url import RemoteFiles, resolve_list, resolve_url
 from .zip import ZipImages, resolve_zip
 
@@ -28,7 +29,7 @@ Resolver = Callable[[Any, bool], Union[Source, None]]
 _resolvers: list[tuple[str, Resolver]] = [
     ("array", resolve_array),
     ("url", resolve_url),
-    ("npz", resolve_npz),
+    ("reference", resolve_reference),
     ("zip", resolve_zip),
     ("path", resolve_path),
     ("list", resolve_list),
@@ -56,6 +57,9 @@ def resolver_names() -> list[str]:
 def resolve(inputs: InputLike | Source, *, allow_stats: bool = True) -> Source:
     """The source `inputs` names: the first resolver that recognises it decides."""
     if isinstance(inputs, Source):
+        if not allow_stats and len(inputs) == 0:
+            name = inputs.describe().get("input") or inputs.kind
+            raise InvalidInputError(f"{display(name)}: a statistics file cannot be used here; pass images")
         return inputs
     if isinstance(inputs, (str, os.PathLike)) and rules.is_url(os.fspath(inputs)):
         inputs = rules.local_path(os.fspath(inputs)) or inputs  # file://, local://: read as the path they name

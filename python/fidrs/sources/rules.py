@@ -18,7 +18,9 @@ from ..display import display
 from ..errors import InvalidInputError
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".bmp", ".tif", ".tiff", ".gif"})
-STATS_EXTENSIONS = frozenset({".npz"})
+# Statistics and reference files (fidrs.references reads them): .npz statistics and ADM batches, .npy feature
+# arrays, EDM2's .pkl.
+STATS_EXTENSIONS = frozenset({".npz", ".npy", ".pkl", ".pickle"})
 ZIP_EXTENSIONS = frozenset({".zip"})
 
 LOCAL_SCHEMES = frozenset({"file", "local"})

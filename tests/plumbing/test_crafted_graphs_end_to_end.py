@@ -7,7 +7,7 @@ a message naming the graph file (issue 29 item 15 and the Moderate ONNX Runtime 
 
 Every crafted graph is the tiny test backbone's honest graph (tests/tiny_backbone.py: images N×3×16×16 →
 features N×8, logits N×4) changed in one way. The static checks themselves are tested one by one in
-tests/test_hostile_graphs.py; here the point is that the feature pass never runs a graph they refuse, that the
+tests/unit/test_hostile_graphs.py; here the point is that the feature pass never runs a graph they refuse, that the
 run deadline and the output checks guard every run, and that each ends as exit 2 naming the file."""
 
 from __future__ import annotations

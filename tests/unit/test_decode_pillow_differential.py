@@ -1,7 +1,7 @@
 """The differential corpus (tests/pillow_corpus.py): every format variant decoded by Pillow's
 `Image.open(p).convert("RGB")` and by fidrs, compared pixel for pixel or verdict for verdict.
 
-Run it alone for the counts: `python tests/test_decode_pillow_differential.py` prints one line per
+Run it alone for the counts: `python tests/unit/test_decode_pillow_differential.py` prints one line per
 format and the totals. At the branch that added it: 326 variants (JPEG 29, PNG 57, BMP 74, GIF 26, TIFF 119,
 WebP 21), 45,193 pixels compared, 55 refused by fidrs (17 deliberately, 38 that Pillow refuses too); the
 decoders of main at 190daa0 disagreed with Pillow on 134 of them, now on none."""
@@ -19,7 +19,7 @@ import numpy as np
 from fidrs import _fidrs
 from PIL import Image
 
-sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).parents[1]))  # tests/: pillow_corpus
 from pillow_corpus import Variant, corpus  # noqa: E402
 
 

@@ -151,6 +151,8 @@ NON_DEFAULT = {
     "weights_sha256": "ab" * 32,
     "model": None,  # with weights= it would be refused; `model` is exercised below
     "mode": "dgm-eval",
+    "ref_mode": "dgm-eval",
+    "allow_mode_mismatch": True,
     "batch_size": 7,
     "device": "cpu",
     "skip_bad": True,

@@ -7,7 +7,7 @@ import zipfile
 import fidrs
 import numpy as np
 import pytest
-from fidrs.sources import ImageArray, ImageFiles, StatsFile, ZipImages
+from fidrs.sources import ImageFiles, StatsFile, ZipImages
 from fidrs.sources import resolve as resolve_source
 from PIL import Image
 
@@ -79,8 +79,8 @@ def _png_bytes() -> bytes:
 def test_adm_reference_batch_images_and_stats(tmp_path, weights):
     images = np.random.default_rng(1).integers(0, 256, (3, 40, 40, 3), dtype=np.uint8)
     np.savez(tmp_path / "ref_batch.npz", arr_0=images)
-    source = resolve_source(str(tmp_path / "ref_batch.npz"))
-    assert isinstance(source, ImageArray) and source.images.shape == (3, 40, 40, 3)
+    source = resolve_source(str(tmp_path / "ref_batch.npz"))  # its images are read on demand, not loaded here
+    assert isinstance(source, StatsFile) and source.reference.images.shape == (3, 40, 40, 3) and len(source) == 3
     np.testing.assert_array_equal(
         fidrs.features(str(tmp_path / "ref_batch.npz"), weights=weights), fidrs.features(images, weights=weights)
     )

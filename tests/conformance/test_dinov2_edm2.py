@@ -69,7 +69,7 @@ def test_edm2_is_a_mode_of_every_dinov2_and_not_the_default():
 
 @pytest.mark.slow  # the network over 200 images
 def test_features_equal_edm2s(edm2_reference):
-    """Per image, relative L2 error ≤ 1e-5, the bound of the dgm-eval conformance test (tests/test_dinov2.py:
+    """Per image, relative L2 error ≤ 1e-5, the bound of the dgm-eval conformance test (test_dinov2.py:
     float32 round-off through 12 blocks whose reductions have up to 1536 terms, √1536·u ≈ 2.3e-6 per step, a few
     steps in sequence): the inputs are identical, so only the network's round-off remains. (edm2's batch is
     channels-last, so torch's convolution takes another kernel: README section 7 measures 4.5e-6 absolute.)"""
