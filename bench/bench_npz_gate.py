@@ -66,12 +66,12 @@ BREAKDOWN = r"""
 import json, sys, time
 t0 = time.perf_counter()
 import fidrs.cli.parser
-from fidrs.statistics import Stats
+from fidrs.references.readers import read_reference  # how the CLI reads a statistics file
 from fidrs.frechet import frechet_distance
 t1 = time.perf_counter()
-a = Stats.load(sys.argv[1])
+a = read_reference(sys.argv[1]).entry().to_stats()
 t2 = time.perf_counter()
-b = Stats.load(sys.argv[2])
+b = read_reference(sys.argv[2]).entry().to_stats()
 t3 = time.perf_counter()
 info = frechet_distance(a.mu, a.covariance, b.mu, b.covariance, return_info=True)
 t4 = time.perf_counter()
