@@ -1,4 +1,5 @@
-//! The crate's one error type. The Python bindings map each variant to a specific exception.
+//! The crate's one error type. The Python bindings map each variant to a specific exception, in one place
+//! (`python/errors.rs`).
 
 use std::path::PathBuf;
 
@@ -15,6 +16,14 @@ pub enum FidrsError {
     /// A factorisation failed where the maths says it should not.
     #[error("numerical failure: {0}")]
     Numerical(String),
+
+    /// The caller asked the work to stop (Ctrl-C); what was computed so far is discarded.
+    #[error("cancelled")]
+    Cancelled,
+
+    /// Something fidrs itself got wrong or could not set up (a caught panic, a thread pool that cannot start).
+    #[error("internal error: {0}")]
+    Internal(String),
 }
 
 pub type Result<T> = std::result::Result<T, FidrsError>;

@@ -1,13 +1,15 @@
 //! The Fréchet distance between two Gaussians:
-//! FID = ‖μ₁ − μ₂‖² + tr Σ₁ + tr Σ₂ − 2 tr √(Σ₁Σ₂), everything in f64.
+//! FID = ‖μ₁ − μ₂‖² + tr Σ₁ + tr Σ₂ − 2 tr √(Σ₁Σ₂), everything in f64, from two `Covariance`s (checked and
+//! factorised once, BᵢBᵢᵀ = Σᵢ): tr √(Σ₁Σ₂) = ‖B₁ᵀB₂‖_*, the sum of the singular values of C = B₁ᵀB₂.
 
 use std::str::FromStr;
 use std::time::Instant;
 
 use faer::linalg::matmul::matmul;
 use faer::linalg::matmul::triangular::{self, BlockStructure};
-use faer::{Accum, Mat, MatRef, Par, Side};
+use faer::{Accum, Mat, MatMut, MatRef, Par};
 
+use crate::covariance::{Covariance, Factorisation};
 use crate::error::{FidrsError, Result};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,50 +80,106 @@ impl Default for NewtonSchulzOptions {
     }
 }
 
-fn check_inputs(mu1: &[f64], s1: MatRef<'_, f64>, mu2: &[f64], s2: MatRef<'_, f64>) -> Result<()> {
-    let d = mu1.len();
-    if d == 0 {
-        return Err(FidrsError::InvalidInput("empty mean vector".into()));
-    }
-    if mu2.len() != d {
-        return Err(FidrsError::InvalidInput(format!(
-            "mean vectors differ in length: {d} and {}",
-            mu2.len()
-        )));
-    }
-    for (name, s) in [("sigma1", s1), ("sigma2", s2)] {
-        if s.nrows() != d || s.ncols() != d {
+impl NewtonSchulzOptions {
+    /// The options, refused up front unless they can work: a relative tolerance in (0, 1) and at least one
+    /// iteration (whatever the method, so that a bad value never passes silently).
+    pub fn new(tolerance: f64, max_iterations: usize) -> Result<Self> {
+        if !(tolerance > 0.0 && tolerance < 1.0) {
             return Err(FidrsError::InvalidInput(format!(
-                "{name} is {}x{}, expected {d}x{d}",
-                s.nrows(),
-                s.ncols()
+                "tolerance must be a relative error bound between 0 and 1 (exclusive), got {tolerance}"
             )));
         }
-        let mut scale = 0f64;
-        for j in 0..d {
-            for i in 0..d {
-                let v = s[(i, j)];
-                if !v.is_finite() {
-                    return Err(FidrsError::InvalidInput(format!(
-                        "{name}[{i}, {j}] is not finite ({v})"
-                    )));
-                }
-                scale = scale.max(v.abs());
-            }
+        if max_iterations == 0 {
+            return Err(FidrsError::InvalidInput(
+                "max_iterations must be at least 1, got 0".into(),
+            ));
         }
-        for j in 0..d {
-            for i in (j + 1)..d {
-                if (s[(i, j)] - s[(j, i)]).abs() > 1e-9 * scale {
-                    return Err(FidrsError::InvalidInput(format!(
-                        "{name} is not symmetric: [{i}, {j}] = {} but [{j}, {i}] = {}",
-                        s[(i, j)],
-                        s[(j, i)]
-                    )));
-                }
-            }
-        }
+        Ok(Self {
+            tolerance,
+            max_iterations,
+        })
     }
-    for (name, mu) in [("mu1", mu1), ("mu2", mu2)] {
+}
+
+/// A non-negative number as m·2^k, so that sums of terms of any size can be formed without overflow.
+#[derive(Clone, Copy)]
+struct Scaled {
+    mantissa: f64,
+    log2: i32,
+}
+
+impl Scaled {
+    fn new(mantissa: f64, log2: i32) -> Self {
+        Self { mantissa, log2 }
+    }
+
+    fn at(self, log2: i32) -> f64 {
+        scale_pow2(self.mantissa, self.log2 - log2)
+    }
+}
+
+fn scale_pow2(x: f64, k: i32) -> f64 {
+    let mut x = x;
+    let mut k = k;
+    while k != 0 {
+        let step = k.clamp(-1000, 1000);
+        x *= f64::from_bits(((step + 1023) as u64) << 52);
+        k -= step;
+    }
+    x
+}
+
+/// ‖a − b‖² as m·2^k: the difference is scaled by a power of two before it is squared, so that means far
+/// from 1 (1e160, 1e-170) neither overflow nor underflow.
+fn squared_distance(a: &[f64], b: &[f64]) -> Result<Scaled> {
+    let largest = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max);
+    if !largest.is_finite() {
+        return Err(FidrsError::InvalidInput(
+            "the mean vectors differ by more than the float64 range".into(),
+        ));
+    }
+    let k = if largest > 0.0 {
+        largest.log2().ceil() as i32
+    } else {
+        0
+    };
+    let sum: f64 = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| {
+            let v = scale_pow2(x - y, -k);
+            v * v
+        })
+        .sum();
+    Ok(Scaled::new(sum, 2 * k))
+}
+
+/// The Fréchet distance between N(μ₁, Σ₁) and N(μ₂, Σ₂), from the two checked, factorised covariances.
+pub fn frechet_distance(
+    mu1: &[f64],
+    sigma1: &Covariance,
+    mu2: &[f64],
+    sigma2: &Covariance,
+    method: Method,
+    ns_options: NewtonSchulzOptions,
+    par: Par,
+) -> Result<FrechetResult> {
+    let start = Instant::now();
+    let d = sigma1.dim();
+    for (name, mu, sigma) in [("mu1", mu1, sigma1), ("mu2", mu2, sigma2)] {
+        if mu.len() != sigma.dim() || sigma.dim() != d {
+            return Err(FidrsError::InvalidInput(format!(
+                "mean vectors and covariances differ in length: mu1 {}, sigma1 {d}x{d}, mu2 {}, sigma2 {}x{}",
+                mu1.len(),
+                mu2.len(),
+                sigma2.dim(),
+                sigma2.dim()
+            )));
+        }
         if let Some(i) = mu.iter().position(|v| !v.is_finite()) {
             return Err(FidrsError::InvalidInput(format!(
                 "{name}[{i}] is not finite ({})",
@@ -129,58 +187,32 @@ fn check_inputs(mu1: &[f64], s1: MatRef<'_, f64>, mu2: &[f64], s2: MatRef<'_, f6
             )));
         }
     }
-    Ok(())
-}
-
-pub fn frechet_distance(
-    mu1: &[f64],
-    sigma1: MatRef<'_, f64>,
-    mu2: &[f64],
-    sigma2: MatRef<'_, f64>,
-    method: Method,
-    ns_options: NewtonSchulzOptions,
-    par: Par,
-) -> Result<FrechetResult> {
-    check_inputs(mu1, sigma1, mu2, sigma2)?;
-    let start = Instant::now();
-    let mean_term: f64 = mu1.iter().zip(mu2).map(|(a, b)| (a - b) * (a - b)).sum();
-    let traces: f64 = (0..mu1.len())
-        .map(|i| sigma1[(i, i)] + sigma2[(i, i)])
-        .sum();
-    let f1 = factor("sigma1", sigma1, par)?;
-    let f2 = factor("sigma2", sigma2, par)?;
-    let factored = Instant::now();
-    let factorisation = if f1.rank == 0 || f2.rank == 0 {
+    let mean_term = squared_distance(mu1, mu2)?;
+    let (f1, f2) = (sigma1.factor(), sigma2.factor());
+    let factorisation = if f1.ncols() == 0 || f2.ncols() == 0 {
         "zero"
-    } else if f1.pivoted || f2.pivoted {
+    } else if sigma1.kind() != Factorisation::Cholesky || sigma2.kind() != Factorisation::Cholesky {
         "pivoted-cholesky"
     } else {
         "cholesky"
     };
-    // C = B₁ᵀB₂ (r₁ × r₂); its singular values are the square roots of the eigenvalues of Σ₁Σ₂.
-    let mut c = Mat::<f64>::zeros(f1.rank, f2.rank);
-    if !f1.pivoted && !f2.pivoted {
+    // C = B₁ᵀB₂ (r₁ × r₂); its singular values are the square roots of the eigenvalues of Σ₁Σ₂ / 4^(e₁+e₂).
+    let mut c = Mat::<f64>::zeros(f1.ncols(), f2.ncols());
+    if factorisation == "cholesky" {
         // Both Cholesky factors are triangular: L₁ᵀL₂ costs a third of a general product.
         triangular::matmul(
             c.as_mut(),
             BlockStructure::Rectangular,
             Accum::Replace,
-            f1.b.transpose(),
+            f1.transpose(),
             BlockStructure::TriangularUpper,
-            f2.b.as_ref(),
+            f2,
             BlockStructure::TriangularLower,
             1.0,
             par,
         );
-    } else if f1.rank > 0 && f2.rank > 0 {
-        matmul(
-            c.as_mut(),
-            Accum::Replace,
-            f1.b.transpose(),
-            f2.b.as_ref(),
-            1.0,
-            par,
-        );
+    } else if factorisation == "pivoted-cholesky" {
+        matmul(c.as_mut(), Accum::Replace, f1.transpose(), f2, 1.0, par);
     }
     // Work on the orientation with fewer columns: the Gram matrix and the iteration are then smallest.
     let c = if c.ncols() > c.nrows() {
@@ -190,146 +222,43 @@ pub fn frechet_distance(
     };
     let multiplied = Instant::now();
     let mut result = match method {
-        Method::Eigh => nuclear_norm_eigh(c.as_ref(), par)?,
+        Method::Eigh => nuclear_norm_eigh(c, par)?,
         Method::NewtonSchulz => nuclear_norm_newton_schulz(c.as_ref(), ns_options, par),
     };
-    result.seconds_factor = (factored - start).as_secs_f64();
-    result.seconds_product = (multiplied - factored).as_secs_f64();
-    result.seconds_trace = multiplied.elapsed().as_secs_f64();
-    result.factorisation = factorisation;
-    result.clipped_mass += f1.dropped + f2.dropped;
-    result.value = mean_term + traces - 2.0 * result.value;
-    result.seconds = start.elapsed().as_secs_f64();
-    Ok(result)
-}
-
-/// A factor B (d × r) of a covariance, B Bᵀ = Σ up to round-off.
-struct Factor {
-    b: Mat<f64>,
-    rank: usize,
-    pivoted: bool,
-    /// Trace of the round-off remainder Σ − BBᵀ that was dropped (pivoted factorisation only).
-    dropped: f64,
-}
-
-/// Relative size of the remainder that is still taken as round-off (see `factor`).
-const PSD_ROUND_OFF: f64 = 1e-5;
-
-/// Pivoted columns between two rank-k updates of the Schur complement (a BLAS-3 product each).
-const PIVOT_BLOCK: usize = 64;
-
-/// A factor of Σ by a rank-revealing pivoted Cholesky (LAPACK's dpstrf, right-looking in blocks): each
-/// step pivots on the largest remaining diagonal entry of the Schur complement, and it stops once every one
-/// is at round-off level, d · ε · max diag (NumPy's `matrix_rank` rule): n − 1 columns for n < d samples,
-/// O(d² r) work instead of the O(d³) of an eigendecomposition. If the rank passes d/4 the matrix is probably
-/// positive definite: the blocked Cholesky is tried then (d³/3, fast), and the pivoted one goes on only if
-/// that fails. The remainder Σ − BBᵀ left at the end must be round-off: a covariance's remainder is PSD, so
-/// no entry exceeds its largest diagonal one; a larger entry means Σ is not positive semi-definite.
-fn factor(name: &str, sigma: MatRef<'_, f64>, par: Par) -> Result<Factor> {
-    let d = sigma.nrows();
-    let mut diag: Vec<f64> = (0..d).map(|i| sigma[(i, i)]).collect();
-    let max_diag = diag.iter().cloned().fold(0.0, f64::max);
-    let threshold = d as f64 * f64::EPSILON * max_diag;
-    let try_cholesky_at = (d / 4).max(1);
-    // The Schur complement (lower triangle), current up to the start of the present block.
-    let mut schur = Mat::from_fn(d, d, |i, j| if i >= j { sigma[(i, j)] } else { 0.0 });
-    let mut pivoted = vec![false; d];
-    let mut columns: Vec<Vec<f64>> = Vec::new();
-    let mut block_start = 0;
-    let update = |schur: &mut Mat<f64>, block: &[Vec<f64>]| {
-        let panel = Mat::from_fn(d, block.len(), |i, j| block[j][i]);
-        triangular::matmul(
-            schur.as_mut(),
-            BlockStructure::TriangularLower,
-            Accum::Add,
-            panel.as_ref(),
-            BlockStructure::Rectangular,
-            panel.transpose(),
-            BlockStructure::Rectangular,
-            -1.0,
-            par,
-        );
-    };
-    while columns.len() < d {
-        let (p, best) = (0..d).filter(|&i| !pivoted[i]).map(|i| (i, diag[i])).fold(
-            (usize::MAX, f64::NEG_INFINITY),
-            |a, x| if x.1 > a.1 { x } else { a },
-        );
-        if p == usize::MAX || best <= threshold {
-            break;
-        }
-        if columns.len() == try_cholesky_at {
-            if let Ok(llt) = sigma.llt(Side::Lower) {
-                let l = llt.L();
-                return Ok(Factor {
-                    b: Mat::from_fn(d, d, |i, j| if i >= j { l[(i, j)] } else { 0.0 }),
-                    rank: d,
-                    pivoted: false,
-                    dropped: 0.0,
-                });
-            }
-        }
-        // Column p of the current Schur complement: the block-start one minus this block's columns.
-        let mut column: Vec<f64> = (0..d)
-            .map(|i| if i >= p { schur[(i, p)] } else { schur[(p, i)] })
-            .collect();
-        for previous in &columns[block_start..] {
-            let f = previous[p];
-            if f != 0.0 {
-                column
-                    .iter_mut()
-                    .zip(previous)
-                    .for_each(|(c, b)| *c -= f * b);
-            }
-        }
-        let pivot = best.sqrt();
-        pivoted[p] = true;
-        for i in 0..d {
-            column[i] = if i == p {
-                pivot
-            } else if pivoted[i] {
-                0.0
-            } else {
-                column[i] / pivot
-            };
-            if !pivoted[i] {
-                diag[i] -= column[i] * column[i];
-            }
-        }
-        columns.push(column);
-        if columns.len() - block_start == PIVOT_BLOCK {
-            update(&mut schur, &columns[block_start..]);
-            block_start = columns.len();
-        }
-    }
-    if columns.len() > block_start {
-        update(&mut schur, &columns[block_start..]);
-    }
-    let rank = columns.len();
-    let rest: Vec<usize> = (0..d).filter(|&i| !pivoted[i]).collect();
-    let mut worst = 0f64;
-    for (a, &j) in rest.iter().enumerate() {
-        for &i in &rest[a..] {
-            worst = worst.max(schur[(i, j)].abs());
-        }
-    }
-    // What a covariance can leave: round-off of the updates (far below 4 × threshold for float64 data), or
-    // the rounding of statistics stored in float32 (about 6e-8 of the largest entry, amplified a little by
-    // the elimination). Anything above is a negative direction: Σ is not positive semi-definite.
-    let tolerance = (4.0 * threshold).max(PSD_ROUND_OFF * max_diag);
-    if worst > tolerance {
+    let trace_step = multiplied.elapsed().as_secs_f64();
+    // FID = ‖μ₁ − μ₂‖² + tr Σ₁ + tr Σ₂ − 2 tr √(Σ₁Σ₂), each term m·2^k, summed at the largest k.
+    let (e1, e2) = (sigma1.exponent(), sigma2.exponent());
+    let terms = [
+        mean_term,
+        Scaled::new(sigma1.trace_scaled(), 2 * e1),
+        Scaled::new(sigma2.trace_scaled(), 2 * e2),
+        Scaled::new(result.value, e1 + e2),
+    ];
+    let top = terms
+        .iter()
+        .filter(|t| t.mantissa != 0.0)
+        .map(|t| t.log2)
+        .max()
+        .unwrap_or(0);
+    let at_top = terms[0].at(top) + terms[1].at(top) + terms[2].at(top) - 2.0 * terms[3].at(top);
+    let value = scale_pow2(at_top, top);
+    if !value.is_finite() {
         return Err(FidrsError::InvalidInput(format!(
-            "{name} is not positive semi-definite: after its numerical rank {rank} an entry {worst:.3e} \
-             remains (round-off would be at most {tolerance:.3e}); not a covariance"
+            "the Fréchet distance is beyond the float64 range (about {at_top:.3}·2^{top}): these statistics \
+             are not features of one network"
         )));
     }
-    let dropped = rest.iter().map(|&i| diag[i].max(0.0)).sum();
-    Ok(Factor {
-        b: Mat::from_fn(d, rank, |i, j| columns[j][i]),
-        rank,
-        pivoted: true,
-        dropped,
-    })
+    result.value = value;
+    result.factorisation = factorisation;
+    let clipped = Scaled::new(result.clipped_mass, e1 + e2).at(0);
+    result.clipped_mass = clipped
+        + Scaled::new(sigma1.dropped_scaled(), 2 * e1).at(0)
+        + Scaled::new(sigma2.dropped_scaled(), 2 * e2).at(0);
+    result.seconds_factor = sigma1.seconds + sigma2.seconds;
+    result.seconds_product = (multiplied - start).as_secs_f64();
+    result.seconds_trace = trace_step;
+    result.seconds = result.seconds_factor + start.elapsed().as_secs_f64();
+    Ok(result)
 }
 
 /// A result of the trace step; `frechet_distance` fills in the factorisation, the value and the timings.
@@ -359,27 +288,27 @@ fn trace_result(
 }
 
 /// Σ σᵢ(C) as Σ √λᵢ(CᵀC): one symmetric eigenvalue problem of the smaller size, no eigenvectors.
-fn nuclear_norm_eigh(c: MatRef<'_, f64>, par: Par) -> Result<FrechetResult> {
+fn nuclear_norm_eigh(c: Mat<f64>, par: Par) -> Result<FrechetResult> {
     let k = c.ncols();
     if k == 0 {
         return Ok(trace_result("eigh", 0.0, 0, 0, 0.0, 0.0, "exact"));
     }
-    // Only the lower triangle is formed (half the flops) and read.
-    let mut gram = Mat::<f64>::zeros(k, k);
+    // Only the lower triangle is formed (half the flops) and read, into a plain column-major buffer that
+    // the eigenvalue step then works in (no copy).
+    let mut gram = vec![0f64; k * k];
     triangular::matmul(
-        gram.as_mut(),
+        MatMut::from_column_major_slice_mut(&mut gram, k, k),
         BlockStructure::TriangularLower,
         Accum::Replace,
         c.transpose(),
         BlockStructure::Rectangular,
-        c,
+        c.as_ref(),
         BlockStructure::Rectangular,
         1.0,
         par,
     );
-    let eigenvalues = gram
-        .self_adjoint_eigenvalues(Side::Lower)
-        .map_err(|e| FidrsError::Numerical(format!("eigenvalue decomposition failed: {e:?}")))?;
+    drop(c);
+    let eigenvalues = crate::eigen::symmetric_eigenvalues(gram, k, par)?;
     let clipped: f64 = eigenvalues.iter().filter(|&&l| l < 0.0).map(|l| -l).sum();
     let total: f64 = eigenvalues.iter().map(|&l| l.max(0.0).sqrt()).sum();
     Ok(trace_result("eigh", total, k, 0, 0.0, clipped, "exact"))
@@ -496,6 +425,7 @@ fn nuclear_norm_newton_schulz(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::covariance::{Origin, Precision};
 
     fn spd(d: usize, seed: u64) -> Mat<f64> {
         let mut state = seed;
@@ -509,7 +439,34 @@ mod tests {
         for i in 0..d {
             s[(i, i)] += 0.1;
         }
-        s
+        Mat::from_fn(d, d, |i, j| s[(i.max(j), i.min(j))])
+    }
+
+    fn cov(s: &Mat<f64>) -> Covariance {
+        let origin = Origin {
+            mean: None,
+            one_pass_samples: None,
+            precision: Precision::Float64,
+        };
+        Covariance::new(s.as_ref(), origin, "sigma", "mu", Par::Seq).unwrap()
+    }
+
+    fn fid(
+        mu1: &[f64],
+        s1: &Mat<f64>,
+        mu2: &[f64],
+        s2: &Mat<f64>,
+        method: Method,
+    ) -> Result<FrechetResult> {
+        frechet_distance(
+            mu1,
+            &cov(s1),
+            mu2,
+            &cov(s2),
+            method,
+            Default::default(),
+            Par::Seq,
+        )
     }
 
     #[test]
@@ -517,77 +474,62 @@ mod tests {
         let s = spd(20, 1);
         let mu = vec![0.3; 20];
         for method in [Method::Eigh, Method::NewtonSchulz] {
-            let r = frechet_distance(
-                &mu,
-                s.as_ref(),
-                &mu,
-                s.as_ref(),
-                method,
-                Default::default(),
-                Par::Seq,
-            )
-            .unwrap();
+            let r = fid(&mu, &s, &mu, &s, method).unwrap();
             assert!(r.value.abs() < 1e-9, "{method:?}: {}", r.value);
-            assert_eq!(
-                r.method,
-                if method == Method::Eigh {
-                    "eigh"
-                } else {
-                    "newton-schulz"
-                }
-            );
+            let name = if method == Method::Eigh {
+                "eigh"
+            } else {
+                "newton-schulz"
+            };
+            assert_eq!(r.method, name);
         }
     }
 
     #[test]
-    fn commuting_diagonal_case_has_closed_form() {
-        // Diagonal Σ: FID = Σ (√a − √b)² + ‖μ₁ − μ₂‖².
+    fn commuting_diagonal_case_has_closed_form_at_every_scale() {
+        // Diagonal Σ: FID = Σ (√a − √b)² + ‖μ₁ − μ₂‖², and FID(c·μ, c²·Σ) = c²·FID.
         let (a, b): ([f64; 3], [f64; 3]) = ([1.0, 4.0, 9.0], [4.0, 1.0, 16.0]);
-        let s1 = Mat::from_fn(3, 3, |i, j| if i == j { a[i] } else { 0.0 });
-        let s2 = Mat::from_fn(3, 3, |i, j| if i == j { b[i] } else { 0.0 });
         let expected: f64 = (0..3)
             .map(|i| (a[i].sqrt() - b[i].sqrt()).powi(2))
             .sum::<f64>()
             + 3.0;
-        for method in [Method::Eigh, Method::NewtonSchulz] {
-            let r = frechet_distance(
-                &[1.0, 1.0, 1.0],
-                s1.as_ref(),
-                &[0.0, 0.0, 0.0],
-                s2.as_ref(),
-                method,
-                Default::default(),
-                Par::Seq,
-            )
-            .unwrap();
-            assert!(
-                (r.value - expected).abs() < 1e-10,
-                "{method:?}: {} vs {expected}",
-                r.value
-            );
+        for c in [1e-170, 1e-20, 1.0, 1e20, 1e150] {
+            let s1 = Mat::from_fn(3, 3, |i, j| if i == j { a[i] * c * c } else { 0.0 });
+            let s2 = Mat::from_fn(3, 3, |i, j| if i == j { b[i] * c * c } else { 0.0 });
+            for method in [Method::Eigh, Method::NewtonSchulz] {
+                let r = fid(&[c, c, c], &s1, &[0.0; 3], &s2, method).unwrap();
+                let want = expected * c * c;
+                assert!(
+                    (r.value - want).abs() <= 1e-10 * want,
+                    "{c} {method:?}: {} vs {want}",
+                    r.value
+                );
+            }
         }
     }
 
     #[test]
-    fn rejects_nan_and_asymmetry() {
-        let mu = vec![0.0; 4];
-        let refused = |s: &Mat<f64>| {
-            frechet_distance(
-                &mu,
-                s.as_ref(),
-                &mu,
-                s.as_ref(),
-                Method::Eigh,
-                Default::default(),
-                Par::Seq,
-            )
-            .is_err()
-        };
-        let mut s = spd(4, 2);
-        assert!(!refused(&s));
-        s[(1, 2)] += 1.0;
-        assert!(refused(&s));
-        s[(1, 2)] = f64::NAN;
-        assert!(refused(&s));
+    fn a_distance_beyond_float64_is_an_error_not_infinity() {
+        let s = spd(4, 3);
+        let message = fid(&[1e160; 4], &s, &[-1e160; 4], &s, Method::Eigh)
+            .unwrap_err()
+            .to_string();
+        assert!(message.contains("beyond the float64 range"), "{message}");
+        // Huge but equal covariances: the traces cancel against 2 tr √, a finite (zero) answer.
+        let big = Mat::from_fn(4, 4, |i, j| s[(i, j)] * 1e300);
+        let r = fid(&[0.0; 4], &big, &[0.0; 4], &big, Method::Eigh).unwrap();
+        assert!(r.value.abs() <= 1e-9 * 4e300, "{}", r.value);
+    }
+
+    #[test]
+    fn invalid_options_are_refused() {
+        assert!(NewtonSchulzOptions::new(1e-10, 0).is_err());
+        for tolerance in [0.0, -1.0, 1.0, f64::NAN, f64::INFINITY] {
+            assert!(
+                NewtonSchulzOptions::new(tolerance, 10).is_err(),
+                "{tolerance}"
+            );
+        }
+        assert!(NewtonSchulzOptions::new(1e-10, 1).is_ok());
     }
 }

@@ -5,12 +5,16 @@
 pub mod batch;
 pub mod budget;
 pub mod cancel;
+pub mod covariance;
 pub mod decode;
+pub mod eigen;
 pub mod error;
 pub mod frechet;
 pub mod image;
 pub mod interrupt;
+pub mod mmd;
 pub mod preprocess;
 pub mod stats;
+pub mod threads;
 
 mod python;

@@ -160,6 +160,49 @@ impl Moments {
         Ok(self.sum.iter().map(|s| s / self.n as f64).collect())
     }
 
+    /// How far `mu` and `sigma` are from this sample's mean and covariance, without forming either:
+    /// (max |mean − mu|, max |covariance − sigma|, max |Σx| / n, max |Σxxᵀ| / (n − 1)), each entry computed
+    /// exactly as `mean` and `covariance` compute it.
+    pub fn deviation(&mut self, mu: &[f64], sigma: MatRef<'_, f64>) -> Result<[f64; 4]> {
+        let d = self.dim();
+        if mu.len() != d || sigma.nrows() != d || sigma.ncols() != d {
+            return Err(FidrsError::InvalidInput(format!(
+                "mu ({}) and sigma ({}x{}) do not fit moments of dimension {d}",
+                mu.len(),
+                sigma.nrows(),
+                sigma.ncols()
+            )));
+        }
+        if self.n < 2 {
+            return Err(FidrsError::InvalidInput(format!(
+                "{} sample(s): the covariance needs at least 2",
+                self.n
+            )));
+        }
+        let n = self.n as f64;
+        let mean = self.mean()?;
+        let s = &self.sum_outer;
+        let mut mu_error = 0f64;
+        let mut mu_scale = 0f64;
+        for j in 0..d {
+            mu_error = mu_error.max((mean[j] - mu[j]).abs());
+            mu_scale = mu_scale.max(self.sum[j].abs());
+        }
+        let (mut cov_error, mut outer_scale) = (0f64, 0f64);
+        for j in 0..d {
+            for i in j..d {
+                let outer = s[(i, j)];
+                let cov = (outer - n * mean[i] * mean[j]) / (n - 1.0);
+                let cov_t = (outer - n * mean[j] * mean[i]) / (n - 1.0);
+                cov_error = cov_error
+                    .max((cov - sigma[(i, j)]).abs())
+                    .max((cov_t - sigma[(j, i)]).abs());
+                outer_scale = outer_scale.max(outer.abs());
+            }
+        }
+        Ok([mu_error, cov_error, mu_scale / n, outer_scale / (n - 1.0)])
+    }
+
     /// Unbiased covariance (n − 1), as `np.cov(x, rowvar=False)`.
     pub fn covariance(&mut self) -> Result<Mat<f64>> {
         if self.n < 2 {
@@ -259,6 +302,22 @@ mod tests {
                 assert!((s1[(i, j)] - s2[(i, j)]).abs() <= 1e-12 * s2[(i, j)].abs());
             }
         }
+    }
+
+    #[test]
+    fn deviation_is_the_largest_difference_from_mean_and_covariance() {
+        let (rows, d) = (40, 6);
+        let x = sample(rows, d, 5);
+        let mut m = Moments::new(d);
+        m.update(&x, rows).unwrap();
+        let (mu, mut cov) = (m.mean().unwrap(), m.covariance().unwrap());
+        let exact = m.deviation(&mu, cov.as_ref()).unwrap();
+        assert_eq!((exact[0], exact[1]), (0.0, 0.0));
+        cov[(4, 1)] += 1e-3;
+        let edited = m.deviation(&mu, cov.as_ref()).unwrap();
+        assert!((edited[1] - 1e-3).abs() < 1e-15, "{edited:?}");
+        let sum_max = m.sum.iter().map(|v| v.abs()).fold(0.0, f64::max);
+        assert_eq!(edited[2], sum_max / rows as f64);
     }
 
     #[test]

@@ -10,34 +10,15 @@ from functools import cache
 from .errors import InvalidInputError
 
 
-def _thread_count(name: str) -> int | None:
-    """A thread count: unset, empty or 0 mean every core (None), as the Rust core reads the same variable."""
-    value = os.environ.get(name)
-    if value is None or value.strip() == "":
-        return None
-    try:
-        number = int(value)
-    except ValueError:
-        number = -1
-    if number < 0:
-        raise InvalidInputError(
-            f"environment variable {name} must be a number of threads (0: every core), got {value!r}"
-        )
-    return number or None
-
-
 @cache
-def num_threads() -> int | None:
-    """`FIDRS_NUM_THREADS`: threads for decoding, linear algebra and ONNX Runtime (None: all cores), read once.
-
-    The Rust core sizes its thread pool from the same variable when it is loaded; once it exposes its own
-    validated reading (`_fidrs.configured_threads()`), that is the one reader and this returns it."""
+def num_threads() -> int:
+    """`FIDRS_NUM_THREADS`: threads for decoding, linear algebra and ONNX Runtime. One rule, the Rust core's
+    (`_fidrs.configured_threads`, src/threads.rs): unset or empty means every CPU this process may use,
+    otherwise a whole number from 1 to `_fidrs.MAX_THREADS_PER_CPU` × those CPUs; anything else is
+    InvalidInputError naming the variable and the bound. Read once per process."""
     from . import _fidrs
 
-    configured = getattr(_fidrs, "configured_threads", None)
-    if configured is not None:
-        return configured()
-    return _thread_count("FIDRS_NUM_THREADS")
+    return _fidrs.configured_threads()
 
 
 def _suffix(backbone: str) -> str:

@@ -68,13 +68,25 @@ def frechet_distance(
     error bound is below `tolerance` (relative). Neither falls back to another method: a Σ that is not
     positive semi-definite raises InvalidInputError.
 
+    `sigma1`/`sigma2` may be `fidrs._fidrs.Covariance` objects (checked and factorised once, e.g. by
+    `check_statistics`): the distance then reuses their factorisation. Arrays are checked here, around their
+    mean, at the float32 round-off level (their storage precision is not known). Options that cannot work
+    (`max_iterations` < 1, `tolerance` outside (0, 1), an unknown method) are refused before any work.
+
     With `return_info=True` returns a dict: value, method, factorisation, rank, iterations, residual (the
-    Newton–Schulz relative error bound), clipped_mass (round-off dropped), stop_reason, seconds.
+    Newton–Schulz relative error bound), clipped_mass (round-off dropped), stop_reason, seconds,
+    seconds_by_step.
     """
     if method not in METHODS:
         raise InvalidInputError(f"method must be one of {METHODS}, got {method!r}")
-    _check_iteration_limits(tolerance, max_iterations)
-    arrays = [np.ascontiguousarray(a, dtype=np.float64) for a in (mu1, sigma1, mu2, sigma2)]
+    _check_iteration_limits(tolerance, max_iterations)  # the types, then the Rust core's own rule:
+    _fidrs.check_frechet_options(AUTO_METHOD if method in ("auto", "scipy") else method, tolerance, max_iterations)
+    checked = [isinstance(s, _fidrs.Covariance) for s in (sigma1, sigma2)]
+    if method == "scipy" and any(checked):
+        raise InvalidInputError("method='scipy' (pytorch-fid's sqrtm) needs the covariance arrays, not Covariance")
+    mu1, mu2 = (np.ascontiguousarray(m, dtype=np.float64) for m in (mu1, mu2))
+    sigma1, sigma2 = (s if c else np.ascontiguousarray(s, dtype=np.float64) for s, c in zip((sigma1, sigma2), checked))
+    arrays = [mu1, sigma1, mu2, sigma2]
     if method == "scipy":
         start = time.perf_counter()
         value = frechet_distance_scipy(*arrays)

@@ -3,6 +3,7 @@ compatible with pytorch-fid and clean-fid (`mu`, `sigma`)."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import re
@@ -22,13 +23,13 @@ from .provenance import Provenance, check_compatible
 # backbones) were all computed with the Inception.
 FORMAT_VERSION = 3
 
-# Tolerances of the checks on loaded statistics, relative to the matrix's scale. A covariance computed in
-# float64 from n samples has round-off of about n·u·‖Σ‖ (u = 1.1e-16) in its entries and eigenvalues, about
-# 1e-11·‖Σ‖ at n = 50,000; one stored in float32 has 6e-8·‖Σ‖ per entry, so up to d·6e-8·‖Σ‖ in eigenvalues.
-# The bounds below sit well above round-off and far below anything that is not a covariance (Σ = −I, a
-# non-symmetric matrix, moments that belong to other statistics).
-_SYMMETRY_RTOL = {np.float64: 1e-9, np.float32: 1e-5}
-_PSD_RTOL = {np.float64: 1e-9, np.float32: 1e-5}
+# The covariance checks (finite, symmetric, positive semi-definite up to round-off) are the Rust core's
+# `Covariance`, whose tolerances are derived in src/covariance.rs: relative to the second moments Σ_ii + μ_i²
+# (the one-pass moments cancel around μ, so a zero covariance of identical images is ±3e-15 round-off), 1e-9
+# for statistics stored in float64 and 1e-5 for float32 (each entry rounded by 6e-8). Its factorisation is
+# kept, so the Fréchet distance that follows does not factorise again.
+# The stored sums must reproduce mu and sigma to 1e-8 of their scale: the mean and covariance are recomputed
+# from them in float64 with ~n·u = 1e-11 relative round-off at n = 1e5, far below; an edit is far above.
 _MOMENTS_RTOL = 1e-8
 
 # The largest sample count a statistics file may record: float64 counts every integer exactly up to 2^53 (the mean
@@ -37,32 +38,27 @@ _MOMENTS_RTOL = 1e-8
 MAX_SAMPLES = 2**53
 
 
-def _dtype_key(array: np.ndarray):
-    return np.float32 if array.dtype.itemsize <= 4 else np.float64
+def _stored_as(array: np.ndarray) -> str:
+    return "float32" if array.dtype.itemsize <= 4 else "float64"
 
 
-def check_statistics(path: str, mu: np.ndarray, sigma: np.ndarray) -> None:
+def check_statistics(
+    path: str, mu: np.ndarray, sigma: np.ndarray, one_pass_samples: int | None = None
+) -> _fidrs.Covariance:
     """Refuse arrays that are no mean and covariance: wrong shapes, non-finite values, a non-symmetric or
-    indefinite Σ (checked by a Cholesky factorisation of Σ + δI with δ above round-off)."""
+    indefinite Σ. `one_pass_samples`: n, when Σ came from one-pass moments (fidrs' files). Returns the
+    checked, factorised covariance (for `frechet_distance`)."""
     where = display(path)
     if mu.ndim != 1 or sigma.shape != (mu.size, mu.size) or mu.size == 0:
         raise InvalidInputError(f"{where}: mu {mu.shape} and sigma {sigma.shape} do not fit together")
-    if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
-        raise InvalidInputError(f"{where}: mu or sigma holds NaN or infinite values")
-    key = _dtype_key(sigma)
-    s = np.asarray(sigma, dtype=np.float64)
-    scale = float(np.abs(s).max()) or 1.0
-    asymmetry = float(np.abs(s - s.T).max())
-    if asymmetry > _SYMMETRY_RTOL[key] * scale:
-        raise InvalidInputError(f"{where}: sigma is not symmetric (max |Σ − Σᵀ| = {asymmetry:.3g}): not a covariance")
-    shift = _PSD_RTOL[key] * max(float(np.trace(s)), scale) + np.finfo(np.float64).tiny
-    try:
-        np.linalg.cholesky((s + s.T) / 2 + shift * np.eye(len(s)))
-    except np.linalg.LinAlgError:
-        low = float(np.linalg.eigvalsh((s + s.T) / 2)[0])
-        raise InvalidInputError(
-            f"{where}: sigma is not positive semi-definite (smallest eigenvalue {low:.4g}): not a covariance"
-        ) from None
+    return _fidrs.Covariance(
+        np.asarray(sigma, dtype=np.float64),
+        np.asarray(mu, dtype=np.float64),
+        samples=one_pass_samples,
+        stored_as=_stored_as(sigma),
+        name=f"{where}: sigma",
+        mean_name=f"{where}: mu",
+    )
 
 
 def _check_sample_count(path: str, n) -> int:
@@ -75,11 +71,9 @@ def _check_sample_count(path: str, n) -> int:
 
 def _check_moments(path: str, mu: np.ndarray, sigma: np.ndarray, moments: _fidrs.Moments) -> None:
     """The stored sums must be the moments of the stored mean and covariance (else one was edited)."""
-    mean, cov = moments.mean(), moments.covariance()
-    mu_err = float(np.abs(mean - mu).max())
-    cov_err = float(np.abs(cov - sigma).max())
-    mu_scale = float(np.abs(moments.sum).max()) / moments.n + np.finfo(np.float64).tiny
-    cov_scale = float(np.abs(moments.sum_outer).max()) / (moments.n - 1) + np.finfo(np.float64).tiny
+    mu_err, cov_err, mu_scale, cov_scale = moments.deviation(mu, sigma)
+    mu_scale += np.finfo(np.float64).tiny
+    cov_scale += np.finfo(np.float64).tiny
     if mu_err > _MOMENTS_RTOL * mu_scale or cov_err > _MOMENTS_RTOL * cov_scale:
         raise InvalidInputError(
             f"{display(path)}: the stored sums and n disagree with mu/sigma "
@@ -114,6 +108,8 @@ class Stats:
     moments: _fidrs.Moments | None = None
     backbone: str | None = None  # None: unknown (pytorch-fid, clean-fid files)
     graph_sha256: str | None = None  # the graph's identity (fidrs.identity); None: not recorded
+    # sigma checked and factorised when loaded (`check_statistics`): the distance reuses the factorisation.
+    covariance: _fidrs.Covariance | None = dataclasses.field(default=None, repr=False, compare=False)
 
     @classmethod
     def from_moments(
@@ -185,10 +181,12 @@ class Stats:
         for key in ("mu", "sigma", "sum", "sum_outer"):
             if key in data and data[key].dtype.kind not in "fiu":
                 raise InvalidInputError(f"{display(path)}: {key} has dtype {data[key].dtype}, expected numbers")
-        check_statistics(path, data["mu"], data["sigma"])
+        n = _check_sample_count(path, data["n"][()]) if "n" in data else None
+        # fidrs' own files (their moments stored beside) hold one-pass statistics of n samples.
+        one_pass = n if "sum" in data and "sum_outer" in data else None
+        covariance = check_statistics(path, data["mu"], data["sigma"], one_pass)
         mu = np.asarray(data["mu"], dtype=np.float64)
         sigma = np.asarray(data["sigma"], dtype=np.float64)
-        n = _check_sample_count(path, data["n"][()]) if "n" in data else None
         mode = _text(path, data, "mode")
         sha = _text(path, data, "weights_sha256")
         backbone = _text(path, data, "backbone")
@@ -208,7 +206,7 @@ class Stats:
             except (InvalidInputError, ValueError, TypeError) as e:
                 raise InvalidInputError(f"{display(path)}: unusable moments ({e})") from None
             _check_moments(path, mu, sigma, moments)
-        return cls(mu, sigma, n, mode, sha, moments, backbone, graph)
+        return cls(mu, sigma, n, mode, sha, moments, backbone, graph, covariance)
 
     @property
     def provenance(self) -> Provenance:

@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import pickle
+import subprocess
+import sys
 
 import fidrs
 import pytest
-from fidrs import config
+from fidrs import _fidrs, config
 from fidrs.options import Options, local_options, spec
 
 # --- defect 4: checked before anything is read -------------------------------------------------------------
@@ -73,19 +76,43 @@ def test_metric_parameters_are_checked_before_any_image_is_read(nothing_is_read,
             call()
 
 
+def _threads_in_a_fresh_process(value: str | None) -> str:
+    """What `config.num_threads()` gives (or the error it raises) in a new interpreter with FIDRS_NUM_THREADS
+    = `value`: the variable is read once per process, so each value needs its own."""
+    env = {k: v for k, v in os.environ.items() if k != "FIDRS_NUM_THREADS"}
+    if value is not None:
+        env["FIDRS_NUM_THREADS"] = value
+    code = (
+        "from fidrs import config, errors\n"
+        "try:\n    print(config.num_threads())\n"
+        "except errors.InvalidInputError as e:\n    print('InvalidInputError:', e)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
 def test_thread_count_is_read_once_with_the_rust_core_s_rule(monkeypatch):
+    # One rule, the Rust core's (src/threads.rs, `_fidrs.configured_threads`): unset means every CPU this
+    # process may use; otherwise a whole number from 1 to MAX_THREADS_PER_CPU × those CPUs.
+    cpus = len(os.sched_getaffinity(0))
+    limit = _fidrs.MAX_THREADS_PER_CPU * cpus
+    assert _threads_in_a_fresh_process(None) == str(cpus)
+    assert _threads_in_a_fresh_process("3") == "3"
+    assert _threads_in_a_fresh_process(str(limit)) == str(limit)
+    # 0 (once "every core" in Rust and refused in Python), over the bound (100000 hung at import), an
+    # overflowing number (it passed) and text: refused, naming the variable and the bound.
+    for bad in ("0", str(limit + 1), "100000", "99999999999999999999", "abc"):
+        out = _threads_in_a_fresh_process(bad)
+        assert out.startswith("InvalidInputError:") and "FIDRS_NUM_THREADS" in out, (bad, out)
+        assert f"from 1 to {limit}" in out, (bad, out)
+    # Read once: a later change of the variable in this process changes nothing, even with the cache cleared.
     config.num_threads.cache_clear()
     try:
-        monkeypatch.setenv("FIDRS_NUM_THREADS", "0")  # 0: every core, as the Rust core reads it
-        assert config.num_threads() is None
-        monkeypatch.setenv("FIDRS_NUM_THREADS", "3")
-        assert config.num_threads() is None  # read once
-        config.num_threads.cache_clear()
-        assert config.num_threads() == 3
-        config.num_threads.cache_clear()
+        first = config.num_threads()
         monkeypatch.setenv("FIDRS_NUM_THREADS", "abc")
-        with pytest.raises(fidrs.InvalidInputError, match="FIDRS_NUM_THREADS"):
-            config.num_threads()
+        config.num_threads.cache_clear()
+        assert config.num_threads() == first == _fidrs.configured_threads()
     finally:
         config.num_threads.cache_clear()
 

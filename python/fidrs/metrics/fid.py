@@ -40,7 +40,12 @@ class FIDResult(Result):
 
 def _compute(sides, *, method: str) -> dict:
     a, b = sides
-    info = frechet_distance(a.mu, a.sigma, b.mu, b.sigma, method, return_info=True)
+    # A loaded file's covariance was checked and factorised once, on load (`Stats.covariance`): the distance
+    # reuses that factorisation (pytorch-fid's scipy path needs the arrays).
+    sigma_a, sigma_b = (
+        s.sigma if getattr(s, "covariance", None) is None or method == "scipy" else s.covariance for s in sides
+    )
+    info = frechet_distance(a.mu, sigma_a, b.mu, sigma_b, method, return_info=True)
     if not np.isfinite(info["value"]):
         raise NumericalError(f"the Fréchet distance came out {info['value']}")
     return {"value": info["value"], "method": info["method"], "mode_a": a.mode, "mode_b": b.mode}

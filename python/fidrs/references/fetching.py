@@ -21,7 +21,6 @@ from typing import Any
 
 from .. import config
 from ..display import display
-from ..download import DEADLINE_S, download, sha256_matches
 from ..errors import (
     IncompatibleStatsError,
     InvalidInputError,
@@ -94,6 +93,8 @@ def _pin(entry: CatalogueEntry, sha256: str | None) -> tuple[str, str] | None:
 
 
 def _check_hashes(entry: CatalogueEntry, path: Path, sha: str, pin, record: _Record | None) -> None:
+    from ..download import sha256_matches  # here: reading a local file needs no HTTP/TLS modules
+
     if entry.sha256 is not None and not sha256_matches(sha, entry.sha256):
         raise ReferenceHashMismatchError(
             f"{display(path)}: sha256 {sha}, but {entry.name} is published with {entry.sha256}: not the published "
@@ -166,6 +167,8 @@ def _unavailable(entry: CatalogueEntry, url: str, reason: str) -> ReferenceUnava
 
 
 def _download(entry: CatalogueEntry, path: Path, pin, url: str | None, deadline_s: float | None) -> Path:
+    from ..download import DEADLINE_S, download  # imported when a download runs (HTTP, TLS: ~20 ms)
+
     source = url or config.reference_url(entry.name) or entry.url
     origin = f"the file downloaded from {source} (deleted)"
 

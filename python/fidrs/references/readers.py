@@ -78,7 +78,7 @@ def _numeric(where: str, name: str, value) -> np.ndarray:
 
 def _entry(where: str, label: str, mu, sigma, n: int | None, provenance: ReferenceProvenance) -> ReferenceEntry:
     mu, sigma = _numeric(where, "mu", mu), _numeric(where, "sigma", sigma)
-    check_statistics(where, mu, sigma)
+    covariance = check_statistics(where, mu, sigma)  # checked and factorised once: the distance reuses it
     return ReferenceEntry(
         label,
         np.asarray(mu, dtype=np.float64),
@@ -86,6 +86,7 @@ def _entry(where: str, label: str, mu, sigma, n: int | None, provenance: Referen
         n,
         provenance,
         _stored(mu=mu, sigma=sigma),
+        covariance=covariance,
     )
 
 
@@ -108,8 +109,10 @@ def _sample_count(where: str, value) -> int:
 def _features_entry(features: LazyArray, label: str) -> ReferenceEntry:
     moments = moments_of(features)
     stats = Stats.from_moments(moments, None, None, None)
-    check_statistics(features.where, stats.mu, stats.sigma)
-    return ReferenceEntry(label, stats.mu, stats.sigma, moments.n, UNKNOWN, f"{label} {features.dtype} features")
+    covariance = check_statistics(features.where, stats.mu, stats.sigma)
+    return ReferenceEntry(
+        label, stats.mu, stats.sigma, moments.n, UNKNOWN, f"{label} {features.dtype} features", covariance=covariance
+    )
 
 
 # --- the formats -------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@ features."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -30,6 +31,8 @@ class ReferenceEntry:
     provenance: ReferenceProvenance
     stored: str
     stats: Stats | None = None  # a fidrs file's own statistics (moments, graph identity): given back as they are
+    # sigma as checked and factorised on reading (`check_statistics`): the Fréchet distance reuses it.
+    covariance: Any = field(default=None, repr=False, compare=False)
 
     @property
     def backbone(self) -> str:
@@ -40,7 +43,7 @@ class ReferenceEntry:
         p = self.provenance
         if self.stats is not None and (self.stats.mode, self.stats.backbone) == (p.mode, p.backbone):
             return self.stats
-        return Stats(self.mu, self.sigma, self.n, p.mode, p.weights, None, p.backbone)
+        return Stats(self.mu, self.sigma, self.n, p.mode, p.weights, None, p.backbone, covariance=self.covariance)
 
 
 @dataclass(frozen=True)
