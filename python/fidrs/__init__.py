@@ -25,6 +25,7 @@ _WHERE = {
     "precision_recall": "api",
     "memorization": "api",
     "fid_confidence": "api",
+    "cmmd": "api",
     "frechet_distance": "frechet",
     # values
     "Stats": "statistics",
@@ -93,6 +94,7 @@ __all__ = [
     "WeightsUnavailableError",
     "__version__",
     "backbones",
+    "cmmd",
     "distributed",
     "feature_set",
     "features",
@@ -131,6 +133,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from . import backbones, distributed, metrics, sources
     from ._fidrs import Moments, __version__
     from .api import (
+        cmmd,
         feature_set,
         features,
         fid_confidence,

@@ -1,5 +1,5 @@
 """The module-level functions: `fidrs.features`, `stats`, `feature_set`, `score`, `score_details` and one function
-per registered metric (`kid`, `inception_score`, `precision_recall`, `memorization`, `fid_confidence`), each a
+per registered metric (`kid`, `inception_score`, `precision_recall`, `memorization`, `fid_confidence`, `cmmd`), each a
 thin call on an `Evaluator` made from its keyword options (the fields of `fidrs.Options`)."""
 
 from __future__ import annotations
@@ -89,7 +89,7 @@ def metric_function(name: str):
         missing = [n for n in metric.inputs if n not in given]
         if missing:
             raise InvalidInputError(f"{name} needs its input(s) {', '.join(missing)}")
-        return Evaluator(**options).compute(name, *(given[n] for n in metric.inputs), **params)
+        return Evaluator(**metric.default_options(options)).compute(name, *(given[n] for n in metric.inputs), **params)
 
     kind = inspect.Parameter.POSITIONAL_OR_KEYWORD if not metric.legacy_positional else inspect.Parameter.KEYWORD_ONLY
     parameters = []
@@ -116,3 +116,4 @@ inception_score = metric_function("inception_score")
 precision_recall = metric_function("precision_recall")
 memorization = metric_function("memorization")
 fid_confidence = metric_function("fid_confidence")
+cmmd = metric_function("cmmd")

@@ -16,9 +16,10 @@ import numpy as np
 
 from . import _fidrs, config, sources
 from .display import display
+from .embedding_files import is_embedding_file, load_embeddings
 from .errors import BadImagesError, FidrsError, InvalidInputError, UnknownModeWarning
 from .feature_sets import FeatureSet
-from .metrics import LOGITS, STATISTICS, FIDResult, Result, get_metric
+from .metrics import FEATURES, LOGITS, STATISTICS, FIDResult, Result, get_metric
 from .metrics.base import no_logits
 from .options import Options, Resolved, resolve
 from .provenance import Provenance, check_compatible
@@ -93,6 +94,7 @@ class Evaluator:
             collected.report.skipped,
             backbone.name,
             model.graph_sha256,
+            collected.report.cache_hits,
         )
 
     def stats(self, inputs: InputLike) -> Stats:
@@ -285,7 +287,14 @@ class Evaluator:
             if not all(isinstance(x, FeatureSet) for x in inputs):
                 raise no_logits(spec, self.backbone.name)  # before any image is read
         labels = [sources.label(x, name) for x, name in zip(inputs, spec.inputs)]
-        given = [x if isinstance(x, (Stats, FeatureSet)) else sources.resolve(x) for x in inputs]
+        given = [
+            x
+            if isinstance(x, (Stats, FeatureSet))
+            else load_embeddings(x)  # features written earlier (CMMD's reference file): no network for them
+            if spec.reads == FEATURES and is_embedding_file(x)
+            else sources.resolve(x)
+            for x in inputs
+        ]
         # Inputs that hold statistics decide the mode the images are computed in (for every metric: the images
         # of an ADM batch are computed in its mode too, so both sides are made alike).
         runner, plan = self, None
@@ -342,6 +351,9 @@ class Evaluator:
         from .report import build_report, check_class_sizes, check_output_folder, check_reference, class_folders
 
         check_reference(root, reference)
+        if "cmmd_batch_remainder" in params:
+            rule = get_metric("cmmd").param("batch_remainder")
+            rule.check("cmmd_batch_remainder", params["cmmd_batch_remainder"])
         folders = class_folders(root)
         check_output_folder(root, folders, output)
         resolved = {name: sources.resolve(path, allow_stats=False) for name, path in folders.items()}

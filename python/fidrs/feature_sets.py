@@ -26,6 +26,7 @@ class FeatureSet:
     skipped: list[tuple[str, str]] = field(default_factory=list)
     backbone: str | None = None
     graph_sha256: str | None = None
+    cache_hits: int = 0  # images whose outputs came from the feature cache
 
     def __len__(self) -> int:
         return len(self.features)

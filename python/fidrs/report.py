@@ -24,6 +24,7 @@ from .errors import EmptyInputError, InvalidInputError
 from .feature_sets import FeatureSet
 from .files import atomic_output, atomic_write_bytes, is_within
 from .frechet import frechet_distance
+from .metrics.cmmd import BATCH_REMAINDER, cmmd_from_embeddings, used_rows
 from .metrics.kid import SUBSET_SIZE, SUBSETS, kid_from_features
 
 # t-SNE's usual perplexity; with fewer images it is lowered to (n - 1) / 3 (the neighbourhood a point's
@@ -105,6 +106,7 @@ def build_report(
     *,
     kid_subset_size: int = SUBSET_SIZE.default,
     kid_subsets: int = SUBSETS.default,
+    cmmd_batch_remainder: str = BATCH_REMAINDER.default,
     tsne_seed: int = 0,
 ) -> dict[str, Any]:
     """Compute the numbers and write the files; returns what report.json holds."""
@@ -119,10 +121,14 @@ def build_report(
     out.mkdir(parents=True, exist_ok=True)
     # Class names are names, not matplotlib math: `$…$` in one would be parsed (and `$\foo{$` abort the report).
     with matplotlib.rc_context({"text.parse_math": False}):
-        return _build(sets, reference, out, plt, TSNE, start, kid_subset_size, kid_subsets, tsne_seed)
+        return _build(
+            sets, reference, out, plt, TSNE, start, kid_subset_size, kid_subsets, cmmd_batch_remainder, tsne_seed
+        )
 
 
-def _build(sets, reference, out, plt, TSNE, start, kid_subset_size, kid_subsets, tsne_seed) -> dict[str, Any]:
+def _build(
+    sets, reference, out, plt, TSNE, start, kid_subset_size, kid_subsets, cmmd_batch_remainder, tsne_seed
+) -> dict[str, Any]:
     classes = list(sets)
     stats = {c: s.stats() for c, s in sets.items()}
 
@@ -140,6 +146,7 @@ def _build(sets, reference, out, plt, TSNE, start, kid_subset_size, kid_subsets,
         )
         for c in classes
     }
+    cmmds = {c: _cmmd_vs_reference(sets[reference], sets[c], c, cmmd_batch_remainder) for c in classes}
 
     everything = np.concatenate([s.features for s in sets.values()]).astype(np.float64)
     labels = np.concatenate([[i] * len(sets[c]) for i, c in enumerate(classes)])
@@ -215,6 +222,7 @@ def _build(sets, reference, out, plt, TSNE, start, kid_subset_size, kid_subsets,
         "kid_vs_reference": {
             c: {"mean": m, "std": s, "subset_size": subset, "subsets": kid_subsets} for c, (m, s) in kids.items()
         },
+        "cmmd_vs_reference": cmmds,
         "fid_matrix": matrix.tolist(),
         "pca": {"components_for_95_percent": components_95, "cumulative_explained_variance": cumulative[:200].tolist()},
         "tsne": {"perplexity": perplexity, "seed": tsne_seed},
@@ -225,11 +233,26 @@ def _build(sets, reference, out, plt, TSNE, start, kid_subset_size, kid_subsets,
     return report
 
 
+def _cmmd_vs_reference(reference: FeatureSet, other: FeatureSet, name: str, rule: str) -> dict[str, Any]:
+    """CMMD (the RBF MMD of `fidrs.cmmd`; CMMD proper on clip-vitl14-336) of a class against the reference, or
+    None with the reason when the batch-remainder rule leaves no image of it."""
+    try:
+        x, y = used_rows(reference, rule, "the reference class"), used_rows(other, rule, name)
+    except InvalidInputError as e:
+        return {"value": None, "n_used": None, "batch_remainder": rule, "note": str(e)}
+    value = cmmd_from_embeddings(x, y)["value"]
+    return {"value": value, "n_used": [len(x), len(y)], "batch_remainder": rule}
+
+
+def _optional(value: float | None) -> str:
+    return "—" if value is None else fixed(value, 5)
+
+
 def _write_html(out: Path, report: dict[str, Any], images: list[str]) -> None:
     rows = "".join(
         f"<tr><td>{html.escape(c)}</td><td>{report['n'][c]}</td><td>{fixed(report['fid_vs_reference'][c], 4)}</td>"
         f"<td>{fixed(report['kid_vs_reference'][c]['mean'], 5)} ± {fixed(report['kid_vs_reference'][c]['std'], 5)}</td>"
-        "</tr>"
+        f"<td>{_optional(report['cmmd_vs_reference'][c]['value'])}</td></tr>"
         for c in report["classes"]
     )
     figures = "".join(
@@ -244,5 +267,5 @@ td:first-child{{text-align:left}}img{{max-width:100%}}</style></head><body>
 <p>backbone {html.escape(str(report["backbone"]))}, mode {html.escape(report["mode"])},
 weights sha256 {report["weights_sha256"][:16]}…;
 {report["pca"]["components_for_95_percent"]} principal components carry 95 % of the feature variance.</p>
-<table><tr><th>class</th><th>n</th><th>FID</th><th>KID</th></tr>{rows}</table>{figures}</body></html>"""
+<table><tr><th>class</th><th>n</th><th>FID</th><th>KID</th><th>CMMD</th></tr>{rows}</table>{figures}</body></html>"""
     atomic_write_bytes(out / "report.html", page.encode())

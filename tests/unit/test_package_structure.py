@@ -48,6 +48,7 @@ PUBLIC = [
     "WeightsUnavailableError",
     "__version__",
     "backbones",
+    "cmmd",
     "distributed",
     "feature_set",
     "features",

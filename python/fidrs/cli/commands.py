@@ -34,9 +34,9 @@ def run(args: Namespace) -> int:
     }[args.command](args)
 
 
-def _options(args: Namespace) -> fidrs.Options:
-    """The common flags; progress bars by default when stderr is a terminal."""
-    return fidrs.Options.from_arguments(args, progress=sys.stderr.isatty())
+def _options(args: Namespace, **defaults) -> fidrs.Options:
+    """The common flags; progress bars by default when stderr is a terminal (and `defaults` where not given)."""
+    return fidrs.Options.from_arguments(args, progress=sys.stderr.isatty(), **defaults)
 
 
 def _cluster(args: Namespace) -> dict | None:
@@ -140,7 +140,9 @@ def _local_files(inputs: str) -> list[str]:
 
 def metric(args: Namespace, spec: metrics.Metric) -> int:
     start = time.perf_counter()
-    evaluator = fidrs.Evaluator(_options(args))
+    # A metric defined on one backbone (CMMD) runs on it unless --backbone or --model names another.
+    backbone = spec.default_options({"backbone": args.backbone, "model": args.model})["backbone"]
+    evaluator = fidrs.Evaluator(_options(args, backbone=backbone))
     params = {p.name: getattr(args, p.name) for p in spec.params}
     result = evaluator.compute(spec.name, *(getattr(args, name) for name in spec.inputs), **params)
     if args.json:
@@ -153,7 +155,12 @@ def metric(args: Namespace, spec: metrics.Metric) -> int:
 def report(args: Namespace) -> int:
     start = time.perf_counter()
     result = fidrs.Evaluator(_options(args)).report(
-        args.a, args.reference, args.output, kid_subset_size=args.kid_subset_size, kid_subsets=args.kid_subsets
+        args.a,
+        args.reference,
+        args.output,
+        kid_subset_size=args.kid_subset_size,
+        kid_subsets=args.kid_subsets,
+        cmmd_batch_remainder=args.cmmd_batch_remainder,
     )
     print(
         f"fidrs: report of {sum(result['n'].values())} images in {len(result['classes'])} classes written to "

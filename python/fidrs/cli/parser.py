@@ -40,8 +40,8 @@ def _add_ray(p: argparse.ArgumentParser) -> None:
 
 _STATISTICS = "statistics or reference file (.npz, .npy, EDM2 .pkl), or ref:NAME (`fidrs refs list`)"
 _INPUT_HELP = {
-    "a": f"directory, image file, glob, zip, URL, {_STATISTICS}",
-    "b": f"directory, image file, glob, zip, URL, {_STATISTICS}",
+    "a": f"directory, image file, glob, zip, URL, {_STATISTICS}; for feature metrics, a .npy embedding file",
+    "b": f"directory, image file, glob, zip, URL, {_STATISTICS}; for feature metrics, a .npy embedding file",
     "reference": "reference (real, training) images",
     "generated": "generated images",
     "images": "images",
@@ -68,7 +68,8 @@ def _add_metric(sub, metric: metrics.Metric) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="fidrs", description="Fast, exact Fréchet distances (FID, FD_DINOv2, CLIP-FID) and companion metrics."
+        prog="fidrs",
+        description="Fast, exact Fréchet distances (FID, FD_DINOv2, CLIP-FID), CMMD and companion metrics.",
     )
     parser.add_argument("--version", action="store_true", help="print the version and exit")
     sub = parser.add_subparsers(dest="command")
@@ -117,6 +118,14 @@ def build_parser() -> argparse.ArgumentParser:
     for name in ("subset_size", "subsets"):
         param = kid.param(name)
         report.add_argument(f"--kid-{name.replace('_', '-')}", type=param.parse, default=param.default, help=param.help)
+    remainder = metrics.get_metric("cmmd").param("batch_remainder")
+    report.add_argument(
+        remainder.cli_flag,
+        dest="cmmd_batch_remainder",
+        default=remainder.default,
+        choices=remainder.choices,
+        help=f"{remainder.help} (default: {remainder.default})",
+    )
     fidrs.Options.add_arguments(report)
 
     models = sub.add_parser("models", help="backbones: list with cache status, fetch ahead of time, export ONNX")

@@ -1,5 +1,5 @@
 """Metrics as a registry, one module each: `fid`, `kid`, `inception_score`, `precision_recall`, `memorization`,
-`fid_confidence`. Each declares its parameters with defaults once, what it reads of its inputs (features, class
+`fid_confidence`, `cmmd`. Each declares its parameters with defaults once, what it reads of its inputs (features, class
 logits, statistics), the protocol it is defined on, how many inputs it takes and its typed result; the Evaluator
 runs it after the one compatibility check, and the CLI and `fidrs.<metric>` functions are generated from it.
 
@@ -7,8 +7,9 @@ A new metric is one module that builds a `Metric` and calls `register_metric` (R
 
 from __future__ import annotations
 
-from . import fid, fid_confidence, inception_score, kid, memorization, precision_recall
+from . import cmmd, fid, fid_confidence, inception_score, kid, memorization, precision_recall
 from .base import FEATURES, LOGITS, STATISTICS, Estimate, MappingResult, Metric, Param, Result, choice, integer, number
+from .cmmd import CMMDResult, cmmd_from_embeddings
 from .fid import FIDResult
 from .fid_confidence import FIDConfidenceResult, fid_confidence_from_features
 from .inception_score import InceptionScoreResult, inception_score_from_logits
@@ -21,6 +22,7 @@ __all__ = [
     "FEATURES",
     "LOGITS",
     "STATISTICS",
+    "CMMDResult",
     "Estimate",
     "FIDConfidenceResult",
     "FIDResult",
@@ -33,6 +35,8 @@ __all__ = [
     "PrecisionRecallResult",
     "Result",
     "choice",
+    "cmmd",
+    "cmmd_from_embeddings",
     "fid",
     "fid_confidence",
     "fid_confidence_from_features",

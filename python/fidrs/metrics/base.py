@@ -222,6 +222,13 @@ class Metric:
     command: str | None = None  # the CLI subcommand (None: none; `fid` is `fidrs score`)
     cli_inputs: tuple[str, ...] | None = None  # the CLI's positional order if it is not `inputs` (see memorization)
     legacy_positional: bool = False  # positional Python calls are in the CLI's (old) order: warned, never swapped
+    backbone: str | None = None  # the backbone it is defined on: the default of a call that names none (CMMD)
+
+    def default_options(self, options: dict[str, Any]) -> dict[str, Any]:
+        """`options` with this metric's backbone where they name neither a backbone nor an exported graph."""
+        if self.backbone is None or options.get("backbone") is not None or options.get("model") is not None:
+            return options
+        return {**options, "backbone": self.backbone}
 
     def param(self, name: str) -> Param:
         return next(p for p in self.params if p.name == name)
