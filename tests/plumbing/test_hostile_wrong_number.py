@@ -13,7 +13,13 @@ from pathlib import Path
 import fidrs
 import numpy as np
 import pytest
-from conftest import DATA, run_cli, write_images
+from cli_in_process import run_cli_here
+from conftest import DATA, require_shared, run_cli, write_images
+
+
+def _tiny(tiny) -> tuple[str, ...]:
+    """The options naming the tiny test backbone (tests/tiny_backbone.py) and its checkpoint."""
+    return ("--backbone", "tiny", "--weights", tiny[1])
 from fidrs import _fidrs
 from PIL import Image
 
@@ -96,14 +102,15 @@ def test_truncated_jpeg_is_refused_with_pillows_reason(tmp_path):
         _fidrs.decode_image(str(cut))
 
 
-def test_truncated_photo_in_a_folder_fails_the_gate(tmp_path, weights):
+def test_truncated_photo_in_a_folder_fails_the_gate(tmp_path, tiny, capsys):
+    require_shared()  # real photos
     folder = tmp_path / "imgs"
     folder.mkdir()
     photos = sorted((DATA / "training" / "apple_red_1").glob("*.jpg"))[:4]
     for p in photos:
         (folder / p.name).write_bytes(p.read_bytes())
     (folder / photos[0].name).write_bytes(photos[0].read_bytes()[:1500])
-    out = run_cli("score", str(folder), str(folder), "--weights", weights, "--max-fid", "1e9")
+    out = run_cli_here(capsys, "score", str(folder), str(folder), *_tiny(tiny), "--max-fid", "1e9")
     assert out.returncode == 2, out.stdout
     assert f"{folder / photos[0].name}: image file is truncated" in out.stderr
     assert out.stdout == ""
@@ -167,15 +174,16 @@ def test_round_off_in_genuine_statistics_is_accepted(tmp_path):
 # ---------- the cached ONNX graph ----------
 
 
-def test_truncated_or_foreign_cached_graph_is_rebuilt(tmp_path, monkeypatch, weights):
+def test_truncated_or_foreign_cached_graph_is_rebuilt(tmp_path, monkeypatch, tiny):
     from fidrs.weights import resolve_model
 
+    backbone, weights = tiny
     monkeypatch.setenv("FIDRS_CACHE", str(tmp_path / "cache"))
-    model = resolve_model("inception", weights)
+    model = resolve_model(backbone, weights)
     original = model.onnx_path.read_bytes()
     for damage in (original[: len(original) // 2], b"not an onnx graph", original[:-1] + b"\0"):
         model.onnx_path.write_bytes(damage)
-        again = resolve_model("inception", weights)
+        again = resolve_model(backbone, weights)
         assert again.onnx_path.read_bytes() == original
 
 
@@ -203,13 +211,13 @@ def test_two_zip_members_with_one_name_are_two_images(tmp_path):
 # ---------- the exit code never depends on cache state ----------
 
 
-def test_max_pixels_applies_to_cached_images(tmp_path, weights):
+def test_max_pixels_applies_to_cached_images(tmp_path, tiny, capsys, monkeypatch):
     folder = write_images(tmp_path / "imgs", 3, size=(40, 30))
-    env = {"FIDRS_CACHE": str(tmp_path / "cache")}
-    first = run_cli("score", str(folder), str(folder), "--weights", weights, env=env)
+    monkeypatch.setenv("FIDRS_CACHE", str(tmp_path / "cache"))
+    first = run_cli_here(capsys, "score", str(folder), str(folder), *_tiny(tiny))
     assert first.returncode == 0, first.stderr  # every image is now cached
     for attempt in range(2):  # cold and warm: the same refusal
-        out = run_cli("score", str(folder), str(folder), "--weights", weights, "--max-pixels", "1000", env=env)
+        out = run_cli_here(capsys, "score", str(folder), str(folder), *_tiny(tiny), "--max-pixels", "1000")
         assert out.returncode == 2, (attempt, out.stderr)
         assert "exceeds the limit of 1000" in out.stderr and str(folder / "00.png") in out.stderr
 
