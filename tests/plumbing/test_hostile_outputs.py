@@ -49,8 +49,10 @@ def test_output_in_a_missing_folder_is_exit_2(tmp_path):
     assert out.returncode == 2 and f"the folder {tmp_path / 'missing'} does not exist" in out.stderr
 
 
-def test_concurrent_downloads_each_rename_a_verified_file(tmp_path, weights):
-    payload = open(weights, "rb").read()
+def test_concurrent_downloads_each_rename_a_verified_file(tmp_path):
+    # Any bytes do: a published sha256 prefix is all that is checked. 16 MiB sent in 1 MiB writes keeps the three
+    # downloads overlapping (each is 16 writes long), as the real checkpoint's 95 MB did.
+    payload = np.random.default_rng(0).integers(0, 256, 16 << 20, dtype=np.uint8).tobytes()
     digest = hashlib.sha256(payload).hexdigest()
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -72,7 +74,9 @@ def test_concurrent_downloads_each_rename_a_verified_file(tmp_path, weights):
     def download():
         try:
             w.download_weights(
-                inception_with(sha256=digest[:8]), f"http://127.0.0.1:{server.server_port}/w.pth", destination
+                inception_with(sha256=digest[:8], max_bytes=len(payload)),
+                f"http://127.0.0.1:{server.server_port}/w.pth",
+                destination,
             )
         except Exception as e:  # noqa: BLE001 - collected and asserted below
             errors.append(e)
