@@ -6,7 +6,9 @@ installs are removed afterwards, so one test's calls never print into another's 
     out = run_cli_here(capsys, "score", a, b, "--backbone", "tiny", "--weights", checkpoint, "--json")
     assert out.returncode == 0 and json.loads(out.stdout)["n_a"] == 3
 
-Tests of the process itself (signals, a closed pipe, no ONNX Runtime, `--version`) still start a subprocess."""
+`deadline_s` bounds a call that could hang (a FIFO, a device): past it, faulthandler prints every thread's
+traceback and ends the test run, rather than waiting forever. Tests of the process itself (signals, a closed
+pipe, no ONNX Runtime, `--version`) still start a subprocess."""
 
 from __future__ import annotations
 
@@ -27,13 +29,17 @@ def _print_warning(message, category, filename, lineno, file=None, line=None):
     sys.stderr.write(warnings.formatwarning(message, category, filename, lineno, line))
 
 
-def run_cli_here(capsys, *argv: str) -> Result:
+def run_cli_here(capsys, *argv: str, deadline_s: float | None = None) -> Result:
+    import faulthandler
+
     from fidrs.cli import main
 
     capsys.readouterr()  # what the test printed before is not the command's output
     log = logging.getLogger("fidrs")
     handlers, level, propagate = list(log.handlers), log.level, log.propagate
     formatwarning = warnings.formatwarning
+    if deadline_s is not None:
+        faulthandler.dump_traceback_later(deadline_s, exit=True, file=sys.__stderr__)
     try:
         with warnings.catch_warnings():
             warnings.showwarning = _print_warning
@@ -42,6 +48,8 @@ def run_cli_here(capsys, *argv: str) -> Result:
             except SystemExit as e:  # argparse's usage errors
                 code = e.code if isinstance(e.code, int) else 2
     finally:
+        if deadline_s is not None:
+            faulthandler.cancel_dump_traceback_later()
         log.handlers[:] = handlers
         log.setLevel(level)
         log.propagate = propagate

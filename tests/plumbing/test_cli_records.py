@@ -4,10 +4,8 @@ JSON object), the GitHub Actions job summary, and `--jsonl` records. On the tiny
 
 from __future__ import annotations
 
-import faulthandler
 import json
 import os
-import sys
 
 import pytest
 from cli_in_process import run_cli_here
@@ -18,7 +16,7 @@ from conftest import write_images
 def cli(tiny, capsys):
     """`cli(*args)`: the command on the tiny backbone, in process."""
     _, checkpoint = tiny
-    return lambda *args: run_cli_here(capsys, *args, "--backbone", "tiny", "--weights", checkpoint)
+    return lambda *args, **kw: run_cli_here(capsys, *args, "--backbone", "tiny", "--weights", checkpoint, **kw)
 
 
 def test_forced_progress_bar_never_touches_json_stdout_and_records_are_appended(cli, tmp_path, monkeypatch):
@@ -56,11 +54,5 @@ def test_a_jsonl_that_is_a_fifo_is_refused_not_waited_on(cli, tmp_path):
     a, b = write_images(tmp_path / "a", 3, seed=1), write_images(tmp_path / "b", 3, seed=2)
     fifo = tmp_path / "log.jsonl"
     os.mkfifo(fifo)
-    faulthandler.dump_traceback_later(
-        120, exit=True, file=sys.__stderr__
-    )  # in process, a wait on the FIFO would hang the test run
-    try:
-        out = cli("score", str(a), str(b), "--jsonl", str(fifo))
-    finally:
-        faulthandler.cancel_dump_traceback_later()
+    out = cli("score", str(a), str(b), "--jsonl", str(fifo), deadline_s=120)  # a wait on the FIFO: ended at 120 s
     assert out.returncode == 2 and str(fifo) in out.stderr and "Traceback" not in out.stderr

@@ -5,7 +5,6 @@ overall deadline and a size cap. The refusals run in process on the tiny test ba
 
 from __future__ import annotations
 
-import faulthandler
 import http.server
 import os
 import signal
@@ -27,11 +26,7 @@ from fidrs.sources import resolve as resolve_source
 def _tiny_cli_bounded(capsys, checkpoint, *args):
     """The command on the tiny backbone, in process; a hang (the bug these tests look for) ends the test run with
     a traceback after 120 s instead of waiting forever."""
-    faulthandler.dump_traceback_later(120, exit=True, file=sys.__stderr__)
-    try:
-        return run_cli_here(capsys, *args, "--backbone", "tiny", "--weights", checkpoint)
-    finally:
-        faulthandler.cancel_dump_traceback_later()
+    return run_cli_here(capsys, *args, "--backbone", "tiny", "--weights", checkpoint, deadline_s=120)
 
 
 def test_fifo_named_png_is_a_named_bad_file_not_a_hang(tmp_path, tiny, capsys):

@@ -1,5 +1,6 @@
 """Class 7 of the hardening issue: every bad input is exit 2 with one message naming the thing and the reason,
-never exit 3 with a traceback; names are printed escaped; an unknown mode is said, not guessed. Where images are read: the tiny test backbone, the CLI in process."""
+never exit 3 with a traceback; names are printed escaped; an unknown mode is said, not guessed. Where images are
+read: the tiny test backbone (tests/tiny_backbone.py), the CLI in process."""
 
 from __future__ import annotations
 

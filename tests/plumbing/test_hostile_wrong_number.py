@@ -15,13 +15,14 @@ import numpy as np
 import pytest
 from cli_in_process import run_cli_here
 from conftest import DATA, require_shared, run_cli, write_images
+from fidrs import _fidrs
+from PIL import Image
 
 
 def _tiny(tiny) -> tuple[str, ...]:
     """The options naming the tiny test backbone (tests/tiny_backbone.py) and its checkpoint."""
     return ("--backbone", "tiny", "--weights", tiny[1])
-from fidrs import _fidrs
-from PIL import Image
+
 
 # ---------- truncated files: the same verdict as Image.open(p).convert("RGB") ----------
 
