@@ -41,7 +41,7 @@ def good(tmp_path):
         ("nokeys.npz", "nokeys", "needs 'mu' and 'sigma'"),
     ],
 )
-def test_broken_statistics_files(tmp_path, good, name, content, reason):
+def test_broken_statistics_files(tmp_path, good, name, content, reason, capsys):
     path = tmp_path / name
     if content is None:
         np.save(tmp_path / "x.npy", np.eye(3))
@@ -52,7 +52,7 @@ def test_broken_statistics_files(tmp_path, good, name, content, reason):
         np.savez(path, other=np.eye(3))
     else:
         path.write_bytes(content)
-    _assert_bad_input(run_cli("score", str(path), good), str(path), reason)
+    _assert_bad_input(run_cli_here(capsys, "score", str(path), good), str(path), reason)
 
 
 def test_checkpoint_with_a_wrong_tensor_shape_names_the_key(weights, tmp_path, monkeypatch):

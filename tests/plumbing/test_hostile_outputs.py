@@ -11,6 +11,7 @@ import threading
 import fidrs
 import numpy as np
 import pytest
+from cli_in_process import run_cli_here
 from conftest import inception_with, run_cli
 from fidrs import weights as w
 from fidrs.backbones import get as _backbone
@@ -43,9 +44,9 @@ def test_failed_write_leaves_the_previous_file_intact(tmp_path, command):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npz", "b.npz", "out.npz"]  # no temporary left
 
 
-def test_output_in_a_missing_folder_is_exit_2(tmp_path):
+def test_output_in_a_missing_folder_is_exit_2(tmp_path, capsys):
     a = _stats_file(tmp_path / "a.npz", 8, 0)
-    out = run_cli("merge", a, "-o", str(tmp_path / "missing" / "out.npz"))
+    out = run_cli_here(capsys, "merge", a, "-o", str(tmp_path / "missing" / "out.npz"))
     assert out.returncode == 2 and f"the folder {tmp_path / 'missing'} does not exist" in out.stderr
 
 

@@ -14,7 +14,7 @@ import fidrs
 import numpy as np
 import pytest
 from cli_in_process import run_cli_here
-from conftest import DATA, require_shared, run_cli, write_images
+from conftest import DATA, require_shared, write_images
 from fidrs import _fidrs
 from PIL import Image
 
@@ -149,25 +149,25 @@ def good_stats(tmp_path):
     ],
     ids=["negative-definite", "asymmetric", "mu-edited", "n-edited", "negative-n", "nan", "shape"],
 )
-def test_statistics_that_are_no_covariance_are_refused(tmp_path, good_stats, edit, reason):
+def test_statistics_that_are_no_covariance_are_refused(tmp_path, good_stats, edit, reason, capsys):
     data = dict(np.load(good_stats))
     edit(data)
     bad = _save(tmp_path / "bad.npz", **data)
     for command in (["score", bad, str(good_stats)], ["merge", bad, str(good_stats), "-o", str(tmp_path / "m.npz")]):
-        out = run_cli(*command)
+        out = run_cli_here(capsys, *command)
         assert out.returncode == 2, out
         assert bad in out.stderr and reason in out.stderr
     assert not (tmp_path / "m.npz").exists()
 
 
-def test_round_off_in_genuine_statistics_is_accepted(tmp_path):
+def test_round_off_in_genuine_statistics_is_accepted(tmp_path, capsys):
     """pytorch-fid's own recipe (np.cov of float32 features), rank deficient (n < d), stored as float32 too."""
     rng = np.random.default_rng(2)
     feats = rng.standard_normal((40, 64)).astype(np.float32)
     mu, sigma = feats.mean(0), np.cov(feats, rowvar=False)
     a = _save(tmp_path / "a.npz", mu=mu, sigma=sigma)
     b = _save(tmp_path / "b.npz", mu=mu.astype(np.float32), sigma=sigma.astype(np.float32))
-    out = run_cli("score", a, b, "--json")
+    out = run_cli_here(capsys, "score", a, b, "--json")
     assert out.returncode == 0, out.stderr
     assert abs(json.loads(out.stdout)["fid"]) < 1e-3
 
@@ -238,9 +238,9 @@ def test_max_pixels_applies_to_cached_images(tmp_path, tiny, capsys, monkeypatch
         ["--bootstrap", "0"],
     ],
 )
-def test_meaningless_score_options_are_usage_errors(tmp_path, args):
+def test_meaningless_score_options_are_usage_errors(tmp_path, args, capsys):
     a = _save(tmp_path / "a.npz", mu=np.zeros(2), sigma=np.eye(2))
-    out = run_cli("score", a, a, *args)
+    out = run_cli_here(capsys, "score", a, a, *args)
     assert out.returncode == 2 and args[0] in out.stderr, out
 
 
@@ -254,8 +254,8 @@ def test_meaningless_score_options_are_usage_errors(tmp_path, args):
         ["memorization", "X", "X", "--threshold", "nan"],
     ],
 )
-def test_meaningless_metric_options_are_usage_errors(command):
-    out = run_cli(*command)
+def test_meaningless_metric_options_are_usage_errors(command, capsys):
+    out = run_cli_here(capsys, *command)
     assert out.returncode == 2 and f"argument {command[-2]}: expected" in out.stderr, out
 
 
