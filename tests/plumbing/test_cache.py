@@ -1,15 +1,15 @@
-"""The feature cache: hits give identical features, changed files are recomputed, corruption is repaired."""
+"""The feature cache: hits give identical features, changed files are recomputed, corruption is repaired. Runs on
+the tiny test backbone (tests/tiny_backbone.py), the CLI in process."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-import sys
 
 import fidrs
 import numpy as np
 import pytest
+from cli_in_process import run_cli_here
 from fidrs.cache import features_dir
 from fidrs.feature_pass import FeaturePass, PassReport
 from fidrs.sources import resolve as resolve_source
@@ -31,14 +31,15 @@ def _folder(root, count, seed=0):
 
 
 def _pass(inputs, weights, **options):
-    extractor = FeaturePass(fidrs.Options(weights=weights, batch_size=4, **options).resolve())
+    extractor = FeaturePass(fidrs.Options(backbone="tiny", weights=weights, batch_size=4, **options).resolve())
     report = PassReport()
     rows = [(idx, columns[0]) for idx, columns in extractor.iter_batches(resolve_source(inputs), report)]
     features = np.concatenate([f for _, f in rows])
     return features, report
 
 
-def test_second_pass_is_served_from_the_cache_with_identical_features(tmp_path, private_cache, weights):
+def test_second_pass_is_served_from_the_cache_with_identical_features(tmp_path, private_cache, tiny):
+    _, weights = tiny
     folder = _folder(tmp_path / "imgs", 10)
     first, report1 = _pass(str(folder), weights)
     second, report2 = _pass(str(folder), weights)
@@ -49,20 +50,22 @@ def test_second_pass_is_served_from_the_cache_with_identical_features(tmp_path, 
     np.testing.assert_array_equal(first, uncached)
 
 
-def test_changed_files_and_other_modes_are_recomputed(tmp_path, private_cache, weights):
+def test_changed_files_and_other_modes_are_recomputed(tmp_path, private_cache, tiny):
+    _, weights = tiny
     folder = _folder(tmp_path / "imgs", 6)
     _pass(str(folder), weights)
     Image.fromarray(np.zeros((30, 30, 3), np.uint8)).save(folder / "03.png")  # new content, same name
     features, report = _pass(str(folder), weights)
     assert report.cache_hits == 5
     np.testing.assert_array_equal(
-        features[3], fidrs.features([str(folder / "03.png")], weights=weights, cache=False)[0]
+        features[3], fidrs.features([str(folder / "03.png")], backbone="tiny", weights=weights, cache=False)[0]
     )
-    _, clean_report = _pass(str(folder), weights, mode="clean")
+    _, clean_report = _pass(str(folder), weights, mode="padded")
     assert clean_report.cache_hits == 0  # another mode, another cache
 
 
-def test_corrupt_entries_are_detected_and_recomputed(tmp_path, private_cache, weights):
+def test_corrupt_entries_are_detected_and_recomputed(tmp_path, private_cache, tiny):
+    _, weights = tiny
     folder = _folder(tmp_path / "imgs", 4)
     first, _ = _pass(str(folder), weights)
     (database,) = features_dir().glob("*.sqlite")
@@ -73,26 +76,31 @@ def test_corrupt_entries_are_detected_and_recomputed(tmp_path, private_cache, we
     np.testing.assert_array_equal(first, again)
 
 
-def test_cli_reports_hits_and_cache_commands(tmp_path, private_cache, weights):
+def test_cli_reports_hits_and_cache_commands(tmp_path, private_cache, tiny, capsys):
+    _, weights = tiny
     a, b = _folder(tmp_path / "a", 4), _folder(tmp_path / "b", 4, seed=1)
-    cmd = [sys.executable, "-m", "fidrs.cli", "score", str(a), str(b), "--weights", weights, "--json"]
-    first = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
-    second = json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+    cmd = ["score", str(a), str(b), "--backbone", "tiny", "--weights", weights, "--json"]
+
+    def run(*argv):
+        out = run_cli_here(capsys, *argv)
+        assert out.returncode == 0, out.stderr
+        return out.stdout
+
+    first = json.loads(run(*cmd))
+    second = json.loads(run(*cmd))
     assert first["cache_hits"] == 0 and second["cache_hits"] == 8
     assert second["fid"] == first["fid"]
-    off = json.loads(subprocess.run(cmd + ["--no-cache"], capture_output=True, text=True, check=True).stdout)
+    off = json.loads(run(*cmd, "--no-cache"))
     assert off["cache_hits"] == 0 and off["fid"] == first["fid"]
-    info = json.loads(
-        subprocess.run(
-            [sys.executable, "-m", "fidrs.cli", "cache", "info"], capture_output=True, text=True, check=True
-        ).stdout
-    )
-    assert info["entries"] == 8 and info["bytes"] > 8 * 2048 * 4
-    subprocess.run([sys.executable, "-m", "fidrs.cli", "cache", "clear"], check=True, capture_output=True)
+    info = json.loads(run("cache", "info"))
+    # each entry holds at least the tiny network's float32 outputs: 8 features + 4 logits
+    assert info["entries"] == 8 and info["bytes"] > 8 * (8 + 4) * 4
+    run("cache", "clear")
     assert not list(features_dir().glob("*.sqlite"))
 
 
-def test_unreadable_file_is_reported_with_its_reason_when_caching(tmp_path, private_cache, weights):
+def test_unreadable_file_is_reported_with_its_reason_when_caching(tmp_path, private_cache, tiny):
+    _, weights = tiny
     folder = _folder(tmp_path / "imgs", 3)
     (folder / "gone.png").symlink_to(tmp_path / "does-not-exist.png")  # listed, but cannot be opened
     with pytest.raises(fidrs.BadImagesError) as info:

@@ -131,18 +131,20 @@ def _tampered_copy(exported: Path, out: Path) -> Path:
     return out
 
 
-def test_a_tampered_graph_neither_poisons_the_cache_nor_passes_as_honest(weights, tmp_path, monkeypatch):
+def test_a_tampered_graph_neither_poisons_the_cache_nor_passes_as_honest(tiny, tmp_path, monkeypatch, capsys):
+    from cli_in_process import run_cli_here
+
+    _, weights = tiny
     monkeypatch.setenv("FIDRS_CACHE", str(tmp_path / "cache"))
     exported = tmp_path / "honest.onnx"
-    from conftest import run_cli
-
-    assert run_cli("models", "export", "inception", "--weights", weights, "-o", str(exported)).returncode == 0
+    assert run_cli_here(capsys, "models", "export", "tiny", "--weights", weights, "-o", str(exported)).returncode == 0
     evil = _tampered_copy(exported, tmp_path / "evil.onnx")
     images = write_images(tmp_path / "imgs", 3)
-    honest_cold = fidrs.features(str(images), weights=weights, cache=False)
+    honest_cold = fidrs.features(str(images), backbone="tiny", weights=weights, cache=False)
     poisoned = fidrs.stats(str(images), model=str(evil))  # fills the cache under the tampered graph's key
-    honest = fidrs.stats(str(images), weights=weights)
-    np.testing.assert_array_equal(fidrs.features(str(images), weights=weights), honest_cold)
+    assert not np.array_equal(poisoned.mu, honest_cold.astype(np.float64).mean(0))  # the tampering shows
+    honest = fidrs.stats(str(images), backbone="tiny", weights=weights)
+    np.testing.assert_array_equal(fidrs.features(str(images), backbone="tiny", weights=weights), honest_cold)
     assert poisoned.weights_sha256 == honest.weights_sha256  # what the forged metadata claims
     assert poisoned.graph_sha256 != honest.graph_sha256
     with pytest.raises(fidrs.IncompatibleStatsError, match="graph"):
@@ -150,6 +152,6 @@ def test_a_tampered_graph_neither_poisons_the_cache_nor_passes_as_honest(weights
     saved = tmp_path / "poisoned.npz"
     poisoned.save(saved)
     with pytest.raises(fidrs.IncompatibleStatsError, match="graph"):
-        fidrs.score(str(saved), str(images), weights=weights)
+        fidrs.score(str(saved), str(images), backbone="tiny", weights=weights)
     # The honest export is the same graph as the one built from the checkpoint: one identity.
     assert fidrs.stats(str(images), model=str(exported)).graph_sha256 == honest.graph_sha256

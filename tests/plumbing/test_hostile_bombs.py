@@ -15,6 +15,7 @@ import zipfile
 import fidrs
 import numpy as np
 import pytest
+from cli_in_process import run_cli_here
 from conftest import run_cli, write_images
 from fidrs import _fidrs
 from fidrs.backbones import preprocessing
@@ -45,7 +46,7 @@ def test_gif_frame_leaving_its_screen_gets_pillows_verdict(tmp_path):
     assert ok == [] and "truncated" in failures[0][1]
 
 
-def test_oversized_zip_member_is_refused_before_it_is_inflated(tmp_path, weights):
+def test_oversized_zip_member_is_refused_before_it_is_inflated(tmp_path, tiny, capsys):
     archive = tmp_path / "bomb.zip"
     with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as z:
         for name in ("a.png", "b.png"):
@@ -55,7 +56,9 @@ def test_oversized_zip_member_is_refused_before_it_is_inflated(tmp_path, weights
         z.writestr("big.png", b"\0" * (40 << 20))  # 40 MiB of zeros: a 40 KB entry
     assert archive.stat().st_size < 200_000
     cap = _fidrs.max_file_bytes(1000)
-    out = run_cli("score", str(archive), str(archive), "--weights", weights, "--max-pixels", "1000")
+    out = run_cli_here(
+        capsys, "score", str(archive), str(archive), "--backbone", "tiny", "--weights", tiny[1], "--max-pixels", "1000"
+    )
     assert out.returncode == 2
     assert f"{archive}:big.png: zip member of {40 << 20} bytes exceeds the limit of {cap} bytes" in out.stderr
 

@@ -1,6 +1,7 @@
 """Class 2 of the hardening issue: nothing hangs. Non-regular files are refused by name, link cycles end and
 count each real file once, Ctrl-C ends a run within a second with exit 130, and the weights download has an
-overall deadline and a size cap."""
+overall deadline and a size cap. The refusals run in process on the tiny test backbone; Ctrl-C is sent to a
+`fidrs` process (the Inception keeps its network busy long enough to be interrupted mid-run)."""
 
 from __future__ import annotations
 
@@ -15,25 +16,32 @@ from pathlib import Path
 
 import fidrs
 import pytest
-from conftest import inception_with, run_cli, write_images
+from cli_in_process import run_cli_here
+from conftest import inception_with, write_images
 from fidrs import weights as w
 from fidrs.errors import WeightsUnavailableError
 from fidrs.sources import resolve as resolve_source
 
 
-def test_fifo_named_png_is_a_named_bad_file_not_a_hang(tmp_path, weights):
+def _tiny_cli_bounded(capsys, checkpoint, *args):
+    """The command on the tiny backbone, in process; a hang (the bug these tests look for) ends the test run with
+    a traceback after 120 s instead of waiting forever."""
+    return run_cli_here(capsys, *args, "--backbone", "tiny", "--weights", checkpoint, deadline_s=120)
+
+
+def test_fifo_named_png_is_a_named_bad_file_not_a_hang(tmp_path, tiny, capsys):
     folder = write_images(tmp_path / "imgs", 3)
     fifo = folder / "pipe.png"
     os.mkfifo(fifo)
-    out = run_cli("score", str(folder), str(folder), "--weights", weights, timeout=120)
+    out = _tiny_cli_bounded(capsys, tiny[1], "score", str(folder), str(folder))
     assert out.returncode == 2, out.stderr
     assert f"{fifo}: a FIFO, not a regular file" in out.stderr
 
 
-def test_device_file_linked_as_image_is_refused(tmp_path, weights):
+def test_device_file_linked_as_image_is_refused(tmp_path, tiny, capsys):
     folder = write_images(tmp_path / "imgs", 3)
     (folder / "z.jpg").symlink_to("/dev/zero")
-    out = run_cli("score", str(folder), str(folder), "--weights", weights, timeout=120)
+    out = _tiny_cli_bounded(capsys, tiny[1], "score", str(folder), str(folder))
     assert out.returncode == 2
     assert f"{folder / 'z.jpg'}: a device, not a regular file" in out.stderr
 

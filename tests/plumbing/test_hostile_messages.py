@@ -1,5 +1,6 @@
 """Class 7 of the hardening issue: every bad input is exit 2 with one message naming the thing and the reason,
-never exit 3 with a traceback; names are printed escaped; an unknown mode is said, not guessed."""
+never exit 3 with a traceback; names are printed escaped; an unknown mode is said, not guessed. Where images are
+read: the tiny test backbone (tests/tiny_backbone.py), the CLI in process."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import sys
 import fidrs
 import numpy as np
 import pytest
+from cli_in_process import run_cli_here
 from conftest import run_cli, write_images
 from fidrs.backbones.inception_graph import build_fid_inception
 from fidrs.errors import WeightsError
@@ -39,7 +41,7 @@ def good(tmp_path):
         ("nokeys.npz", "nokeys", "needs 'mu' and 'sigma'"),
     ],
 )
-def test_broken_statistics_files(tmp_path, good, name, content, reason):
+def test_broken_statistics_files(tmp_path, good, name, content, reason, capsys):
     path = tmp_path / name
     if content is None:
         np.save(tmp_path / "x.npy", np.eye(3))
@@ -50,7 +52,7 @@ def test_broken_statistics_files(tmp_path, good, name, content, reason):
         np.savez(path, other=np.eye(3))
     else:
         path.write_bytes(content)
-    _assert_bad_input(run_cli("score", str(path), good), str(path), reason)
+    _assert_bad_input(run_cli_here(capsys, "score", str(path), good), str(path), reason)
 
 
 def test_checkpoint_with_a_wrong_tensor_shape_names_the_key(weights, tmp_path, monkeypatch):
@@ -87,22 +89,25 @@ def test_bad_thread_count_names_the_variable(good):
     _assert_bad_input(out, "FIDRS_NUM_THREADS", "'abc'")
 
 
-def test_newline_in_a_file_name_cannot_forge_an_output_line(tmp_path, weights):
+def test_newline_in_a_file_name_cannot_forge_an_output_line(tmp_path, tiny, capsys):
     folder = write_images(tmp_path / "imgs", 3)
     (folder / "x\nfidrs: 0.000000 PASS.png").write_bytes(b"not an image")
-    out = run_cli("score", str(folder), str(folder), "--weights", weights)
+    out = run_cli_here(capsys, "score", str(folder), str(folder), "--backbone", "tiny", "--weights", tiny[1])
     _assert_bad_input(out, "x\\nfidrs: 0.000000 PASS.png")
     assert not any(line.startswith("fidrs: 0.000000") for line in out.stderr.splitlines())
 
 
-def test_statistics_without_a_mode_are_reported_as_unknown(tmp_path, weights):
-    folder = write_images(tmp_path / "imgs", 4)
-    s = fidrs.stats(str(folder), weights=weights, mode="clean")
+def test_statistics_without_a_mode_are_reported_as_unknown(tmp_path, tiny, capsys):
+    # 12 images: a full-rank covariance of the tiny network's 8 features (no small-sample warning)
+    folder = write_images(tmp_path / "imgs", 12)
+    _, weights = tiny
+    s = fidrs.stats(str(folder), backbone="tiny", weights=weights, mode="padded")
     legacy = tmp_path / "pytorch_fid_style.npz"
     np.savez(legacy, mu=s.mu, sigma=s.sigma)  # what pytorch-fid writes: no mode, no n
-    out = run_cli("score", str(legacy), str(folder), "--weights", weights, "--mode", "clean", "--json")
+    args = ["score", str(legacy), str(folder), "--backbone", "tiny", "--weights", weights, "--mode", "padded"]
+    out = run_cli_here(capsys, *args, "--json")
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
-    assert result["mode_a"] is None and result["mode_b"] == "clean" and result["mode"] is None
+    assert result["mode_a"] is None and result["mode_b"] == "padded" and result["mode"] is None
     assert "records no preprocessing mode" in out.stderr and "unknown" in out.stderr
     assert abs(result["fid"]) < 1e-6 * max(1.0, float(np.trace(s.sigma)))

@@ -11,6 +11,7 @@ import threading
 import fidrs
 import numpy as np
 import pytest
+from cli_in_process import run_cli_here
 from conftest import inception_with, run_cli
 from fidrs import weights as w
 from fidrs.backbones import get as _backbone
@@ -43,14 +44,16 @@ def test_failed_write_leaves_the_previous_file_intact(tmp_path, command):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npz", "b.npz", "out.npz"]  # no temporary left
 
 
-def test_output_in_a_missing_folder_is_exit_2(tmp_path):
+def test_output_in_a_missing_folder_is_exit_2(tmp_path, capsys):
     a = _stats_file(tmp_path / "a.npz", 8, 0)
-    out = run_cli("merge", a, "-o", str(tmp_path / "missing" / "out.npz"))
+    out = run_cli_here(capsys, "merge", a, "-o", str(tmp_path / "missing" / "out.npz"))
     assert out.returncode == 2 and f"the folder {tmp_path / 'missing'} does not exist" in out.stderr
 
 
-def test_concurrent_downloads_each_rename_a_verified_file(tmp_path, weights):
-    payload = open(weights, "rb").read()
+def test_concurrent_downloads_each_rename_a_verified_file(tmp_path):
+    # Any bytes do: a published sha256 prefix is all that is checked. 16 MiB sent in 1 MiB writes keeps the three
+    # downloads overlapping (each is 16 writes long), as the real checkpoint's 95 MB did.
+    payload = np.random.default_rng(0).integers(0, 256, 16 << 20, dtype=np.uint8).tobytes()
     digest = hashlib.sha256(payload).hexdigest()
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -72,7 +75,9 @@ def test_concurrent_downloads_each_rename_a_verified_file(tmp_path, weights):
     def download():
         try:
             w.download_weights(
-                inception_with(sha256=digest[:8]), f"http://127.0.0.1:{server.server_port}/w.pth", destination
+                inception_with(sha256=digest[:8], max_bytes=len(payload)),
+                f"http://127.0.0.1:{server.server_port}/w.pth",
+                destination,
             )
         except Exception as e:  # noqa: BLE001 - collected and asserted below
             errors.append(e)

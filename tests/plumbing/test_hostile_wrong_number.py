@@ -13,9 +13,16 @@ from pathlib import Path
 import fidrs
 import numpy as np
 import pytest
-from conftest import DATA, run_cli, write_images
+from cli_in_process import run_cli_here
+from conftest import DATA, require_shared, write_images
 from fidrs import _fidrs
 from PIL import Image
+
+
+def _tiny(tiny) -> tuple[str, ...]:
+    """The options naming the tiny test backbone (tests/tiny_backbone.py) and its checkpoint."""
+    return ("--backbone", "tiny", "--weights", tiny[1])
+
 
 # ---------- truncated files: the same verdict as Image.open(p).convert("RGB") ----------
 
@@ -96,14 +103,15 @@ def test_truncated_jpeg_is_refused_with_pillows_reason(tmp_path):
         _fidrs.decode_image(str(cut))
 
 
-def test_truncated_photo_in_a_folder_fails_the_gate(tmp_path, weights):
+def test_truncated_photo_in_a_folder_fails_the_gate(tmp_path, tiny, capsys):
+    require_shared()  # real photos
     folder = tmp_path / "imgs"
     folder.mkdir()
     photos = sorted((DATA / "training" / "apple_red_1").glob("*.jpg"))[:4]
     for p in photos:
         (folder / p.name).write_bytes(p.read_bytes())
     (folder / photos[0].name).write_bytes(photos[0].read_bytes()[:1500])
-    out = run_cli("score", str(folder), str(folder), "--weights", weights, "--max-fid", "1e9")
+    out = run_cli_here(capsys, "score", str(folder), str(folder), *_tiny(tiny), "--max-fid", "1e9")
     assert out.returncode == 2, out.stdout
     assert f"{folder / photos[0].name}: image file is truncated" in out.stderr
     assert out.stdout == ""
@@ -141,25 +149,25 @@ def good_stats(tmp_path):
     ],
     ids=["negative-definite", "asymmetric", "mu-edited", "n-edited", "negative-n", "nan", "shape"],
 )
-def test_statistics_that_are_no_covariance_are_refused(tmp_path, good_stats, edit, reason):
+def test_statistics_that_are_no_covariance_are_refused(tmp_path, good_stats, edit, reason, capsys):
     data = dict(np.load(good_stats))
     edit(data)
     bad = _save(tmp_path / "bad.npz", **data)
     for command in (["score", bad, str(good_stats)], ["merge", bad, str(good_stats), "-o", str(tmp_path / "m.npz")]):
-        out = run_cli(*command)
+        out = run_cli_here(capsys, *command)
         assert out.returncode == 2, out
         assert bad in out.stderr and reason in out.stderr
     assert not (tmp_path / "m.npz").exists()
 
 
-def test_round_off_in_genuine_statistics_is_accepted(tmp_path):
+def test_round_off_in_genuine_statistics_is_accepted(tmp_path, capsys):
     """pytorch-fid's own recipe (np.cov of float32 features), rank deficient (n < d), stored as float32 too."""
     rng = np.random.default_rng(2)
     feats = rng.standard_normal((40, 64)).astype(np.float32)
     mu, sigma = feats.mean(0), np.cov(feats, rowvar=False)
     a = _save(tmp_path / "a.npz", mu=mu, sigma=sigma)
     b = _save(tmp_path / "b.npz", mu=mu.astype(np.float32), sigma=sigma.astype(np.float32))
-    out = run_cli("score", a, b, "--json")
+    out = run_cli_here(capsys, "score", a, b, "--json")
     assert out.returncode == 0, out.stderr
     assert abs(json.loads(out.stdout)["fid"]) < 1e-3
 
@@ -167,15 +175,16 @@ def test_round_off_in_genuine_statistics_is_accepted(tmp_path):
 # ---------- the cached ONNX graph ----------
 
 
-def test_truncated_or_foreign_cached_graph_is_rebuilt(tmp_path, monkeypatch, weights):
+def test_truncated_or_foreign_cached_graph_is_rebuilt(tmp_path, monkeypatch, tiny):
     from fidrs.weights import resolve_model
 
+    backbone, weights = tiny
     monkeypatch.setenv("FIDRS_CACHE", str(tmp_path / "cache"))
-    model = resolve_model("inception", weights)
+    model = resolve_model(backbone, weights)
     original = model.onnx_path.read_bytes()
     for damage in (original[: len(original) // 2], b"not an onnx graph", original[:-1] + b"\0"):
         model.onnx_path.write_bytes(damage)
-        again = resolve_model("inception", weights)
+        again = resolve_model(backbone, weights)
         assert again.onnx_path.read_bytes() == original
 
 
@@ -203,13 +212,13 @@ def test_two_zip_members_with_one_name_are_two_images(tmp_path):
 # ---------- the exit code never depends on cache state ----------
 
 
-def test_max_pixels_applies_to_cached_images(tmp_path, weights):
+def test_max_pixels_applies_to_cached_images(tmp_path, tiny, capsys, monkeypatch):
     folder = write_images(tmp_path / "imgs", 3, size=(40, 30))
-    env = {"FIDRS_CACHE": str(tmp_path / "cache")}
-    first = run_cli("score", str(folder), str(folder), "--weights", weights, env=env)
+    monkeypatch.setenv("FIDRS_CACHE", str(tmp_path / "cache"))
+    first = run_cli_here(capsys, "score", str(folder), str(folder), *_tiny(tiny))
     assert first.returncode == 0, first.stderr  # every image is now cached
     for attempt in range(2):  # cold and warm: the same refusal
-        out = run_cli("score", str(folder), str(folder), "--weights", weights, "--max-pixels", "1000", env=env)
+        out = run_cli_here(capsys, "score", str(folder), str(folder), *_tiny(tiny), "--max-pixels", "1000")
         assert out.returncode == 2, (attempt, out.stderr)
         assert "exceeds the limit of 1000" in out.stderr and str(folder / "00.png") in out.stderr
 
@@ -229,9 +238,9 @@ def test_max_pixels_applies_to_cached_images(tmp_path, weights):
         ["--bootstrap", "0"],
     ],
 )
-def test_meaningless_score_options_are_usage_errors(tmp_path, args):
+def test_meaningless_score_options_are_usage_errors(tmp_path, args, capsys):
     a = _save(tmp_path / "a.npz", mu=np.zeros(2), sigma=np.eye(2))
-    out = run_cli("score", a, a, *args)
+    out = run_cli_here(capsys, "score", a, a, *args)
     assert out.returncode == 2 and args[0] in out.stderr, out
 
 
@@ -245,8 +254,8 @@ def test_meaningless_score_options_are_usage_errors(tmp_path, args):
         ["memorization", "X", "X", "--threshold", "nan"],
     ],
 )
-def test_meaningless_metric_options_are_usage_errors(command):
-    out = run_cli(*command)
+def test_meaningless_metric_options_are_usage_errors(command, capsys):
+    out = run_cli_here(capsys, *command)
     assert out.returncode == 2 and f"argument {command[-2]}: expected" in out.stderr, out
 
 

@@ -1,4 +1,5 @@
-"""Every input kind resolves to the same images: directories, lists, globs, zip archives, arrays, ADM npz."""
+"""Every input kind resolves to the same images: directories, lists, globs, zip archives, arrays, ADM npz. Features
+are compared on the tiny test backbone (tests/tiny_backbone.py)."""
 
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ def test_lists_keep_their_order_and_globs_are_sorted(folder):
     assert len(globbed.paths) == 4 and globbed.paths == sorted(globbed.paths)
 
 
-def test_zip_archive_gives_the_same_features_as_the_files(folder, tmp_path, weights):
+def test_zip_archive_gives_the_same_features_as_the_files(folder, tmp_path, tiny):
+    _, weights = tiny
     archive = tmp_path / "imgs.zip"
     with zipfile.ZipFile(archive, "w") as z:
         for path in sorted(folder.rglob("*")):
@@ -53,18 +55,19 @@ def test_zip_archive_gives_the_same_features_as_the_files(folder, tmp_path, weig
         "sub/c.Jpeg",
         "sub/d.webp",
     ]
-    from_zip = fidrs.features(str(archive), weights=weights)
-    from_disk = fidrs.features(str(folder), weights=weights)
+    from_zip = fidrs.features(str(archive), backbone="tiny", weights=weights)
+    from_disk = fidrs.features(str(folder), backbone="tiny", weights=weights)
     np.testing.assert_array_equal(from_zip, from_disk)
 
 
-def test_bad_zip_member_is_named_with_its_archive(tmp_path, weights):
+def test_bad_zip_member_is_named_with_its_archive(tmp_path, tiny):
+    _, weights = tiny
     archive = tmp_path / "bad.zip"
     with zipfile.ZipFile(archive, "w") as z:
         z.writestr("ok.png", _png_bytes())
         z.writestr("broken.png", b"\x89PNG\r\n\x1a\nxx")
     with pytest.raises(fidrs.BadImagesError) as info:
-        fidrs.features(str(archive), weights=weights)
+        fidrs.features(str(archive), backbone="tiny", weights=weights)
     assert info.value.failures[0][0] == f"{archive}:broken.png"
 
 
@@ -76,13 +79,15 @@ def _png_bytes() -> bytes:
     return buf.getvalue()
 
 
-def test_adm_reference_batch_images_and_stats(tmp_path, weights):
+def test_adm_reference_batch_images_and_stats(tmp_path, tiny):
+    _, weights = tiny
     images = np.random.default_rng(1).integers(0, 256, (3, 40, 40, 3), dtype=np.uint8)
     np.savez(tmp_path / "ref_batch.npz", arr_0=images)
     source = resolve_source(str(tmp_path / "ref_batch.npz"))  # its images are read on demand, not loaded here
     assert isinstance(source, StatsFile) and source.reference.images.shape == (3, 40, 40, 3) and len(source) == 3
     np.testing.assert_array_equal(
-        fidrs.features(str(tmp_path / "ref_batch.npz"), weights=weights), fidrs.features(images, weights=weights)
+        fidrs.features(str(tmp_path / "ref_batch.npz"), backbone="tiny", weights=weights),
+        fidrs.features(images, backbone="tiny", weights=weights),
     )
     np.savez(tmp_path / "ref_stats.npz", mu=np.zeros(2048), sigma=np.eye(2048))
     assert isinstance(resolve_source(str(tmp_path / "ref_stats.npz")), StatsFile)

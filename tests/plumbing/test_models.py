@@ -12,6 +12,7 @@ from pathlib import Path
 import fidrs
 import numpy as np
 import pytest
+from cli_in_process import run_cli_here
 from conftest import ROOT, SHARED, run_cli, serve_folder, write_images
 from fidrs import backbones
 from fidrs.backbones import manifest
@@ -71,23 +72,28 @@ def test_models_lists_fetches_ahead_of_time_and_reports_the_cache(tmp_path):
     assert vits["checkpoint_state"] == "downloaded" and len(vits["graphs"]) == 1
 
 
-def test_exported_graph_gives_the_same_numbers_and_weights_hash(weights, tmp_path):
-    exported = tmp_path / "inception.onnx"
-    out = run_cli("models", "export", "inception", "--weights", weights, "-o", str(exported))
+def test_exported_graph_gives_the_same_numbers_and_weights_hash(tiny, tmp_path, capsys):
+    _, weights = tiny
+    exported = tmp_path / "tiny.onnx"
+    out = run_cli_here(capsys, "models", "export", "tiny", "--weights", weights, "-o", str(exported))
     assert out.returncode == 0, out.stderr
-    a, b = write_images(tmp_path / "a", 4, seed=1), write_images(tmp_path / "b", 5, seed=2)
+    # 12 and 11 images: full-rank covariances of the tiny network's 8 features
+    a, b = write_images(tmp_path / "a", 12, seed=1), write_images(tmp_path / "b", 11, seed=2)
     from_graph = fidrs.score_details(str(a), str(b), model=str(exported), cache=False)
-    from_checkpoint = fidrs.score_details(str(a), str(b), weights=weights, cache=False)
+    from_checkpoint = fidrs.score_details(str(a), str(b), backbone="tiny", weights=weights, cache=False)
+    assert from_graph["backbone"] == from_checkpoint["backbone"] == "tiny"
     assert from_graph["fid"] == from_checkpoint["fid"]  # the same graph bytes run on the same pixels
     assert from_graph["weights_sha256"] == from_checkpoint["weights_sha256"] == fidrs.weights.sha256_file(weights)
     np.testing.assert_array_equal(
-        fidrs.features(str(a), model=str(exported), cache=False), fidrs.features(str(a), weights=weights, cache=False)
+        fidrs.features(str(a), model=str(exported), cache=False),
+        fidrs.features(str(a), backbone="tiny", weights=weights, cache=False),
     )
 
 
-def test_graphs_that_are_not_fidrs_exports_are_refused_by_name(weights, tmp_path):
-    exported = tmp_path / "inception.onnx"
-    assert run_cli("models", "export", "inception", "--weights", weights, "-o", str(exported)).returncode == 0
+def test_graphs_that_are_not_fidrs_exports_are_refused_by_name(tiny, tmp_path, capsys):
+    _, weights = tiny
+    exported = tmp_path / "exported.onnx"
+    assert run_cli_here(capsys, "models", "export", "tiny", "--weights", weights, "-o", str(exported)).returncode == 0
     a = write_images(tmp_path / "a", 3)
     fifo = tmp_path / "fifo.onnx"
     os.mkfifo(fifo)
@@ -103,16 +109,20 @@ def test_graphs_that_are_not_fidrs_exports_are_refused_by_name(weights, tmp_path
         "fifo": (str(fifo),),
     }
     reasons = {
-        "--model": "a graph of backbone 'inception', not 'dinov2-vits14'",
+        "--model": "a graph of backbone 'tiny', not 'dinov2-vits14'",
         "bare": "without fidrs' metadata",
         "checkpoint": "not a readable ONNX graph",
         "fifo": "a FIFO",
     }
     for case, (path, *rest) in cases.items():
-        out = run_cli("stats", str(a), "-o", str(tmp_path / "x.npz"), "--model", path, *rest, timeout=120)
+        out = run_cli_here(
+            capsys, "stats", str(a), "-o", str(tmp_path / "x.npz"), "--model", path, *rest, deadline_s=120
+        )
         assert out.returncode == 2 and reasons[case] in out.stderr and "Traceback" not in out.stderr, (case, out.stderr)
         assert out.stderr.count(Path(path).name) == 1, out.stderr
-    both = run_cli("stats", str(a), "-o", str(tmp_path / "x.npz"), "--model", str(exported), "--weights", weights)
+    both = run_cli_here(
+        capsys, "stats", str(a), "-o", str(tmp_path / "x.npz"), "--model", str(exported), "--weights", weights
+    )
     assert both.returncode == 2 and "not both" in both.stderr
     with pytest.raises(fidrs.WeightsError, match="pins"):
         fidrs.stats(str(a), model=str(exported), weights_sha256="0" * 64)

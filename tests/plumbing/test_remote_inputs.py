@@ -28,22 +28,25 @@ def remote_folder(tmp_path):
     fs.rm("/fidrs-test", recursive=True)
 
 
-def test_url_folder_gives_the_features_of_the_same_files(remote_folder, weights):
+def test_url_folder_gives_the_features_of_the_same_files(remote_folder, tiny):
+    _, weights = tiny
     local, url = remote_folder
     source = resolve_source(url)
     assert isinstance(source, RemoteFiles)
     assert [os.path.basename(p) for p in source.paths] == [f"{i:02d}.png" for i in range(5)]  # images only, sorted
     np.testing.assert_array_equal(
-        fidrs.features(url, weights=weights, cache=False), fidrs.features(str(local), weights=weights, cache=False)
+        fidrs.features(url, backbone="tiny", weights=weights, cache=False),
+        fidrs.features(str(local), backbone="tiny", weights=weights, cache=False),
     )
 
 
-def test_url_files_that_are_no_images_or_too_large_are_named(remote_folder, weights):
+def test_url_files_that_are_no_images_or_too_large_are_named(remote_folder, tiny):
+    _, weights = tiny
     local, url = remote_folder
     fs = fsspec.filesystem("memory")
     fs.pipe("/fidrs-test/sub/zz.png", b"junk")
     with pytest.raises(fidrs.BadImagesError) as bad:
-        fidrs.stats(url, weights=weights, cache=False)
+        fidrs.stats(url, backbone="tiny", weights=weights, cache=False)
     assert [p for p, _ in bad.value.failures] == ["memory:///fidrs-test/sub/zz.png"]  # fsspec's full form
     too_large = read_urls(resolve_source(url).paths[:1], max_bytes=10)
     assert isinstance(too_large[0], str) and "over the limit of 10" in too_large[0]

@@ -1,4 +1,6 @@
-"""The streaming accumulator (training loops): same features and FID as the folder path on the same pixels.
+"""The streaming accumulator (training loops): same features and FID as the folder path on the same pixels, on the
+tiny test backbone (tests/tiny_backbone.py; 12 and 11 images, more than its 8 feature dimensions, so both
+covariances are of full rank and the FID is well conditioned).
 
 Tolerance: both paths fold the same float32 features into float64 moments, in batches that may be cut
 differently, so the statistics differ only by float64 summation order (~1e-14 relative for these few
@@ -42,26 +44,31 @@ def _pixels(folder) -> np.ndarray:
     return np.stack([np.asarray(Image.open(p).convert("RGB")) for p in sorted(folder.iterdir())])
 
 
-def test_accumulator_equals_the_folder_path(weights, tmp_path):
-    a = write_images(tmp_path / "a", 7, seed=1, size=(48, 40))
-    b = write_images(tmp_path / "b", 6, seed=2, size=(48, 40))
+def test_accumulator_equals_the_folder_path(tiny, tmp_path):
+    _, weights = tiny
+    a = write_images(tmp_path / "a", 12, seed=1, size=(48, 40))
+    b = write_images(tmp_path / "b", 11, seed=2, size=(48, 40))
     pa, pb = _pixels(a), _pixels(b)
-    fake = fidrs.Accumulator(weights=weights, batch_size=3)
+    fake = fidrs.Accumulator(backbone="tiny", weights=weights, batch_size=3)
     fake.update(pa[:2])  # NHWC uint8
     fake.update(TorchLike(np.ascontiguousarray(pa[2:5].transpose(0, 3, 1, 2))))  # NCHW through DLPack
     fake.update(ArrayLike(pa[5:].astype(np.float32) / 255))  # floats in [0, 1] through __array__
-    real = fidrs.Accumulator(weights=weights)
+    real = fidrs.Accumulator(backbone="tiny", weights=weights)
     real.update(pb)
-    expected = fidrs.score(str(a), str(b), weights=weights, cache=False)
-    assert fake.n == 7 and real.n == 6
+    expected = fidrs.score(str(a), str(b), backbone="tiny", weights=weights, cache=False)
+    assert fake.n == 12 and real.n == 11
     assert abs(fake.compute(real) - expected) <= FID_RTOL * expected
-    assert abs(fake.compute(fidrs.stats(str(b), weights=weights, cache=False)) - expected) <= FID_RTOL * expected
+    assert (
+        abs(fake.compute(fidrs.stats(str(b), backbone="tiny", weights=weights, cache=False)) - expected)
+        <= FID_RTOL * expected
+    )
     saved = tmp_path / "b.npz"
     real.stats().save(saved)
     assert abs(fake.compute(str(saved)) - expected) <= FID_RTOL * expected
     snapshot = fake.stats()
     np.testing.assert_array_equal(
-        fidrs.features(pa, weights=weights, cache=False), fidrs.features(str(a), weights=weights, cache=False)
+        fidrs.features(pa, backbone="tiny", weights=weights, cache=False),
+        fidrs.features(str(a), backbone="tiny", weights=weights, cache=False),
     )
     fake.reset()
     assert fake.n == 0
@@ -86,8 +93,9 @@ def test_bad_batches_are_refused_with_the_reason():
             as_uint8_nhwc(bad)
 
 
-def test_compute_refuses_other_backbones_statistics(weights, tmp_path):
-    acc = fidrs.Accumulator(weights=weights)
+def test_compute_refuses_other_backbones_statistics(tiny, tmp_path):
+    _, weights = tiny
+    acc = fidrs.Accumulator(backbone="tiny", weights=weights)
     acc.update(_pixels(write_images(tmp_path / "a", 3, seed=1)))
     other = fidrs.Stats(np.zeros(384), np.eye(384), n=10, backbone="dinov2-vits14")
     with pytest.raises(fidrs.IncompatibleStatsError):

@@ -1,7 +1,11 @@
-"""Weights resolution and download, against a local HTTP server (GitHub is out of reach here)."""
+"""Weights resolution and download, against a local HTTP server (GitHub is out of reach here). The file served and
+resolved is a stand-in: the tiny test backbone's checkpoint (tests/tiny_backbone.py), a few KB; resolution and
+download check names, hashes and sizes, never the network inside, so the Inception's names and published hash are
+tested with it. The graph cache is tested on the tiny backbone itself."""
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import socket
 
@@ -14,15 +18,21 @@ from fidrs.backbones import get as backbone
 INCEPTION = backbone("inception")
 FILENAME = INCEPTION.weights.filename
 
-STAND_IN_SHA256 = "87a87f62b9d53fb224d46515116332cfe512152dcdbeaf600133e6c204e5d687"
+
+@pytest.fixture()
+def stand_in(tiny):
+    """(path, sha256) of a checkpoint that is not the real Inception's: the tiny backbone's."""
+    _, checkpoint = tiny
+    with open(checkpoint, "rb") as f:
+        return checkpoint, hashlib.sha256(f.read()).hexdigest()
 
 
 @pytest.fixture()
-def server(tmp_path, weights):
-    """Serves the shared checkpoint as the real file name, plus a corrupted copy, on 127.0.0.1."""
+def server(tmp_path, stand_in):
+    """Serves the stand-in checkpoint as the real file name, plus a corrupted copy, on 127.0.0.1."""
     root = tmp_path / "www"
     root.mkdir()
-    shutil.copy(weights, root / FILENAME)
+    shutil.copy(stand_in[0], root / FILENAME)
     corrupt = bytearray((root / FILENAME).read_bytes())
     corrupt[len(corrupt) // 2] ^= 0xFF
     (root / "corrupt.pth").write_bytes(bytes(corrupt))
@@ -38,18 +48,19 @@ def empty_cache(tmp_path, monkeypatch):
     return cache
 
 
-def test_download_verifies_hash_and_renames_into_place(server, empty_cache):
+def test_download_verifies_hash_and_renames_into_place(server, empty_cache, stand_in):
     dest = empty_cache / FILENAME
-    got = w.download_weights(inception_with(sha256=STAND_IN_SHA256[:8]), f"{server}/{FILENAME}", dest)
+    sha256 = stand_in[1]
+    got = w.download_weights(inception_with(sha256=sha256[:8]), f"{server}/{FILENAME}", dest)
     assert got == dest and dest.is_file()
-    assert w.sha256_file(dest) == STAND_IN_SHA256
+    assert w.sha256_file(dest) == sha256
     assert not dest.with_name(dest.name + ".part").exists()
 
 
-def test_corrupted_download_is_rejected_and_removed(server, empty_cache):
+def test_corrupted_download_is_rejected_and_removed(server, empty_cache, stand_in):
     dest = empty_cache / FILENAME
     with pytest.raises(fidrs.WeightsHashMismatchError, match="sha256"):
-        w.download_weights(inception_with(sha256=STAND_IN_SHA256[:8]), f"{server}/corrupt.pth", dest)
+        w.download_weights(inception_with(sha256=stand_in[1][:8]), f"{server}/corrupt.pth", dest)
     assert not dest.exists()
     assert not dest.with_name(dest.name + ".part").exists()
 
@@ -63,9 +74,9 @@ def test_resolution_downloads_from_the_url_override_and_checks_the_real_hash(ser
     assert not (empty_cache / FILENAME).exists()
 
 
-def test_cached_checkpoint_is_used_without_network(weights, empty_cache, monkeypatch):
+def test_cached_checkpoint_is_used_without_network(stand_in, empty_cache, monkeypatch):
     empty_cache.mkdir(parents=True)
-    shutil.copy(weights, empty_cache / FILENAME)
+    shutil.copy(stand_in[0], empty_cache / FILENAME)
     monkeypatch.setenv("FIDRS_WEIGHTS_URL", "http://127.0.0.1:9/unreachable")
     assert w.resolve_checkpoint(INCEPTION, None) == empty_cache / FILENAME
 
@@ -84,20 +95,22 @@ def test_offline_without_weights_explains_how_to_supply_them(empty_cache, monkey
     assert "--weights" in message and "FIDRS_WEIGHTS" in message and FILENAME in message
 
 
-def test_explicit_weights_take_precedence_over_env(weights, empty_cache, monkeypatch, tmp_path):
+def test_explicit_weights_take_precedence_over_env(stand_in, empty_cache, monkeypatch, tmp_path):
+    weights = stand_in[0]
     monkeypatch.setenv("FIDRS_WEIGHTS", str(tmp_path / "missing.pth"))
     assert str(w.resolve_checkpoint(INCEPTION, weights)) == weights
     with pytest.raises(fidrs.WeightsUnavailableError, match="missing.pth"):
         w.resolve_checkpoint(INCEPTION, None)
 
 
-def test_onnx_model_is_cached_by_checkpoint_hash(weights, empty_cache):
-    first = w.resolve_model(INCEPTION, weights)
-    assert first.weights_sha256 == STAND_IN_SHA256
-    assert first.onnx_path == w.graph_path(INCEPTION, STAND_IN_SHA256)
-    assert first.onnx_path.parent == empty_cache and first.onnx_path.name.endswith(f"-{STAND_IN_SHA256}.onnx")
+def test_onnx_model_is_cached_by_checkpoint_hash(tiny, stand_in, empty_cache):
+    backbone_, (weights, sha256) = tiny[0], stand_in
+    first = w.resolve_model(backbone_, weights)
+    assert first.weights_sha256 == sha256
+    assert first.onnx_path == w.graph_path(backbone_, sha256)
+    assert first.onnx_path.parent == empty_cache and first.onnx_path.name.endswith(f"-{sha256}.onnx")
     mtime = first.onnx_path.stat().st_mtime_ns
-    second = w.resolve_model(INCEPTION, weights)
+    second = w.resolve_model(backbone_, weights)
     assert second.onnx_path.stat().st_mtime_ns == mtime  # reused, not rebuilt
 
 
