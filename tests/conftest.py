@@ -169,7 +169,8 @@ def serve_folder(root: Path):
     handler.log_message = lambda *a, **k: None
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     httpd.handle_error = lambda *a: None  # a client that abandons a download on purpose is not news
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    # shutdown() waits for the serving loop's next poll: 0.5 s by default, 10 ms here
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
     try:
         yield f"http://127.0.0.1:{httpd.server_address[1]}"
     finally:

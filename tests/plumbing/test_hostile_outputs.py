@@ -68,7 +68,8 @@ def test_concurrent_downloads_each_rename_a_verified_file(tmp_path):
             pass
 
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
+    # shutdown() waits for the serving loop's next poll: 0.5 s by default, 10 ms here
+    threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
     destination = tmp_path / INCEPTION_FILENAME
     errors = []
 

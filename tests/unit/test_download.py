@@ -85,7 +85,8 @@ def server():
     httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
     httpd.daemon_threads = True
     httpd.handle_error = lambda *a: None
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    # shutdown() waits for the serving loop's next poll: 0.5 s by default, 10 ms here
+    threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
     httpd.shutdown()
     httpd.server_close()
