@@ -370,5 +370,6 @@ def l14_session():
     from fidrs.weights import resolve_model
 
     model = resolve_model("clip-vitl14-336", str(L14_SAFETENSORS))
-    session = get_session(str(model.onnx_path), ("embedding_l2",), device="cpu")
-    return lambda images: session.run(images)[0]
+    session = get_session(str(model.onnx_path), model.backbone, device="cpu")
+    first = model.backbone.output_names.index("embedding_l2")
+    return lambda images: session.run(images)[first]
