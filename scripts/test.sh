@@ -2,20 +2,23 @@
 # Install fidrs from source and run every test: Rust unit tests, then the Python suite (conformance included).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+phase() { echo "== $1 (at ${SECONDS} s)"; }  # each phase's start, in seconds since this script began
+phase setup
 bash scripts/setup.sh
-echo "== cargo test"
+phase "cargo test"
 cargo test --release --lib
-echo "== ruff (lint and format); the package's structure (import cycles, public surface) is a pytest test"
+phase "ruff (lint and format); the package's structure (import cycles, public surface) is a pytest test"
 .venv/bin/python -m pip install -q ruff
 .venv/bin/ruff check python tests bench scripts
 .venv/bin/ruff format --check python tests
-echo "== wheel (built, installed without Rust on PATH, smoke-tested)"
+phase "wheel (built, installed without Rust on PATH, smoke-tested)"
 bash scripts/wheel_smoke.sh
-echo "== pytest"
+phase pytest
 set +e
-.venv/bin/python -m pytest -q -p no:cacheprovider "$@"
+.venv/bin/python -m pytest -q -p no:cacheprovider --durations=25 "$@"  # the slowest 25 in every CI log: the 20-minute budget
 status=$?
 set -e
+phase "end: pytest exit ${status}"
 if [ "$status" -eq 5 ]; then
   echo "pytest collected no tests: failing on purpose" >&2
   exit 1
