@@ -10,7 +10,6 @@ Usage: python bench/bench_backbones.py [--images N] [--large-images M] [--clip-l
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import tempfile
 import time
 import warnings
@@ -20,11 +19,10 @@ import fidrs
 import numpy as np
 from common import DATA, WEIGHTS, machine
 from fidrs import _fidrs
-from fidrs.backbones import Backbone, get, manifest
+from fidrs.backbones import get
 from fidrs.backbones.clip_weights import ClipArchitecture
 from fidrs.backbones.clip_weights import expected_shapes as clip_shapes
 from fidrs.backbones.vit_graph import Architecture, expected_shapes
-from fidrs.errors import InvalidInputError
 from fidrs.runtime import get_session
 from fidrs.weights import resolve_model
 
@@ -83,26 +81,7 @@ def random_clip(arch: ClipArchitecture, folder: Path) -> Path:
     return path
 
 
-def runnable(backbone: Backbone) -> tuple[Backbone, str]:
-    """The backbone, or, while this build lacks its mode's native fit (CMMD's `square-crop`), a stand-in with the
-    `center-crop` fit: the same work, and on square photos the same pixels."""
-    mode = backbone.mode(None)
-    try:
-        mode.build((255, 255, 255))
-        return backbone, ""
-    except InvalidInputError:
-        spec = manifest.manifest(backbone.name)["modes"][mode.name]
-        fields = {k: tuple(v) if isinstance(v, list) else v for k, v in spec.items() if k != "description"}
-        fields["fit"] = "center-crop"
-
-        def build(fill):
-            return _fidrs.Preprocessing(size=backbone.input_size, fill=fill, **fields)
-
-        stand_in = dataclasses.replace(mode, build=build)
-        return dataclasses.replace(backbone, modes={mode.name: stand_in}), " (center-crop stand-in)"
-
-
-def measure(name: str, backbone: str | Backbone, weights: str, files: list[str]) -> None:
+def measure(name: str, backbone: str, weights: str, files: list[str]) -> None:
     model = resolve_model(backbone, weights)
     session = get_session(str(model.onnx_path), model.backbone)
     preprocessing = get(backbone).mode(None).build((255, 255, 255))
@@ -150,8 +129,7 @@ def main() -> None:
             measure("clip-vitb32 (clean-fid)", "clip-vitb32", str(b32), files[: args.images])
         if wanted("clip-vitl14-336"):
             l14 = random_clip(ClipArchitecture(1024, 24, 14, 336, 768), Path(tmp))
-            backbone, note = runnable(get("clip-vitl14-336"))
-            measure(f"clip-vitl14-336 (cmmd){note}", backbone, str(l14), files[: args.clip_large_images])
+            measure("clip-vitl14-336 (cmmd)", "clip-vitl14-336", str(l14), files[: args.clip_large_images])
 
 
 if __name__ == "__main__":

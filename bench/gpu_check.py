@@ -6,9 +6,8 @@ Runtime's CUDA provider, and write `gpu-check.json` + `gpu-check.md` under --out
   2. fidelity: CUDA fp32 against the CPU provider on the same graph and inputs (per-image features against a
      derived bound, and the FD of two image sets), then the same with TF32, its difference reported;
   3. throughput: the bare network (fp32, TF32; the plan's batches) for the Inception, DINOv2 ViT-L/14 and CLIP
-     ViT-L/14@336 (its cmmd mode with a labelled center-crop stand-in while the build lacks square-crop), device
-     memory peak, the ratio to the fp32 ceiling; the host's decode + preprocess rate; `fidrs.features` end to
-     end on 256² JPEGs;
+     ViT-L/14@336 (each in its default mode: CMMD's cmmd for the CLIP), device memory peak, the ratio to the
+     fp32 ceiling; the host's decode + preprocess rate; `fidrs.features` end to end on 256² JPEGs;
   4. one pass/fail line per item; a global time budget that skips what no longer fits (reported as skipped).
 
 Networks are built on the machine from seeded random weights in the official layouts, through fidrs' own

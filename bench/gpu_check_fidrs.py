@@ -5,25 +5,21 @@ Used from fidrs: the backbone registry (names, output names, preprocessing, `bui
 layout (`vit_graph.expected_shapes`), the exported-graph metadata keys (a graph that `features(model=...)`
 accepts), `runtime.get_session` (the session fidrs runs, IO binding and provider check included),
 `_fidrs.preprocess_arrays` / `_fidrs.load_images` (the native decode + preprocess), `features`, `Moments` and
-`frechet_distance`. A backbone whose default mode this build cannot preprocess yet runs with a labelled stand-in
-(`runnable`).
+`frechet_distance`. Every backbone runs in its own default mode.
 
 Import this module only after FIDRS_NUM_THREADS is set: the native thread pool is sized when `_fidrs` loads.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
 import fidrs
 import numpy as np
 from fidrs import _fidrs, backbones, runtime
-from fidrs.errors import InvalidInputError
 from fidrs.exported import KEY_BACKBONE, KEY_CONVERTER, KEY_WEIGHTS
 from gpu_check_weights import StateDict, inception_state, vit_state
 from onnx_costs import GraphCosts, graph_costs
@@ -191,7 +187,7 @@ def open_session(graph: Path, backbone: str, device: str, allow_tf32: bool) -> S
     """fidrs' own session for the graph (device "cuda" raises if ONNX Runtime fell back to another provider).
     The same arguments as `features(model=graph)` uses, so the end-to-end pass reuses the session."""
     b = backbones.get(backbone)
-    network = runtime.get_session(str(graph), b.output_names, device, allow_tf32)
+    network = runtime.get_session(str(graph), b, device, allow_tf32)
     return Session(network, b.output_names.index(b.feature_output))
 
 
@@ -206,55 +202,14 @@ def runtime_debug_info() -> None:
 
 
 def release_sessions() -> None:
-    """Drop fidrs' cached sessions (their device memory is freed once the caller holds none)."""
-    runtime.get_session.cache_clear()
-
-
-# --- preprocessing: the backbone's default mode, or its stand-in while this build lacks the mode's fit ---------
-
-STAND_IN_FIT = "center-crop"
-
-
-@cache
-def runnable(backbone: str) -> tuple[backbones.Backbone, str]:
-    """The backbone as fidrs runs it, with "" — or, while this build of the native preprocessing lacks its
-    default mode's fit (CMMD's `square-crop`, which the preprocessing branch adds), the backbone with that mode's
-    fit replaced by `center-crop`, with a note saying so. On the check's images (256² squares) both fits are
-    Pillow's bicubic of the whole image to the input size (a centred square of a square is the image; a
-    short-side resize of it crops nothing), so the stand-in gives the mode's pixels and does the mode's work."""
-    b = backbones.get(backbone)
-    mode = b.mode(None)
-    try:
-        mode.build((255, 255, 255))
-        return b, ""
-    except InvalidInputError as e:
-        fields = {**dict(mode.spec), "fit": STAND_IN_FIT}
-        Preprocessing, size = _fidrs.Preprocessing, b.input_size
-        Preprocessing(size=size, **fields)  # the stand-in must exist: otherwise the network's items fail by name
-
-        def build(fill: tuple[int, int, int]) -> _fidrs.Preprocessing:
-            return Preprocessing(size=size, fill=tuple(fill), **fields)
-
-        stand_in = dataclasses.replace(mode, build=build, spec=tuple(sorted(fields.items())))
-        note = (
-            f"mode {mode.name!r} with fit {STAND_IN_FIT!r} for {dict(mode.spec).get('fit')!r} (not in this build: "
-            f"{e}); the same pixels on the check's square images"
-        )
-        return dataclasses.replace(b, modes={**b.modes, mode.name: stand_in}), note
-
-
-def preprocessing_note(backbone: str) -> str:
-    """What stands in for the backbone's default mode (`runnable`); empty where the mode itself runs."""
-    return runnable(backbone)[1]
-
-
-def _preprocessing(backbone: str) -> _fidrs.Preprocessing:
-    return runnable(backbone)[0].mode(None).build((255, 255, 255))
+    """Drop fidrs' cached sessions (their device memory is freed once the caller holds none): `get_session`
+    checks the graph, then takes the session from `runtime._session`, the cache."""
+    runtime._session.cache_clear()
 
 
 def network_inputs(backbone: str, images: np.ndarray) -> np.ndarray:
     """uint8 N×H×W×3 → the backbone's network inputs in its default mode (fidrs' native preprocessing)."""
-    return _fidrs.preprocess_arrays(np.ascontiguousarray(images), _preprocessing(backbone))
+    return _fidrs.preprocess_arrays(np.ascontiguousarray(images), backbones.preprocessing(backbone))
 
 
 def input_size(backbone: str) -> int:
@@ -272,7 +227,7 @@ def default_mode(backbone: str) -> str:
 def decode_preprocess(paths: Sequence[str], backbone: str, batch: int) -> int:
     """Decode + preprocess every file (native, the thread pool of FIDRS_NUM_THREADS) in batches of `batch`
     into one reused buffer, as the feature pass does; returns how many decoded."""
-    prep = _preprocessing(backbone)
+    prep = backbones.preprocessing(backbone)
     size = prep.size
     out = np.empty((min(batch, len(paths)), 3, size, size), np.float32)
     done = 0
@@ -286,7 +241,7 @@ def decode_preprocess(paths: Sequence[str], backbone: str, batch: int) -> int:
 
 def load_inputs(paths: Sequence[str], backbone: str) -> np.ndarray:
     """The network inputs of these files (native decode + preprocess in the backbone's default mode)."""
-    batch, ok, failed, _ = _fidrs.load_images(list(paths), _preprocessing(backbone))
+    batch, ok, failed, _ = _fidrs.load_images(list(paths), backbones.preprocessing(backbone))
     if failed:
         raise RuntimeError(f"{len(failed)} files did not decode: {failed[:2]}")
     return batch
@@ -298,7 +253,7 @@ def features_end_to_end(
     """`fidrs.features` on files with the graph, cache off: decode, preprocess, network, in fidrs' pipeline."""
     return fidrs.features(
         list(paths),
-        backbone=runnable(backbone)[0],
+        backbone=backbone,
         model=str(graph),
         device=device,
         batch_size=batch,

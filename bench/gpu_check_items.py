@@ -181,7 +181,6 @@ class NetworkRun:
                 "depth": self.costs.depth,
                 "longest_reduction": self.costs.longest_reduction,
                 "mode": self.fx.default_mode(self.name),
-                "stand_in": self.fx.preprocessing_note(self.name),
             }
         )
         n = self.plan.per_network(self.plan.fidelity_images, self.name)
@@ -349,15 +348,7 @@ class NetworkRun:
         mode = self.fx.default_mode(self.name)
         data = {"images": count, "threads": self.threads, "mode": mode, "images_per_s": self.host_rate}
         data["per_thread_images_per_s"] = self.host_rate / self.threads
-        stand_in = self._stand_in(data)
-        return f"{self.host_rate:,.0f} images/s ({self.threads} threads, 256² JPEG, mode {mode}{stand_in})", data
-
-    def _stand_in(self, data: dict) -> str:
-        """Record the preprocessing stand-in (if this build needs one) in `data`; its mention for the summary."""
-        note = self.fx.preprocessing_note(self.name)
-        if note:
-            data["stand_in"] = note
-        return f"; stand-in: fit {self.fx.STAND_IN_FIT}" if note else ""
+        return f"{self.host_rate:,.0f} images/s ({self.threads} threads, 256² JPEG, mode {mode})", data
 
     def end_to_end(self):
         """`fidrs.features` on the JPEGs (fp32, the e2e batch): decode, preprocess, upload, network."""
@@ -402,7 +393,6 @@ class NetworkRun:
         summary = (
             f"{rate:,.0f} images/s end to end; host {self.host_rate:,.0f}, network {network or 0:,.0f} images/s "
             f"→ bound by {bound_by or '?'}; first {k} vs CPU: max error {errors.max():.1e} (bound {self.epsilon:.1e})"
-            f"{self._stand_in(data)}"
         )
         if errors.max() > self.epsilon:
             raise _fail(summary, data)

@@ -97,7 +97,7 @@ class Report:
         header += ["inputs: mode"]
         rows = [
             [name, f"{n['flops'] / 1e9:.2f}", n["depth"], n["longest_reduction"], f"{n['seconds']:.1f}"]
-            + [n.get("mode", "") + (f" ({n['stand_in']})" if n.get("stand_in") else "")]
+            + [n.get("mode", "")]
             for name, n in self.networks.items()
         ]
         return ["", "## Networks (seeded random weights, official layouts)", "", *_table(header, rows)]

@@ -53,17 +53,6 @@ def _allowed_skip(item: str, summary: str) -> bool:
     return item == "nvidia-smi" and shutil.which("nvidia-smi") is None and "no nvidia-smi" in summary
 
 
-def _has_native_fit(fit: str, size: int) -> bool:
-    from fidrs import _fidrs
-    from fidrs.errors import InvalidInputError
-
-    try:
-        _fidrs.Preprocessing(size=size, resize="pil-bicubic-u8", fit=fit)
-    except InvalidInputError:
-        return False
-    return True
-
-
 @pytest.mark.slow
 def test_dry_run_runs_every_item(dry_run):
     done, report, markdown = dry_run
@@ -110,19 +99,10 @@ def test_dry_run_items_carry_their_measurements(dry_run):
         assert e2e["max_relative_error_vs_cpu"] == 0.0 and e2e["images_per_s"] > 0
         assert e2e["bound_by"] in ("network", "host decode + preprocess")
         assert items[f"host/{name}"]["data"]["images_per_s"] > 0
-    # CMMD's fit (square-crop) comes with the preprocessing branch; until this build has it, the CLIP's inputs
-    # are made with the labelled center-crop stand-in, and only then.
-    needs_stand_in = not _has_native_fit("square-crop", 336)
+    # Every network's inputs are made in its backbone's own default mode (the CLIP's: cmmd, square-crop fit).
     for name in DRY_NETWORKS:
-        labelled = [report["networks"][name]["stand_in"]] + [
-            items[f"{k}/{name}"]["data"].get("stand_in", "") for k in ("host", "e2e")
-        ]
-        expected = needs_stand_in and name == "clip-vitl14-336"
-        assert all(bool(note) == expected for note in labelled), (name, labelled)
         assert report["networks"][name]["mode"] == DEFAULT_MODES[name] == items[f"host/{name}"]["data"]["mode"]
-        if expected:
-            assert all("'center-crop' for 'square-crop'" in note for note in labelled), labelled
-            assert "stand-in: fit center-crop" in items[f"e2e/{name}"]["summary"]
+        assert f"mode {DEFAULT_MODES[name]})" in items[f"host/{name}"]["summary"]
 
 
 def _driver(out: Path, *args: str) -> subprocess.CompletedProcess:
@@ -192,20 +172,26 @@ def test_random_inception_has_the_official_layout():
     assert all(ours[k].shape == official[k].shape and ours[k].dtype == official[k].dtype for k in official)
 
 
-def test_the_preprocessing_stand_in_gives_the_official_cmmd_pixels_on_the_checks_images(tmp_path):
-    """The CLIP rows' inputs while this build lacks CMMD's square-crop fit: center-crop on the check's square
-    256² JPEGs gives exactly google-research/cmmd's pixels (centred square, Pillow bicubic to 336; the tests'
-    Pillow replica, itself equal to the official debug pixels in test_clip.py), network-normalised."""
+def test_the_clip_rows_use_the_cmmd_mode_with_its_square_crop_fit(tmp_path):
+    """The CLIP rows' inputs are the backbone's own cmmd mode: google-research/cmmd's pixels (centred square,
+    Pillow bicubic to 336; the tests' Pillow replica, itself equal to the official debug pixels in test_clip.py),
+    network-normalised, on the check's square 256² JPEGs and on a wide image, where center-crop would differ."""
     from clip_support import cmmd_pixels, network_input
-    from gpu_check_fidrs import load_inputs, preprocessing_note
+    from fidrs import _fidrs, backbones
+    from gpu_check_fidrs import default_mode, load_inputs
     from gpu_check_items import write_jpegs
+    from synthetic import synthetic_image
 
-    paths = write_jpegs(tmp_path, 3, 3, 1)
+    mode = backbones.get("clip-vitl14-336").mode(None)
+    assert default_mode("clip-vitl14-336") == mode.name == "cmmd" and dict(mode.spec)["fit"] == "square-crop"
+    wide = tmp_path / "wide.png"
+    synthetic_image(5).crop((0, 40, 256, 216)).save(wide)  # 256×176, lossless
+    paths = [*write_jpegs(tmp_path / "jpegs", 3, 3, 1), str(wide)]
     ours = load_inputs(paths, "clip-vitl14-336")
     official = network_input(np.stack([cmmd_pixels(Path(p)) for p in paths]))
     np.testing.assert_array_equal(ours, official)
-    assert bool(preprocessing_note("clip-vitl14-336")) != _has_native_fit("square-crop", 336)
-    assert preprocessing_note("inception") == preprocessing_note("dinov2-vits14") == ""
+    center_crop = _fidrs.Preprocessing(size=336, **{**dict(mode.spec), "fit": "center-crop"})
+    assert not np.array_equal(_fidrs.load_images([str(wide)], center_crop)[0], official[-1:])
 
 
 def test_fd_bound_holds_for_features_moved_within_the_per_image_bound():
