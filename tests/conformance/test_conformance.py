@@ -44,10 +44,19 @@ def _tolerance(fid: float) -> float:
     return 1e-4 * max(1.0, abs(fid))
 
 
+# SciPy's `sqrtm` (pytorch-fid's own code path, kept as method="scipy") takes ~20 s a d = 2048 pair here: it is
+# checked on one pair, which proves the wiring; the exact methods are checked on every published class value.
+SCIPY_PAIR = "apple_golden_2"
+
+
 @pytest.mark.parametrize("method", ["auto", "eigh", "scipy"])
 def test_fid_per_class_matches_pytorch_fid(class_stats, reference_fids, method):
     ref = class_stats["apple_red_1"]
-    for cls, expected in reference_fids["fid_training_apple_red_1_vs_training"].items():
+    published = reference_fids["fid_training_apple_red_1_vs_training"]
+    assert len(published) == len(class_stats) and SCIPY_PAIR in published
+    for cls, expected in published.items():
+        if method == "scipy" and cls != SCIPY_PAIR:
+            continue
         s = class_stats[cls]
         got = fidrs.frechet_distance(ref.mu, ref.sigma, s.mu, s.sigma, method=method)
         if cls == "apple_red_1" and method != "scipy":
