@@ -418,51 +418,56 @@ mod tests {
             .into_iter()
             .filter(|b| *b <= simd::supported())
             .collect();
-        for build in &builds {
-            simd::tests::CAP.with(|c| c.set(Some(*build)));
-            for (n, &(w, h)) in sizes.iter().enumerate() {
-                let image = test_image(w, h, n as u64);
-                for size in [299, 224, 7] {
-                    for &resize in Resize::ALL {
-                        for fit in fits {
-                            for (u, unit) in units.into_iter().enumerate() {
-                                // Every (unit, clamp) pair on the small images; on the large ones (most of
-                                // the run time) the clamp alternates with the unit: the pairs only change
-                                // the per-value source and normalisation steps, which the small ones cover.
-                                let clamps: &[bool] = if w * h <= 40_000 {
-                                    &[false, true]
-                                } else if u % 2 == 0 {
-                                    &[false]
-                                } else {
-                                    &[true]
-                                };
-                                for &clamp in clamps {
-                                    let mean = [0.485, 0.456, 0.406];
-                                    let std = [0.229, 0.224, 0.225];
-                                    let p = Preprocessing::new(
-                                        size, resize, fit, unit, clamp, mean, std,
-                                    )
-                                    .unwrap();
-                                    let mut fast = vec![f32::NAN; p.image_len()];
-                                    let mut slow = vec![f32::NAN; p.image_len()];
-                                    preprocess_into(image.view(), &p, &mut fast);
-                                    reference::preprocess_into(image.view(), &p, &mut slow);
-                                    let differing = fast
-                                        .iter()
-                                        .zip(&slow)
-                                        .position(|(a, b)| a.to_bits() != b.to_bits());
-                                    assert!(
-                                        differing.is_none(),
-                                        "{w}×{h} → {p:?} ({build:?}): first difference at {differing:?}"
-                                    );
+        // One thread per (build, image): the kernel build is a thread-local cap, and the cases are independent
+        // (the whole check runs in ~1/cores of its serial time: it is the slowest of CI's Rust tests).
+        std::thread::scope(|scope| {
+            for &build in &builds {
+                for (n, &(w, h)) in sizes.iter().enumerate() {
+                    scope.spawn(move || {
+                        simd::tests::CAP.with(|c| c.set(Some(build)));
+                            let image = test_image(w, h, n as u64);
+                            for size in [299, 224, 7] {
+                                for &resize in Resize::ALL {
+                                    for fit in fits {
+                                        for (u, unit) in units.into_iter().enumerate() {
+                                            // Every (unit, clamp) pair on the small images; on the large ones (most of
+                                            // the run time) the clamp alternates with the unit: the pairs only change
+                                            // the per-value source and normalisation steps, which the small ones cover.
+                                            let clamps: &[bool] = if w * h <= 40_000 {
+                                                &[false, true]
+                                            } else if u % 2 == 0 {
+                                                &[false]
+                                            } else {
+                                                &[true]
+                                            };
+                                            for &clamp in clamps {
+                                                let mean = [0.485, 0.456, 0.406];
+                                                let std = [0.229, 0.224, 0.225];
+                                                let p = Preprocessing::new(
+                                                    size, resize, fit, unit, clamp, mean, std,
+                                                )
+                                                .unwrap();
+                                                let mut fast = vec![f32::NAN; p.image_len()];
+                                                let mut slow = vec![f32::NAN; p.image_len()];
+                                                preprocess_into(image.view(), &p, &mut fast);
+                                                reference::preprocess_into(image.view(), &p, &mut slow);
+                                                let differing = fast
+                                                    .iter()
+                                                    .zip(&slow)
+                                                    .position(|(a, b)| a.to_bits() != b.to_bits());
+                                                assert!(
+                                                    differing.is_none(),
+                                                    "{w}×{h} → {p:?} ({build:?}): first difference at {differing:?}"
+                                                );
+                                            }
+                                        }
+                                    }
                                 }
                             }
-                        }
-                    }
+                    });
                 }
             }
-        }
-        simd::tests::CAP.with(|c| c.set(None));
+        });
         eprintln!("fast path = reference for the builds {builds:?}");
     }
 }
