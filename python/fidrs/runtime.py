@@ -30,15 +30,18 @@ DEFAULT_BATCH = {"CPUExecutionProvider": 16, "CUDAExecutionProvider": 200}
 _INSTALL_HINT = "pip install 'fidrs[cpu]' (or 'fidrs[gpu]' for CUDA; the two runtimes cannot be installed together)"
 
 
-def conflicting_runtimes(installed: set[str]) -> list[str]:
+def conflicting_runtimes(installed: frozenset[str] | set[str]) -> list[str]:
     """ONNX Runtime distributions installed side by side. They all ship the same `onnxruntime` package, so
     the last one installed silently overwrites the others' files."""
     runtimes = sorted(name for name in installed if name == "onnxruntime" or name.startswith("onnxruntime-"))
     return runtimes if len(runtimes) > 1 else []
 
 
-def _installed_distributions() -> set[str]:
-    return {(d.metadata["Name"] or "").lower() for d in importlib.metadata.distributions()}
+@lru_cache(maxsize=1)
+def _installed_distributions() -> frozenset[str]:
+    """Read once a process (~40 ms: every installed distribution's metadata is parsed): installing a package
+    later cannot change the ONNX Runtime this process has imported."""
+    return frozenset((d.metadata["Name"] or "").lower() for d in importlib.metadata.distributions())
 
 
 def _require_runtime() -> None:
