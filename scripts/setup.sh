@@ -21,5 +21,14 @@ esac
 if [ ! -x .venv/bin/python ]; then
   "$PYTHON" -m venv .venv
 fi
-.venv/bin/python -m pip install -q --upgrade pip
-.venv/bin/python -m pip install -q ".[cpu,test,ray]"
+.venv/bin/python -m pip install -q --upgrade pip "maturin>=1.5,<2"
+# One release build, by the venv's maturin, as scripts/wheel_smoke.sh builds (cargo then finds it done): `pip
+# install .` would build in an isolated environment whose other interpreter rebuilds PyO3 and fidrs, ~45 s each way.
+rm -rf dist
+if ! .venv/bin/maturin build --release --out dist > .venv/build.log 2>&1; then
+  cat .venv/build.log >&2
+  exit 1
+fi
+WHEEL=$(ls dist/fidrs-*-abi3-*.whl)
+.venv/bin/python -m pip install -q "$WHEEL[cpu,test,ray]"
+.venv/bin/python -m pip install -q --force-reinstall --no-deps "$WHEEL"  # the build just made, same version or not

@@ -5,14 +5,16 @@ cd "$(dirname "$0")/.."
 phase() { echo "== $1 (at ${SECONDS} s)"; }  # each phase's start, in seconds since this script began
 phase setup
 bash scripts/setup.sh
-phase "cargo test"
-cargo test --release --lib
 phase "ruff (lint and format); the package's structure (import cycles, public surface) is a pytest test"
 .venv/bin/python -m pip install -q ruff
 .venv/bin/ruff check python tests bench scripts
 .venv/bin/ruff format --check python tests
 phase "wheel (built, installed without Rust on PATH, smoke-tested)"
 bash scripts/wheel_smoke.sh
+# After the wheel: cargo's test build configures PyO3 for an embedded interpreter, maturin's for an extension
+# module, and each rebuilds PyO3 and fidrs after the other (~45 s); setup.sh's build is the one the wheel reuses.
+phase "cargo test"
+cargo test --release --lib
 phase pytest
 set +e
 .venv/bin/python -m pytest -q -p no:cacheprovider --durations=25 "$@"  # the slowest 25 in every CI log: the 20-minute budget
