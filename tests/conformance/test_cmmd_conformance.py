@@ -1,8 +1,9 @@
 """CMMD acceptance (issue 26) with the shared random-weight CLIP ViT-L/14@336 (2 layers, Hugging Face folder):
 fidrs' CMMD of the first 64 images (sorted names) of training/apple_red_1 against the first 64 of every training
 class equals the float64 reference of ../shared/conformance/clip/reference.json within 1e-5 relative, and the
-official google-research/cmmd float32 value within the bound derived below. Features are computed cold (no
-cache) through fidrs' own pipeline (decode, square-crop, Pillow bicubic to 336, the network)."""
+official google-research/cmmd float32 value within the bound derived below. Features are computed cold (in this
+run: the session's feature cache is new each run) through fidrs' own pipeline (decode, square-crop, Pillow
+bicubic to 336, the network)."""
 
 from __future__ import annotations
 
@@ -47,7 +48,9 @@ def cmmd_sets():
         pytest.skip("this build's preprocessing has no square-crop fit")
     reference = json.loads((CONFORMANCE / "reference.json").read_text())
     classes = sorted(reference["cmmd_training_apple_red_1_vs_training"])
-    evaluator = fidrs.Evaluator(backbone="clip-vitl14-336", weights=str(L14_SAFETENSORS), cache=False)
+    # The session's feature cache (conftest: new each run, so every embedding is computed in this run): the 150 of
+    # these images that test_clip.py's 200 include are computed once.
+    evaluator = fidrs.Evaluator(backbone="clip-vitl14-336", weights=str(L14_SAFETENSORS))
     started = time.perf_counter()
     sets = {c: evaluator.feature_set([str(f) for f in first_files(DATA / "training" / c, N)]) for c in classes}
     seconds = time.perf_counter() - started
