@@ -3,8 +3,14 @@
 statistics), interleaved A, B, A, B… so that load on a shared machine falls on both alike. The feature cache is
 off; both use the same compiled core (this tree's `_fidrs` extension), so only the Python package differs.
 
-Usage: python bench/bench_before_after.py [--before REV] [--classes N] [--images N] [--repeats N]
-  --before REV   the git revision of the "before" package (default 190daa0, the base of the refactor)
+When the compiled core changed too, build REV's wheel and give its install folder instead: `git worktree add
+/tmp/before REV && cd /tmp/before && maturin build --release --out dist && pip install --no-deps --target
+/tmp/before-site dist/*.whl`, then `--before-site /tmp/before-site` (both sides then run their own core).
+
+Usage: python bench/bench_before_after.py [--before REV | --before-site DIR] [--classes N] [--images N] [--repeats N]
+  --before REV   the git revision of the "before" package (default 190daa0, the base of the refactor), run
+                 with this tree's compiled extension
+  --before-site DIR  a folder where the "before" fidrs is installed whole (its own extension)
   --classes N    training classes in the report (default: all 10)
   --images N     images per class (default: all; small values validate the script)
 Prints a table: median seconds of each, after/before.
@@ -27,13 +33,20 @@ from common import DATA, WEIGHTS, machine
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def installed() -> Path:
+    """The folder holding the fidrs this interpreter imports (the venv's install of this tree)."""
+    import fidrs
+
+    return Path(fidrs.__file__).resolve().parents[1]
+
+
 def package_at(revision: str, into: Path) -> Path:
-    """`python/fidrs` of `revision`, with this tree's compiled extension copied in."""
+    """`python/fidrs` of `revision`, with the installed compiled extension copied in."""
     into.mkdir(parents=True)
     command = ["git", "-C", str(ROOT), "archive", revision, "python/fidrs"]
     archive = subprocess.run(command, capture_output=True, check=True)
     subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
-    for extension in (ROOT / "python" / "fidrs").glob("_fidrs*.so"):
+    for extension in (installed() / "fidrs").glob("_fidrs*.so"):
         shutil.copy(extension, into / "python" / "fidrs" / extension.name)
     return into / "python"
 
@@ -61,13 +74,15 @@ def timed(python_path: Path, args: list[str], cache: Path) -> float:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--before", default="190daa0")
+    parser.add_argument("--before-site", type=Path, default=None)
     parser.add_argument("--classes", type=int, default=10)
     parser.add_argument("--images", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="fidrs-before-after-"))
     try:
-        trees = {"before": package_at(args.before, work / "before"), "after": ROOT / "python"}
+        before = args.before_site or package_at(args.before, work / "before")
+        trees = {"before": before, "after": installed()}
         data, names = dataset(work / "data", args.classes, args.images)
         cache = work / "cache"  # shared: the ONNX graph is built once per tree, then both read it warm
         commands = {
@@ -83,7 +98,8 @@ def main() -> None:
                 for name, tree in trees.items():
                     times.setdefault((command, name), []).append(timed(tree, argv + ["--no-cache"], cache))
         images = sum(len(list((data / n).iterdir())) for n in names)
-        print(f"machine: {machine()}; {len(names)} classes, {images} images; before = {args.before}, after = this tree")
+        label = f"{args.before_site} (its own core)" if args.before_site else f"{args.before} (this tree's core)"
+        print(f"machine: {machine()}; {len(names)} classes, {images} images; before = {label}, after = this tree")
         print(f"{'command':<8} {'before s':>10} {'after s':>10} {'after/before':>13}")
         for command in commands:
             before = statistics.median(times[(command, "before")])
