@@ -15,6 +15,8 @@ bash scripts/wheel_smoke.sh
 # module, and each rebuilds PyO3 and fidrs after the other (~45 s); setup.sh's build is the one the wheel reuses.
 phase "cargo test"
 cargo test --release --lib
+phase "cargo clippy (every target, warnings are errors)"
+cargo clippy --release --all-targets -- -D warnings
 phase pytest
 set +e
 .venv/bin/python -m pytest -q -p no:cacheprovider --durations=25 "$@"  # the slowest 25 in every CI log: the 20-minute budget
