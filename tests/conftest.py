@@ -50,13 +50,22 @@ SLOW_FIXTURES = frozenset(
 )
 
 
+# Under pytest-xdist with `--dist loadgroup` (CI: scripts/test.sh), each of these tiers runs on one worker, in
+# order: its session and module fixtures (each image through each network once; one Ray cluster at a time) are
+# then built once, and the other worker runs the unit and plumbing tests, mostly one-threaded, beside the networks.
+SERIAL_TIERS = frozenset({"conformance", "cluster"})
+
+
 def pytest_collection_modifyitems(config, items):
+    grouped = config.pluginmanager.hasplugin("xdist")
     for item in items:
         relative = Path(str(item.fspath)).resolve().relative_to(TESTS)
         tier = relative.parts[0] if len(relative.parts) > 1 else None
         if tier not in TIERS:
             raise pytest.UsageError(f"{relative}: a test module belongs in one of the tier folders {TIERS}")
         item.add_marker(getattr(pytest.mark, tier))
+        if grouped and tier in SERIAL_TIERS:
+            item.add_marker(pytest.mark.xdist_group(tier))
         if tier in SLOW_TIERS or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
 
