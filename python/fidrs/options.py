@@ -43,6 +43,7 @@ class Spec:
     parse: Callable[[str], Any] | None = None  # CLI text → value (None: the text itself; booleans are flags)
     choices: Callable[[], Iterable[str]] | None = None  # read when asked, so a registered backbone is a choice
     metavar: str | None = None
+    shown_default: str | None = None  # what a default of None means, in the help (the backbone: the Inception)
     cli: bool = True  # offered as a CLI flag
     # About the machine the call runs on (a progress bar, the local feature cache): a cluster worker runs with
     # `on_workers` instead, and the driver does that part for the job.
@@ -214,10 +215,14 @@ class Declared:
 
     @classmethod
     def add_arguments(
-        cls, parser: argparse.ArgumentParser | argparse._ArgumentGroup, *, repeatable: Iterable[str] = ()
+        cls,
+        parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+        *,
+        repeatable: Iterable[str] = (),
+        shown_defaults: Mapping[str, str] | None = None,
     ) -> None:
         """One CLI flag per option (`--batch-size`, `--no-cache`, …): `add_arguments` below."""
-        add_arguments(parser, cls, repeatable=repeatable)
+        add_arguments(parser, cls, repeatable=repeatable, shown_defaults=shown_defaults)
 
     @classmethod
     def cli_names(cls) -> list[str]:
@@ -247,9 +252,10 @@ class Options(Declared):
 
     backbone: str | Backbone | None = option(
         None,
-        "feature network (default: inception; `fidrs models` lists every one and its modes)",
+        "feature network (`fidrs models` lists every one and its modes)",
         _backbone,
         choices=_backbone_choices,
+        shown_default=backbones.DEFAULT,
     )
     weights: str | None = option(
         None,
@@ -436,18 +442,23 @@ def add_arguments(
     declared: type[Declared] | None = None,
     *,
     repeatable: Iterable[str] = (),
+    shown_defaults: Mapping[str, str] | None = None,
 ) -> None:
     """One flag per CLI option of `declared` (default: `Options`); a flag not given leaves the option at its
     default. An option named in `repeatable` may be given several times (a list of values: `fidrs stats
-    --backbone a --backbone b`)."""
+    --backbone a --backbone b`). `shown_defaults`: the default a command's help gives instead of the declared
+    one, where the command applies its own (`fidrs cmmd`'s backbone)."""
     repeatable = set(repeatable)
+    shown_defaults = shown_defaults or {}
     for f in dataclasses.fields(declared or Options):  # type: ignore[arg-type]
         s = spec(f)
         if not s.cli:
             continue
         default = f.default if not isinstance(f.default, tuple) else ",".join(map(str, f.default))
         default = f"{default:g}" if isinstance(default, float) else default
-        help_text = s.help + ("" if f.default is None or isinstance(f.default, bool) else f" (default: {default})")
+        default = shown_defaults.get(f.name, s.shown_default if f.default is None else default)
+        shown = default is not None and not isinstance(f.default, bool)
+        help_text = s.help + (f" (default: {default})" if shown else "")
         if isinstance(f.default, bool):
             parser.add_argument(
                 flag(f.name), dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text

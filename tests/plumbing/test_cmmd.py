@@ -115,6 +115,18 @@ def test_cmmd_is_declared_on_its_backbone_and_warns_on_another():
         fidrs.cmmd(feature_set(x, backbone="tiny", mode="plain"), feature_set(y, backbone="tiny", mode="plain"))
 
 
+def test_the_commands_help_gives_its_own_default_backbone():
+    """`fidrs cmmd --backbone`'s help names the backbone the command uses when none is given (the declared default of
+    the option, the Inception, is `fidrs score`'s) and says that another is not comparable."""
+    from fidrs.cli.parser import build_parser
+
+    sub = next(a for a in build_parser()._actions if a.dest == "command").choices
+    cmmd = next(a for a in sub["cmmd"]._actions if a.dest == "backbone")
+    score = next(a for a in sub["score"]._actions if a.dest == "backbone")
+    assert f"(default: {BACKBONE}," in cmmd.help and "not comparable with published CMMD" in cmmd.help
+    assert "(default: inception)" in score.help and "comparable" not in score.help
+
+
 @pytest.mark.parametrize(
     "other, message",
     [
@@ -239,7 +251,7 @@ HOSTILE = {
     "truncated": "truncated",
     "padded": "longer than its header says",
     "npz": "an .npz archive",
-    "pickle": "dtype '|O'",
+    "pickle": "an array of dtype object",
     "ints": "dtype '<i8'",
     "3d": "expected N × d",
     "fortran": "Fortran-order",

@@ -62,7 +62,13 @@ def _add_metric(sub, metric: metrics.Metric) -> None:
             help=f"{param.help} (default: {param.default})",
         )
     _json_flag(p)
-    fidrs.Options.add_arguments(p)
+    shown = {}
+    if metric.backbone is not None:
+        shown["backbone"] = (
+            f"{metric.backbone}, on which {metric.title} is defined; another backbone gives the same estimator on its "
+            f"features, not comparable with published {metric.title} values"
+        )
+    fidrs.Options.add_arguments(p, shown_defaults=shown)
     p.set_defaults(metric=metric.name)
 
 
