@@ -28,6 +28,7 @@ from .display import display
 from .errors import InvalidInputError, UnknownModeWarning
 from .feature_sets import FeatureSet
 from .files import atomic_output, read_regular
+from .references.arrays import read_npy_header
 
 EXTENSION = ".npy"
 PROVENANCE_SUFFIX = ".json"  # the provenance of `x.npy` is `x.npy.json`
@@ -74,25 +75,13 @@ def parse_npy(path: str, data: bytes) -> np.ndarray:
     if len(data) < 10 or data[:6] != b"\x93NUMPY":
         what = "an empty file" if not data else "an .npz archive" if data[:2] == b"PK" else "not a .npy array"
         raise InvalidInputError(f"{where}: {what}, expected a .npy array of embeddings")
-    stream = io.BytesIO(data)
-    try:
-        version = np.lib.format.read_magic(stream)
-        if version == (1, 0):
-            header = np.lib.format.read_array_header_1_0(stream, max_header_size=_MAX_HEADER)
-        elif version in ((2, 0), (3, 0)):
-            header = np.lib.format.read_array_header_2_0(stream, max_header_size=_MAX_HEADER)
-        else:
-            raise ValueError(f"unknown .npy format version {version}")
-    except (ValueError, SyntaxError, EOFError, TypeError) as e:
-        raise InvalidInputError(f"{where}: not a readable .npy header ({e})") from None
-    shape, fortran, dtype = header
-    if dtype.str not in _DTYPES or dtype.hasobject:
+    shape, fortran, dtype, offset = read_npy_header(io.BytesIO(data), where, max_header_size=_MAX_HEADER)
+    if dtype.str not in _DTYPES:
         raise InvalidInputError(f"{where}: dtype {dtype.str!r}, expected float32 (or float64) embeddings")
     if fortran:
         raise InvalidInputError(f"{where}: a Fortran-order array; expected C order (np.save's default)")
     if len(shape) != 2 or shape[0] < 1 or shape[1] < 1:
         raise InvalidInputError(f"{where}: shape {shape}, expected N × d embeddings (N, d >= 1)")
-    offset = stream.tell()
     expected = offset + shape[0] * shape[1] * dtype.itemsize
     if len(data) != expected:
         state = "truncated" if len(data) < expected else "longer than its header says"

@@ -30,23 +30,25 @@ def _where(path: str, member: str | None) -> str:
     return display(path) if member is None else f"{display(path)}: member {member!r}"
 
 
-def _header(stream, where: str) -> tuple[tuple[int, ...], bool, np.dtype, int]:
-    """(shape, fortran_order, dtype, header length) of the `.npy` data starting at the stream's position."""
+def read_npy_header(stream, where: str, max_header_size: int = 10_000) -> tuple[tuple[int, ...], bool, np.dtype, int]:
+    """(shape, fortran_order, dtype, header length) of the `.npy` data starting at the stream's position: format
+    version 1, 2 or 3 (what `np.save` writes), never an object dtype, a header of at most `max_header_size`
+    bytes (NumPy's own cap). The one `.npy` header parser of fidrs (embedding files use it too)."""
     fmt = np.lib.format
     try:
         version = fmt.read_magic(stream)
         if version == (1, 0):
-            shape, fortran, dtype = fmt.read_array_header_1_0(stream)
-        elif version == (2, 0):
-            shape, fortran, dtype = fmt.read_array_header_2_0(stream)
+            shape, fortran, dtype = fmt.read_array_header_1_0(stream, max_header_size=max_header_size)
+        elif version in ((2, 0), (3, 0)):  # 3.0 is 2.0 with UTF-8 field names
+            shape, fortran, dtype = fmt.read_array_header_2_0(stream, max_header_size=max_header_size)
         else:
             raise InvalidInputError(
-                f"{where}: .npy format version {version[0]}.{version[1]} is not read (1.0, 2.0 are)"
+                f"{where}: .npy format version {version[0]}.{version[1]} is not read (1.0, 2.0, 3.0 are)"
             )
     except InvalidInputError:
         raise
     except Exception as e:  # noqa: BLE001 - numpy's header parser raises ValueError (and others) on damage
-        raise InvalidInputError(f"{where}: not a readable .npy array ({type(e).__name__}: {e!s:.200})") from None
+        raise InvalidInputError(f"{where}: not a readable .npy header ({type(e).__name__}: {e!s:.200})") from None
     if dtype.hasobject or len(shape) > _MAX_NDIM:
         raise InvalidInputError(f"{where}: an array of dtype {dtype} and shape {shape} is not read")
     return tuple(int(s) for s in shape), bool(fortran), dtype, stream.tell()
@@ -69,7 +71,7 @@ class LazyArray:
         bytes the file holds."""
         where = _where(path, member)
         with _stream(path, member) as (stream, available):
-            shape, fortran, dtype, header = _header(stream, where)
+            shape, fortran, dtype, header = read_npy_header(stream, where)
         if dtype.kind not in kinds:
             raise InvalidInputError(f"{where}: dtype {dtype}, expected one of the kinds {kinds!r}")
         nbytes = dtype.itemsize * int(np.prod(shape, dtype=object))
@@ -103,7 +105,7 @@ class LazyArray:
     def _data(self) -> Iterator:
         """The stream positioned at the data, after checking the header is still the one described."""
         with _stream(self.path, self.member) as (stream, _available):
-            shape, fortran, dtype, _ = _header(stream, self.where)
+            shape, fortran, dtype, _ = read_npy_header(stream, self.where)
             if (shape, fortran, dtype) != (self.shape, self.fortran_order, self.dtype):
                 raise InvalidInputError(f"{self.where}: the file changed since it was opened")
             yield stream
