@@ -23,24 +23,13 @@ import pytest
 import tiny_backbone
 from conftest import write_images
 from fidrs.errors import EXIT_BAD_INPUT, GraphError, WeightsError
-from onnx import TensorProto, helper, numpy_helper
+from onnx import TensorProto, helper
+from onnx_builders import endless_loop, node, tensor, value
 
 cli = importlib.import_module("fidrs.cli.main")
 
 DIM = 8  # the tiny backbone's feature size
 FORGED_SHA = "ab" * 32  # any 64 hex digits: the forged metadata's weights hash
-
-
-def value(name: str, dims, kind=TensorProto.FLOAT) -> onnx.ValueInfoProto:
-    return helper.make_tensor_value_info(name, kind, list(dims))
-
-
-def node(op: str, inputs, outputs, **attrs) -> onnx.NodeProto:
-    return helper.make_node(op, list(inputs), list(outputs), **attrs)
-
-
-def tensor(name: str, array) -> onnx.TensorProto:
-    return numpy_helper.from_array(np.asarray(array), name)
 
 
 def honest() -> onnx.ModelProto:
@@ -71,15 +60,9 @@ def crafted(nodes=(), inits=(), *, change=None, opsets=()) -> onnx.ModelProto:
 
 def _loop_forever(model):
     rewired(model)
-    body = helper.make_graph(
-        [node("Identity", ["cond_in"], ["cond_out"]), node("Add", ["v_in", "one"], ["v_out"])],
-        "body",
-        [value("i", [], TensorProto.INT64), value("cond_in", [], TensorProto.BOOL), value("v_in", ["N", DIM])],
-        [value("cond_out", [], TensorProto.BOOL), value("v_out", ["N", DIM])],
-        [tensor("one", np.float32(1))],
-    )
-    model.graph.node.append(node("Loop", ["", "cond", "f0"], ["features"], body=body))
-    model.graph.initializer.append(tensor("cond", np.bool_(True)))
+    loop, cond = endless_loop("f0", "features", DIM)
+    model.graph.node.append(loop)
+    model.graph.initializer.append(cond)
 
 
 def _if(model):

@@ -23,6 +23,7 @@ from fidrs.backbones import get as backbone
 from fidrs.backbones.vit_graph import Architecture, build_dinov2
 from fidrs.errors import GraphError, InvalidInputError, WeightsError
 from onnx import TensorProto, helper, numpy_helper
+from onnx_builders import endless_loop, node, tensor, value
 from test_dinov2_weights import random_state
 
 # The small backbone the crafted graphs are written for: `images` N×3×8×8 → `feat` N×4 (mean colour @ W).
@@ -31,24 +32,12 @@ W = np.arange(3 * DIM, dtype=np.float32).reshape(3, DIM) / 10
 CAP = 1 << 26  # initialiser bytes (the honest graph holds 48; the constant-folding bomb 4 MiB)
 
 
-def tensor(name: str, array) -> onnx.TensorProto:
-    return numpy_helper.from_array(np.asarray(array), name)
-
-
 def i64(name: str, values) -> onnx.TensorProto:
     return tensor(name, np.asarray(values, np.int64))
 
 
-def value(name: str, dims, kind=TensorProto.FLOAT) -> onnx.ValueInfoProto:
-    return helper.make_tensor_value_info(name, kind, list(dims))
-
-
 IMAGES = value("images", ["N", 3, SIZE, SIZE])
 FEAT = value("feat", ["N", DIM])
-
-
-def node(op: str, inputs, outputs, **attrs) -> onnx.NodeProto:
-    return helper.make_node(op, list(inputs), list(outputs), **attrs)
 
 
 def pooled(out: str = "feat", source: str = "images") -> list:
@@ -231,14 +220,8 @@ def test_a_graph_file_that_is_a_fifo_or_not_a_graph_is_refused_by_name(tmp_path)
 
 def loop_forever() -> onnx.ModelProto:
     """A Loop with no trip count whose condition stays true: feat = flat @ W + 1 + 1 + … for ever."""
-    body = helper.make_graph(
-        [node("Identity", ["cond_in"], ["cond_out"]), node("Add", ["v_in", "one"], ["v_out"])],
-        "body",
-        [value("i", [], TensorProto.INT64), value("cond_in", [], TensorProto.BOOL), value("v_in", ["N", DIM])],
-        [value("cond_out", [], TensorProto.BOOL), value("v_out", ["N", DIM])],
-        [tensor("one", np.float32(1))],
-    )
-    return graph([*pooled("x"), node("Loop", ["", "cond", "x"], ["feat"], body=body)], [tensor("cond", np.bool_(True))])
+    loop, cond = endless_loop("x", "feat", DIM)
+    return graph([*pooled("x"), loop], [cond])
 
 
 def _branch(name: str) -> onnx.GraphProto:
