@@ -331,45 +331,15 @@ def numpy_clip_forward(state: dict[str, np.ndarray], images: np.ndarray) -> np.n
 
 
 def cmmd_embedding_sets(classes: list[str] | None = None, n: int = 64) -> dict[str, np.ndarray]:
-    """What the CMMD acceptance compares: fidrs' L2-normalised clip-vitl14-336 embeddings (n × 768 float32) of the
-    first n images (sorted names) of each training class, with the shared L/14@336 weights. Through fidrs' own
-    pipeline when the native `square-crop` fit exists, else the official reader's pixels (Pillow) through
-    fidrs' network."""
+    """fidrs' L2-normalised clip-vitl14-336 embeddings (n × 768 float32) of the first n images (sorted names) of
+    each training class, with the shared L/14@336 weights, through fidrs' own pipeline (the run's feature cache:
+    an image another test embedded in this run is not computed again)."""
     import fidrs
 
     folders = {c: DATA / "training" / c for c in (classes or sorted(p.name for p in (DATA / "training").iterdir()))}
-    files = {c: first_files(folder, n) for c, folder in folders.items()}
-    if native_square_crop():
-        return {
-            c: fidrs.features([str(f) for f in fs], backbone="clip-vitl14-336", weights=str(L14_SAFETENSORS))
-            for c, fs in files.items()
-        }
-    session = l14_session()
-    out = {}
-    for c, fs in files.items():
-        pixels = np.stack([cmmd_pixels(f) for f in fs])
-        out[c] = np.concatenate([session(network_input(pixels[i : i + 16])) for i in range(0, len(fs), 16)])
-    return out
-
-
-def native_square_crop() -> bool:
-    """Whether the native preprocessing has the CMMD fit yet (the Rust preprocessing engineer adds it)."""
-    from fidrs import _fidrs
-    from fidrs.errors import InvalidInputError
-
-    try:
-        _fidrs.Preprocessing(size=336, resize="pil-bicubic-u8", fit="square-crop")
-    except InvalidInputError:
-        return False
-    return True
-
-
-def l14_session():
-    """fidrs' clip-vitl14-336 graph of the shared weights, resolved as any run resolves it: images → embedding_l2."""
-    from fidrs.runtime import get_session
-    from fidrs.weights import resolve_model
-
-    model = resolve_model("clip-vitl14-336", str(L14_SAFETENSORS))
-    session = get_session(str(model.onnx_path), model.backbone, device="cpu")
-    first = model.backbone.output_names.index("embedding_l2")
-    return lambda images: session.run(images)[first]
+    return {
+        c: fidrs.features(
+            [str(f) for f in first_files(folder, n)], backbone="clip-vitl14-336", weights=str(L14_SAFETENSORS)
+        )
+        for c, folder in folders.items()
+    }

@@ -18,7 +18,6 @@ from clip_support import (
     clean_fid_pixels,
     cmmd_embedding_sets,
     cmmd_pixels,
-    native_square_crop,
     network_input,
 )
 from conftest import DATA, run_cli
@@ -28,7 +27,6 @@ from fidrs.metrics import LOGITS, get_metric
 
 B32 = {"backbone": "clip", "weights": str(B32_ARCHIVE), "cache": False}
 L14 = {"backbone": "clip-vitl14-336", "weights": str(L14_SAFETENSORS), "cache": False}
-NO_SQUARE_CROP = "the native fit 'square-crop' (CMMD's centred square) is not in this build yet"
 
 # Per image, relative L2 error ≤ 5e-6, for both networks. Measured (this machine, AVX-512, batch 1/16/64, 1 or
 # 2 threads: the same every time): B/32 max 1.55e-6 (mean 1.13e-6), L/14@336 max 9.8e-7 — float32 ONNX Runtime vs
@@ -81,7 +79,6 @@ def test_clip_fid_network_input_is_clean_fids_exactly(clipfid_reference):
     np.testing.assert_array_equal(batch, network_input(clipfid_reference["debug_resized_uint8"]))
 
 
-@pytest.mark.skipif(not native_square_crop(), reason=NO_SQUARE_CROP)
 def test_cmmd_network_input_is_the_official_readers_exactly(cmmd_reference):
     files = [str(DATA / f) for f in cmmd_reference["debug_files"]]
     batch, ok, failed, _ = _fidrs.load_images(files, preprocessing("clip-vitl14-336"))
@@ -124,7 +121,6 @@ def test_cmmd_embeddings_equal_cmmd_pytorch(cmmd_reference, cmmd_own_pipeline):
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not native_square_crop(), reason=NO_SQUARE_CROP)
 def test_cmmd_embeddings_through_fidrs_own_pipeline(cmmd_reference, cmmd_own_pipeline):
     _, ours = cmmd_own_pipeline
     assert relative_errors(ours, cmmd_reference["features"]).max() <= FEATURE_RTOL

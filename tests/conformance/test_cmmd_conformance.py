@@ -13,7 +13,7 @@ import time
 import fidrs
 import numpy as np
 import pytest
-from clip_support import CONFORMANCE, L14_SAFETENSORS, first_files, native_square_crop
+from clip_support import CONFORMANCE, L14_SAFETENSORS, first_files
 from conftest import DATA
 
 N = 64
@@ -44,8 +44,6 @@ def official_float32_bound(reference64: float) -> float:
 def cmmd_sets():
     if not L14_SAFETENSORS.is_file():
         pytest.skip(f"shared conformance data not found at {CONFORMANCE}")
-    if not native_square_crop():
-        pytest.skip("this build's preprocessing has no square-crop fit")
     reference = json.loads((CONFORMANCE / "reference.json").read_text())
     classes = sorted(reference["cmmd_training_apple_red_1_vs_training"])
     # The session's feature cache (conftest: new each run, so every embedding is computed in this run): the 150 of
