@@ -50,22 +50,35 @@ SLOW_FIXTURES = frozenset(
 )
 
 
-# Under pytest-xdist with `--dist loadgroup` (CI: scripts/test.sh), each of these tiers runs on one worker, in
-# order: its session and module fixtures (each image through each network once; one Ray cluster at a time) are
-# then built once, and the other worker runs the unit and plumbing tests, mostly one-threaded, beside the networks.
+# CI runs pytest on 2 workers (scripts/test.sh: `-n 2 --dist loadgroup`): the conformance and cluster tiers on one
+# worker, in order, so that their session and module fixtures (each image through each network once; one Ray
+# cluster at a time) are built once, while the other worker runs the unit and plumbing tests, mostly one-threaded,
+# beside the networks. xdist's own `loadgroup` groups by rewriting node IDs, which pytest 9.2 no longer allows (its
+# `nodeid` is derived, the groups are silently lost), so the suite gives xdist its scheduler: the scopes are the
+# tiers' folders.
 SERIAL_TIERS = frozenset({"conformance", "cluster"})
 
 
+def pytest_xdist_make_scheduler(config, log):
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SerialTiers(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            parts = nodeid.split("/")
+            return "serial tiers" if len(parts) > 2 and parts[1] in SERIAL_TIERS else nodeid
+
+    return SerialTiers(config, log)
+
+
 def pytest_collection_modifyitems(config, items):
-    grouped = config.pluginmanager.hasplugin("xdist")
     for item in items:
         relative = Path(str(item.fspath)).resolve().relative_to(TESTS)
         tier = relative.parts[0] if len(relative.parts) > 1 else None
         if tier not in TIERS:
             raise pytest.UsageError(f"{relative}: a test module belongs in one of the tier folders {TIERS}")
         item.add_marker(getattr(pytest.mark, tier))
-        if grouped and tier in SERIAL_TIERS:
-            item.add_marker(pytest.mark.xdist_group(tier))
         if tier in SLOW_TIERS or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
 
