@@ -19,7 +19,7 @@ phase "cargo clippy (every target, warnings are errors)"
 cargo clippy --release --all-targets -- -D warnings
 phase pytest
 set +e
-.venv/bin/python -m pytest -q -p no:cacheprovider -n 2 --dist loadgroup --durations=25 "$@"  # the slowest 25 in every CI log: the 20-minute budget
+.venv/bin/python -m pytest -q -p no:cacheprovider -n 2 --durations=25 "$@"  # the slowest 25 in every CI log: the 20-minute budget
 status=$?
 set -e
 phase "end: pytest exit ${status}"

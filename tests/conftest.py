@@ -50,26 +50,28 @@ SLOW_FIXTURES = frozenset(
 )
 
 
-# CI runs pytest on 2 workers (scripts/test.sh: `-n 2 --dist loadgroup`): the conformance and cluster tiers on one
-# worker, in order, so that their session and module fixtures (each image through each network once; one Ray
-# cluster at a time) are built once, while the other worker runs the unit and plumbing tests, mostly one-threaded,
-# beside the networks. xdist's own `loadgroup` groups by rewriting node IDs, which pytest 9.2 no longer allows (its
-# `nodeid` is derived, the groups are silently lost), so the suite gives xdist its scheduler: the scopes are the
-# tiers' folders.
+# pytest-xdist (`-n 2`: CI and the development lane) gets the suite's own scheduler, for `--dist load` (what `-n`
+# implies) and `loadgroup`: the conformance and cluster tiers are one unit of work, run on one worker in order, so
+# that their session and module fixtures (each image through each network once; one Ray cluster at a time) are
+# built once, while the other worker runs the unit and plumbing tests beside the networks; every other module is a
+# unit of its own, so that its module fixtures (the GPU check's dry run, a test backbone's graph, …) are built
+# once, not once per worker. (xdist's own `loadgroup` groups by rewriting node IDs, which pytest 9.2 no longer
+# allows: its `nodeid` is derived, and the groups were silently lost.)
 SERIAL_TIERS = frozenset({"conformance", "cluster"})
 
 
 def pytest_xdist_make_scheduler(config, log):
-    if config.getvalue("dist") != "loadgroup":
+    if config.getvalue("dist") not in ("load", "loadgroup"):
         return None
     from xdist.scheduler import LoadScopeScheduling
 
-    class SerialTiers(LoadScopeScheduling):
+    class ModulesAndSerialTiers(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            parts = nodeid.split("/")
-            return "serial tiers" if len(parts) > 2 and parts[1] in SERIAL_TIERS else nodeid
+            module = nodeid.split("::", 1)[0]
+            parts = module.split("/")
+            return "serial tiers" if len(parts) > 2 and parts[1] in SERIAL_TIERS else module
 
-    return SerialTiers(config, log)
+    return ModulesAndSerialTiers(config, log)
 
 
 def pytest_collection_modifyitems(config, items):
