@@ -33,8 +33,9 @@ for _tier in TIERS:  # test modules import helpers of other tiers' modules (e.g.
 
 # Fixtures that run a network over a whole shared dataset (the conformance suites), start a Ray cluster, or give
 # the Inception checkpoint (`weights`: its tests run the whole 299² network, ~0.03 s an image on 2 AVX-512 cores):
-# a test that uses one is `slow`, as is every test of a slow tier; the development lane `pytest -m "not slow"`
-# leaves them out (CI runs everything).
+# a test that uses one is `slow`, as is every test of a slow tier and a test marked so by hand (one that builds and
+# runs another full-size network: a shared or full-width checkpoint read from several files); the development lane
+# `pytest -m "not slow"` leaves them out (CI runs everything).
 SLOW_FIXTURES = frozenset(
     {
         "class_features",

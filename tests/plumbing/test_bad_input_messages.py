@@ -226,6 +226,7 @@ def test_zip_archives_inside_an_input_are_named_not_skipped_silently(tiny, tmp_p
 # --- one network, however its tensors are stored --------------------------------------------------------------
 
 
+@pytest.mark.slow  # the shared ViT-S/14 built and run from two files
 def test_the_same_dinov2_tensors_as_pth_and_safetensors_are_the_same_weights(tmp_path, monkeypatch, capsys):
     """Two files, two sha256s, one set of tensors: they build one graph (one identity), so statistics of the two
     are comparable (they were refused as "different weights") and the feature cache serves one to the other."""

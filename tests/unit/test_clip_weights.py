@@ -106,6 +106,7 @@ def _formats(tmp_path, state_with_text: dict, vision: dict) -> dict:
     }
 
 
+@pytest.mark.slow  # the full-width ViT-B/32 (2 blocks) built and run from three files: ~12 s
 def test_every_format_gives_bit_identical_b32_features(tmp_path, b32_state):
     """The shared archive, and its tensors rewritten as a TorchScript archive, a plain state dict (fp16 kept), an
     open_clip safetensors and both Hugging Face files: the same tensors, the same graph, the same features."""

@@ -134,6 +134,7 @@ def test_hugging_face_safetensors_give_the_official_state(tmp_path, ffn):
         np.testing.assert_array_equal(loaded[key], state[key])
 
 
+@pytest.mark.slow  # the shared ViT-S/14 built and run from two files
 def test_the_shared_checkpoint_through_safetensors_gives_the_same_features(tmp_path):
     from safetensors.numpy import save_file
 
