@@ -61,6 +61,7 @@ SLOW_FIXTURES = frozenset(
 SERIAL_TIERS = frozenset({"conformance", "cluster"})
 
 
+@pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: without it installed, pytest runs serially
 def pytest_xdist_make_scheduler(config, log):
     if config.getvalue("dist") not in ("load", "loadgroup"):
         return None
