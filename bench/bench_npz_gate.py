@@ -6,6 +6,7 @@ Runs are interleaved (fidrs, pytorch-fid, fidrs --version, …) and the table gi
 
     python bench/bench_npz_gate.py                 # d = 2048, 5 rounds
     python bench/bench_npz_gate.py --dim 64 --rounds 2   # a quick check of the script
+    python bench/bench_npz_gate.py --samples 1000        # statistics of 1,000 images (rank 999)
 
 Then one breakdown run of the fidrs path in a fresh process: import, load + check per file, distance."""
 
@@ -80,14 +81,20 @@ print(json.dumps({"import": t1 - t0, "load_a": t2 - t1, "load_b": t3 - t2, "chec
 """
 
 
-def write_statistics(directory: Path, dim: int) -> tuple[str, str]:
-    """Two full-rank covariances like those of 50,000 images: Σ = XᵀX/n + 0.01·I from Gaussian rows."""
+def write_statistics(directory: Path, dim: int, samples: int | None = None) -> tuple[str, str]:
+    """Two full-rank covariances like those of 50,000 images: Σ = XᵀX/n + 0.01·I from Gaussian rows; with
+    `samples`, the sample covariance of that many Gaussian rows (rank samples − 1 when fewer than dim, as the
+    statistics of a small generated set)."""
     paths = []
     for name, seed in (("a", 1), ("b", 2)):
         rng = np.random.default_rng(seed)
-        n = 2 * dim
+        n = samples or 2 * dim
         x = rng.standard_normal((n, dim))
-        sigma = x.T @ x / n + 0.01 * np.eye(dim)
+        if samples:
+            centred = x - x.mean(axis=0)
+            sigma = centred.T @ centred / (n - 1)
+        else:
+            sigma = x.T @ x / n + 0.01 * np.eye(dim)
         mu = rng.standard_normal(dim) * 0.1
         path = directory / f"{name}.npz"
         np.savez(path, mu=mu, sigma=sigma)
@@ -120,9 +127,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dim", type=int, default=2048)
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--samples", type=int, help="statistics of this many images (default: full rank)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        a, b = write_statistics(Path(tmp), args.dim)
+        a, b = write_statistics(Path(tmp), args.dim, args.samples)
         commands = {
             "fidrs score a.npz b.npz": [*fidrs_command(), "score", a, b, "--json"],
             "pytorch-fid equivalent": [sys.executable, "-c", PYTORCH_FID, a, b],
@@ -136,7 +144,9 @@ def main() -> None:
         breakdown = json.loads(run([sys.executable, "-c", BREAKDOWN, a, b])["out"])
     fid = json.loads(runs["fidrs score a.npz b.npz"][0]["out"])["fid"]
     reference = float(runs["pytorch-fid equivalent"][0]["out"])
-    print(f"# CI gate, d = {args.dim}, full rank; {machine()}; medians of {args.rounds} interleaved rounds")
+    deficient = args.samples and args.samples <= args.dim
+    rank = f"rank {args.samples - 1} ({args.samples} samples)" if deficient else "full rank"
+    print(f"# CI gate, d = {args.dim}, {rank}; {machine()}; medians of {args.rounds} interleaved rounds")
     print(f"{'command':<26} {'wall s':>8} {'CPU s':>8} {'peak RSS MiB':>13}   walls")
     median = {}
     for name, results in runs.items():
