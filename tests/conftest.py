@@ -69,19 +69,29 @@ def pytest_xdist_make_scheduler(config, log):
 
     class ModulesAndSerialTiers(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            module = nodeid.split("::", 1)[0]
-            parts = module.split("/")
-            return "serial tiers" if len(parts) > 2 and parts[1] in SERIAL_TIERS else module
+            module = nodeid.split("::", 1)[0]  # relative to the root directory, ROOT
+            return "serial tiers" if tier_of((ROOT / module).resolve()) in SERIAL_TIERS else module
 
     return ModulesAndSerialTiers(config, log)
 
 
+def tier_of(module: Path) -> str | None:
+    """The tier of a test module (an absolute path): its folder under tests/, None outside the tier folders."""
+    try:
+        parts = module.relative_to(TESTS).parts
+    except ValueError:
+        return None
+    return parts[0] if len(parts) > 1 and parts[0] in TIERS else None
+
+
 def pytest_collection_modifyitems(config, items):
     for item in items:
-        relative = Path(str(item.fspath)).resolve().relative_to(TESTS)
-        tier = relative.parts[0] if len(relative.parts) > 1 else None
-        if tier not in TIERS:
-            raise pytest.UsageError(f"{relative}: a test module belongs in one of the tier folders {TIERS}")
+        module = Path(str(item.fspath)).resolve()
+        tier = tier_of(module)
+        if tier is None:
+            raise pytest.UsageError(
+                f"{module.relative_to(ROOT)}: a test module belongs in one of the tier folders {TIERS}"
+            )
         item.add_marker(getattr(pytest.mark, tier))
         if tier in SLOW_TIERS or SLOW_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.slow)
