@@ -102,6 +102,23 @@ def require_shared() -> None:
         pytest.skip(f"shared conformance data not found at {SHARED} (set FIDRS_SHARED)")
 
 
+@pytest.fixture(autouse=True)
+def _cli_reporting_restored():
+    """`fidrs.cli.main` called in this process installs what the CLI reports through (a stderr handler on the
+    `fidrs` logger, the warning format): put back after every test, so that a later test's log records never go
+    to an earlier test's closed capture stream ("I/O operation on closed file")."""
+    import logging
+    import warnings
+
+    log = logging.getLogger("fidrs")
+    saved = (list(log.handlers), log.level, log.propagate, warnings.formatwarning)
+    yield
+    log.handlers[:] = saved[0]
+    log.setLevel(saved[1])
+    log.propagate = saved[2]
+    warnings.formatwarning = saved[3]
+
+
 @pytest.fixture(scope="session", autouse=True)
 def _isolated_cache(tmp_path_factory):
     """Every test run builds its ONNX model into its own cache, never the user's."""
