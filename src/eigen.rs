@@ -635,6 +635,22 @@ mod tests {
         a
     }
 
+    /// The eigenvalues of a random symmetric matrix against faer's one-stage solver. Both are backward
+    /// stable: each eigenvalue within a few n·ε·‖A‖ of the exact one.
+    fn assert_eigenvalues_equal_faer(n: usize, seed: u64, spread: f64, par: Par) {
+        let s = random_symmetric(n, seed, spread);
+        let mut expected = s.self_adjoint_eigenvalues(Side::Lower).unwrap();
+        expected.sort_by(f64::total_cmp);
+        let got = symmetric_eigenvalues(lower_buffer(&s), n, par).unwrap();
+        let norm = expected.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        for (g, e) in got.iter().zip(&expected) {
+            assert!(
+                (g - e).abs() <= 4.0 * n as f64 * f64::EPSILON * norm,
+                "{n}: {g} vs {e}"
+            );
+        }
+    }
+
     #[test]
     fn eigenvalues_equal_faer_at_every_size_around_the_band() {
         for (n, seed) in [
@@ -651,18 +667,7 @@ mod tests {
             (200, 11),
         ] {
             for spread in [1.0, 1e-4] {
-                let s = random_symmetric(n, seed, spread);
-                let mut expected = s.self_adjoint_eigenvalues(Side::Lower).unwrap();
-                expected.sort_by(f64::total_cmp);
-                let got = symmetric_eigenvalues(lower_buffer(&s), n, Par::Seq).unwrap();
-                let norm = expected.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-                // Both are backward stable: each eigenvalue within a few n·ε·‖A‖ of the exact one.
-                for (g, e) in got.iter().zip(&expected) {
-                    assert!(
-                        (g - e).abs() <= 4.0 * n as f64 * f64::EPSILON * norm,
-                        "{n}: {g} vs {e}"
-                    );
-                }
+                assert_eigenvalues_equal_faer(n, seed, spread, Par::Seq);
             }
         }
     }
@@ -702,15 +707,18 @@ mod tests {
         let v = Mat::from_fn(m, 7, |i, j| ((i * 31 + j * 17) % 23) as f64 / 23.0 - 0.5);
         let expected = &full * &v;
         let lower = lower_buffer(&s);
-        for par in [Par::Seq, Par::rayon(2), Par::rayon(3)] {
-            let y = symmetric_times(&lower, m, m, v.as_ref(), par);
+        // Sums of m products in another order: within m·ε·Σ|s||v| ≤ m·ε·m·max|s|.
+        let assert_close = |y: &[f64], expected: &Mat<f64>, scale: f64| {
+            let bound = (m * m) as f64 * f64::EPSILON * scale;
             for j in 0..7 {
                 for i in 0..m {
-                    // Sums of m products in another order: within m·ε·Σ|s||v| ≤ m·ε·m·max|s|.
-                    let bound = (m * m) as f64 * f64::EPSILON * full.norm_max();
                     assert!((y[j * m + i] - expected[(i, j)]).abs() <= bound, "{i}, {j}");
                 }
             }
+        };
+        for par in [Par::Seq, Par::rayon(2), Par::rayon(3)] {
+            let y = symmetric_times(&lower, m, m, v.as_ref(), par);
+            assert_close(&y, &expected, full.norm_max());
         }
         // A leading dimension larger than the size (the trailing block of a bigger matrix).
         let big = lower_buffer(&random_symmetric(m + 5, 14, 1.0));
@@ -718,28 +726,13 @@ mod tests {
         let trailing = Mat::from_fn(m, m, |i, j| big[(i.min(j) + 5) * n + i.max(j) + 5]);
         let expected = &trailing * &v;
         let y = symmetric_times(&big[5 * n + 5..], n, m, v.as_ref(), Par::rayon(2));
-        for j in 0..7 {
-            for i in 0..m {
-                let bound = (m * m) as f64 * f64::EPSILON * trailing.norm_max();
-                assert!((y[j * m + i] - expected[(i, j)]).abs() <= bound, "{i}, {j}");
-            }
-        }
+        assert_close(&y, &expected, trailing.norm_max());
     }
 
     #[test]
     fn eigenvalues_equal_faer_where_the_reduction_has_several_tiles() {
         for (n, seed) in [(600, 15), (777, 16)] {
-            let s = random_symmetric(n, seed, 1e-3);
-            let mut expected = s.self_adjoint_eigenvalues(Side::Lower).unwrap();
-            expected.sort_by(f64::total_cmp);
-            let got = symmetric_eigenvalues(lower_buffer(&s), n, Par::rayon(2)).unwrap();
-            let norm = expected.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-            for (g, e) in got.iter().zip(&expected) {
-                assert!(
-                    (g - e).abs() <= 4.0 * n as f64 * f64::EPSILON * norm,
-                    "{n}: {g} vs {e}"
-                );
-            }
+            assert_eigenvalues_equal_faer(n, seed, 1e-3, Par::rayon(2));
         }
     }
 
