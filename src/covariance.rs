@@ -36,7 +36,7 @@ use faer::dyn_stack::{MemBuffer, MemStack};
 use faer::linalg::cholesky::llt::factor::{cholesky_in_place, cholesky_in_place_scratch};
 use faer::linalg::matmul::matmul;
 use faer::linalg::matmul::triangular::{self, BlockStructure};
-use faer::linalg::triangular_solve::solve_lower_triangular_in_place;
+use faer::linalg::triangular_solve::{solve_lower_triangular_in_place, solve_upper_triangular_in_place};
 use faer::{Accum, Mat, MatRef, Par};
 
 use crate::error::{FidrsError, Result};
@@ -310,14 +310,26 @@ impl Covariance {
             seconds: 0.0,
         };
         // Positive definite (the usual case: more samples than dimensions): one blocked Cholesky, in place.
+        // Every pivot above round-off is not enough: a pivot bounds λ_min only from above, and a Σ whose
+        // smallest eigenvalue is round-off (DINOv2's final LayerNorm leaves one such direction) factorises
+        // with pivots of 1e-11 while λ_min is 1.6e-14. That direction would reach the distance, where the
+        // Gram matrix's round-off (ε·‖Σ‖², of either sign) decides whether its √ adds 1e-7 to the trace.
+        let mut round_off_direction = None;
         if cholesky(a.as_mut(), par) && (0..d).all(|i| a[(i, i)] * a[(i, i)] > 4.0 * rank_threshold)
         {
-            covariance.factor = a;
-            covariance.seconds = start.elapsed().as_secs_f64();
-            return Ok(covariance);
+            let (bound, direction) = smallest_eigenpair(a.as_ref(), par);
+            if bound > 4.0 * rank_threshold {
+                covariance.factor = a;
+                covariance.seconds = start.elapsed().as_secs_f64();
+                return Ok(covariance);
+            }
+            round_off_direction = direction;
         }
-        // Singular or not a covariance: the rank-revealing factorisation decides, on a fresh copy.
+        // Singular or not a covariance: the rank-revealing factorisation decides, on a fresh copy. A
+        // round-off eigenvector found above is first turned onto a coordinate (Σ ← HΣH, H a reflector), where
+        // diagonal pivoting sees it: spread over every coordinate, it leaves no small pivot to stop at.
         scaled_lower(&mut a);
+        let reflector = round_off_direction.map(|v| reflect_onto_a_coordinate(&mut a, &v));
         let pivoted = pivoted_cholesky(a, rank_threshold, par);
         if pivoted.worst > entry_tolerance {
             return Err(FidrsError::InvalidInput(format!(
@@ -328,12 +340,21 @@ impl Covariance {
                 scale_pow2(entry_tolerance, 2 * exponent),
             )));
         }
+        let mut b = pivoted.b;
+        if let Some(u) = reflector {
+            // HΣH ≈ B̃B̃ᵀ, so Σ ≈ (HB̃)(HB̃)ᵀ: HB̃ = B̃ − u(uᵀB̃).
+            for j in 0..b.ncols() {
+                let column = b.col_as_slice_mut(j);
+                let s: f64 = column.iter().zip(&u).map(|(x, y)| x * y).sum();
+                column.iter_mut().zip(&u).for_each(|(x, y)| *x -= s * y);
+            }
+        }
         covariance.kind = if pivoted.rank == 0 {
             Factorisation::Zero
         } else {
             Factorisation::Pivoted
         };
-        covariance.factor = pivoted.b;
+        covariance.factor = b;
         covariance.dropped_scaled = pivoted.dropped;
         covariance.seconds = start.elapsed().as_secs_f64();
         Ok(covariance)
@@ -393,6 +414,74 @@ const CHOLESKY_BLOCK: usize = 128;
 /// right-looking or recursive factorisation has spent ~d²·r/2 (d = 2048, r = 511: 0.01 s instead of
 /// 0.05 s); then the rest of the matrix is updated once and finished by faer's recursive factorisation,
 /// which is the faster one for the bulk (0.070 s against 0.105 s left-looking at d = 2048, one core).
+/// An upper bound on λ_min(LLᵀ) for a lower triangular L, tight when λ_min is well separated, and the
+/// vector that attains it: Rayleigh quotients of Σ⁻¹ = L⁻ᵀL⁻¹ give 1/‖L⁻¹x‖² ≥ λ_min for every unit x, and
+/// inverse iteration (x ← Σ⁻¹x) turns x towards λ_min's eigenvector, one triangular solve pair per step
+/// (O(d²), a few ms at d = 2048). Three steps from a fixed start: a round-off eigenvalue 1e-10 below the next
+/// is found in the first. Non-finite growth (L⁻¹ overflowing) means λ_min is below anything representable: 0,
+/// and no vector.
+fn smallest_eigenpair(l: MatRef<'_, f64>, par: Par) -> (f64, Option<Vec<f64>>) {
+    let d = l.nrows();
+    // A start with a component along every eigenvector (not the all-ones vector, which a covariance of
+    // constrained features can be orthogonal to).
+    let mut x = Mat::from_fn(d, 1, |i, _| 1.0 + (i % 13) as f64 / 13.0);
+    let mut bound = f64::INFINITY;
+    let mut best = None;
+    for _ in 0..3 {
+        let scale = x.col(0).norm_l2();
+        if !(scale.is_finite() && scale > 0.0) {
+            return (0.0, None);
+        }
+        x.col_mut(0).iter_mut().for_each(|v| *v /= scale);
+        let unit: Vec<f64> = x.col(0).iter().copied().collect();
+        solve_lower_triangular_in_place(l, x.as_mut(), par); // y = L⁻¹x
+        let growth = x.col(0).squared_norm_l2();
+        if !growth.is_finite() {
+            return (0.0, None);
+        }
+        if 1.0 / growth < bound {
+            bound = 1.0 / growth;
+            best = Some(unit);
+        }
+        solve_upper_triangular_in_place(l.transpose(), x.as_mut(), par); // Σ⁻¹x = L⁻ᵀy
+    }
+    (bound, best)
+}
+
+/// Σ ← HΣH on the lower triangle of `a`, with H = I − uuᵀ the reflector that maps the unit vector `v` onto
+/// ∓e_k, k its largest coordinate (so ‖u‖² = 2 without cancellation). Returns u.
+fn reflect_onto_a_coordinate(a: &mut Mat<f64>, v: &[f64]) -> Vec<f64> {
+    let d = a.nrows();
+    let k = (0..d)
+        .max_by(|&i, &j| v[i].abs().total_cmp(&v[j].abs()))
+        .expect("d > 0");
+    let mut u = v.to_vec();
+    u[k] += v[k].signum();
+    let scale = (2.0 / u.iter().map(|x| x * x).sum::<f64>()).sqrt();
+    u.iter_mut().for_each(|x| *x *= scale);
+    // p = Σu from the lower triangle, then q = p − ½(uᵀp)u: HΣH = Σ − uqᵀ − quᵀ.
+    let mut p = vec![0f64; d];
+    for j in 0..d {
+        let column = &a.col_as_slice(j)[j..];
+        p[j] += column[0] * u[j];
+        for (offset, &x) in column.iter().enumerate().skip(1) {
+            let i = j + offset;
+            p[i] += x * u[j];
+            p[j] += x * u[i];
+        }
+    }
+    let half_upu = 0.5 * u.iter().zip(&p).map(|(x, y)| x * y).sum::<f64>();
+    let q: Vec<f64> = p.iter().zip(&u).map(|(p, u)| p - half_upu * u).collect();
+    for j in 0..d {
+        let column = &mut a.col_as_slice_mut(j)[j..];
+        for (offset, x) in column.iter_mut().enumerate() {
+            let i = j + offset;
+            *x -= u[i] * q[j] + q[i] * u[j];
+        }
+    }
+    u
+}
+
 fn cholesky(mut a: faer::MatMut<'_, f64>, par: Par) -> bool {
     let d = a.nrows();
     let mut memory = MemBuffer::new(cholesky_in_place_scratch::<f64>(

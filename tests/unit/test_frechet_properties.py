@@ -76,14 +76,43 @@ def test_identical_rank_deficient_statistics_with_a_graded_spectrum_are_at_dista
     scale decayᵏ on feature k, 492 images, d = 2048: rank 491, eigenvalues over ~30 decades), and the Gram matrix
     of the distance squares it: its small eigenvalues must keep their relative accuracy, or their square roots
     carry an error of ~√ε·λ_max. The implicit QL with its relative deflation test gives ~1e-11 here; the rational
-    QL tried in stop 33 (absolute deflation at ε‖G‖) gave 1.6e-7 and 2e-7, and failed the FD_DINOv2 conformance
-    test of identical statistics. Bound: 1e-10 · tr Σ (~2e-9)."""
+    QL tried in stop 33 (absolute deflation at ε‖G‖) gave 1.6e-7 and 2e-7. Bound: 1e-10 · tr Σ (~2e-9)."""
     rng = np.random.default_rng(7)
     x = rng.standard_normal((492, 2048)) * decay ** np.arange(2048)
     mu, sigma = x.mean(axis=0), np.cov(x, rowvar=False)
     info = fidrs.frechet_distance(mu, sigma, mu, sigma, return_info=True)
     assert info["factorisation"] == "pivoted-cholesky"
     assert abs(info["value"]) <= 1e-10 * np.trace(sigma)
+
+
+def _layer_normed_statistics(seed: int, noise: float, n: int = 492, d: int = 384):
+    """Statistics of features that end in a LayerNorm with affine weights, as DINOv2's and CLIP's do: every
+    feature vector satisfies Σ_j (y_j − b_j)/w_j = 0, so Σ has one eigenvalue that is only the round-off of
+    float32 features (plus `noise`): ~1e-14, with the next at ~1e-8 and λ_max ~20. Its Cholesky factor exists
+    with every pivot far above round-off."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, d)) @ (rng.standard_normal((d, d)) * 0.99 ** np.arange(d)) / np.sqrt(d)
+    w, b = 1 + 0.3 * rng.standard_normal(d), 0.1 * rng.standard_normal(d)
+    y = (x - x.mean(axis=1, keepdims=True)) / x.std(axis=1, keepdims=True) * w + b
+    y = (y + noise * rng.standard_normal(y.shape)).astype(np.float32)
+    mu = y.mean(axis=0, dtype=np.float64)
+    centred = y.astype(np.float64) - mu
+    return mu, centred.T @ centred / (n - 1)
+
+
+@pytest.mark.parametrize("seed,noise", [(0, 3e-7), (1, 3e-7), (2, 3e-7), (1, 1e-7)])
+def test_identical_statistics_with_a_round_off_eigenvalue_are_at_distance_zero(seed, noise):
+    """FD(s, s) = 0, whichever triangle of Σ is read. Before the factorisation looked for round-off
+    eigenvalues behind a successful Cholesky, these gave −8e-7 … 1e-7 (the Gram matrix's round-off ε‖Σ‖² of
+    either sign under a √: √(1e-15) ≈ 3e-8 per such direction), and the FD_DINOv2 of `apple_red_1` with
+    itself 1.7e-11 as stored but −7.5e-8 transposed. Deflated, the factor has rank d − 1 and the Gram matrix
+    no eigenvalue below 1e-16·‖G‖: ~1e-12 here. Bound: 1e-10 · tr Σ (~4e-8)."""
+    mu, sigma = _layer_normed_statistics(seed, noise)
+    assert np.linalg.eigvalsh(sigma)[0] < 1e-13  # the round-off direction is there
+    for orientation in (sigma, np.ascontiguousarray(sigma.T)):
+        info = fidrs.frechet_distance(mu, orientation, mu, orientation, return_info=True)
+        assert info["factorisation"] == "pivoted-cholesky" and info["rank"] == len(mu) - 1, info
+        assert abs(info["value"]) <= 1e-10 * np.trace(sigma), info
 
 
 def test_large_rank_deficient_pair_matches_scipy():
