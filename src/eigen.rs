@@ -29,7 +29,7 @@ pub fn symmetric_eigenvalues(mut a: Vec<f64>, n: usize, par: Par) -> Result<Vec<
         return Ok(Vec::new());
     }
     reduce_to_band(&mut a, n, BAND, par);
-    let (mut diag, mut offdiag) = band_to_tridiagonal(&mut a, n, BAND);
+    let (mut diag, mut offdiag) = band_to_tridiagonal(&a, n, BAND);
     drop(a);
     tridiagonal_eigenvalues(&mut diag, &mut offdiag)?;
     diag.sort_by(f64::total_cmp);
@@ -163,33 +163,7 @@ fn reduce_to_band(a: &mut [f64], n: usize, band: usize, par: Par) {
         let vm = MatRef::from_column_major_slice(&v, m, k);
         let tm = MatRef::from_column_major_slice(&t, k, k);
         // Y = A₂₂ V T, with A₂₂ = its lower triangle + the transpose of its strict lower triangle.
-        let mut av = vec![0f64; m * k];
-        {
-            let a22 = MatRef::from_column_major_slice_with_stride(&a[r0 * n + r0..], m, m, n);
-            let mut avm = MatMut::from_column_major_slice_mut(&mut av, m, k);
-            triangular::matmul(
-                avm.as_mut(),
-                BlockStructure::Rectangular,
-                Accum::Replace,
-                a22,
-                BlockStructure::TriangularLower,
-                vm,
-                BlockStructure::Rectangular,
-                1.0,
-                par,
-            );
-            triangular::matmul(
-                avm.as_mut(),
-                BlockStructure::Rectangular,
-                Accum::Add,
-                a22.transpose(),
-                BlockStructure::StrictTriangularUpper,
-                vm,
-                BlockStructure::Rectangular,
-                1.0,
-                par,
-            );
-        }
+        let av = symmetric_times(&a[r0 * n + r0..], n, m, vm, par);
         let mut y = vec![0f64; m * k];
         let mut ym = MatMut::from_column_major_slice_mut(&mut y, m, k);
         triangular::matmul(
@@ -226,59 +200,263 @@ fn reduce_to_band(a: &mut [f64], n: usize, band: usize, par: Par) {
             par,
         );
         matmul(ym.as_mut(), Accum::Add, vm, z.as_ref(), -0.5, par);
-        // A₂₂ ← A₂₂ − V Wᵀ − W Vᵀ (lower triangle).
+        // A₂₂ ← A₂₂ − V Wᵀ − W Vᵀ (lower triangle), as one rank-2k product [V W][W V]ᵀ, so that A₂₂ is
+        // read and written once, not twice.
+        let vw: Vec<f64> = v.iter().chain(&y).copied().collect();
+        let wv: Vec<f64> = y.iter().chain(&v).copied().collect();
         let mut a22 =
             MatMut::from_column_major_slice_with_stride_mut(&mut a[r0 * n + r0..], m, m, n);
-        for (left, right) in [(vm, ym.as_ref()), (ym.as_ref(), vm)] {
-            triangular::matmul(
-                a22.as_mut(),
-                BlockStructure::TriangularLower,
-                Accum::Add,
-                left,
-                BlockStructure::Rectangular,
-                right.transpose(),
-                BlockStructure::Rectangular,
-                -1.0,
-                par,
-            );
-        }
+        triangular::matmul(
+            a22.as_mut(),
+            BlockStructure::TriangularLower,
+            Accum::Add,
+            MatRef::from_column_major_slice(&vw, m, 2 * k),
+            BlockStructure::Rectangular,
+            MatRef::from_column_major_slice(&wv, m, 2 * k).transpose(),
+            BlockStructure::Rectangular,
+            -1.0,
+            par,
+        );
         start += band;
+    }
+}
+
+/// Rows and columns per tile of `symmetric_times`: a tile (512 KiB) and the slices of V and Y it meets stay in
+/// the L2 cache while both of its products run (measured at d = 2048: 128, 256 and 512 within noise of each
+/// other, 256 the fastest).
+const SYMMETRIC_TILE: usize = 256;
+
+/// S V for the symmetric m × m matrix S whose lower triangle is at `a` (column-major, leading dimension
+/// `lda`), V m × k: each tile of the lower triangle is read once and used twice (S_IJ V_J into Y_I and
+/// S_IJᵀ V_I into Y_J), where two triangular products (the lower triangle, then the transpose of the strict
+/// lower one) read the whole triangle twice. The tiles are split evenly among the threads, each summing into
+/// its own Y, and the partial Ys are added at the end. Returns Y (m × k, column-major).
+fn symmetric_times(a: &[f64], lda: usize, m: usize, v: MatRef<'_, f64>, par: Par) -> Vec<f64> {
+    use rayon::prelude::*;
+    let k = v.ncols();
+    let count = m.div_ceil(SYMMETRIC_TILE);
+    let range = |t: usize| t * SYMMETRIC_TILE..((t + 1) * SYMMETRIC_TILE).min(m);
+    let tiles: Vec<(usize, usize)> = (0..count)
+        .flat_map(|j| (j..count).map(move |i| (i, j)))
+        .collect();
+    let threads = par.degree().clamp(1, tiles.len().max(1));
+    let partial = |group: &[(usize, usize)]| -> Vec<f64> {
+        let mut y = vec![0f64; m * k];
+        let mut ym = MatMut::from_column_major_slice_mut(&mut y, m, k);
+        for &(i, j) in group {
+            let (ri, rj) = (range(i), range(j));
+            let tile = MatRef::from_column_major_slice_with_stride(
+                &a[rj.start * lda + ri.start..],
+                ri.len(),
+                rj.len(),
+                lda,
+            );
+            let (vi, vj) = (
+                v.subrows(ri.start, ri.len()),
+                v.subrows(rj.start, rj.len()),
+            );
+            if i == j {
+                triangular::matmul(
+                    ym.as_mut().subrows_mut(ri.start, ri.len()),
+                    BlockStructure::Rectangular,
+                    Accum::Add,
+                    tile,
+                    BlockStructure::TriangularLower,
+                    vj,
+                    BlockStructure::Rectangular,
+                    1.0,
+                    Par::Seq,
+                );
+                triangular::matmul(
+                    ym.as_mut().subrows_mut(ri.start, ri.len()),
+                    BlockStructure::Rectangular,
+                    Accum::Add,
+                    tile.transpose(),
+                    BlockStructure::StrictTriangularUpper,
+                    vi,
+                    BlockStructure::Rectangular,
+                    1.0,
+                    Par::Seq,
+                );
+            } else {
+                matmul(
+                    ym.as_mut().subrows_mut(ri.start, ri.len()),
+                    Accum::Add,
+                    tile,
+                    vj,
+                    1.0,
+                    Par::Seq,
+                );
+                matmul(
+                    ym.as_mut().subrows_mut(rj.start, rj.len()),
+                    Accum::Add,
+                    tile.transpose(),
+                    vi,
+                    1.0,
+                    Par::Seq,
+                );
+            }
+        }
+        y
+    };
+    if threads == 1 {
+        return partial(&tiles);
+    }
+    let per_thread = tiles.len().div_ceil(threads);
+    let mut parts: Vec<Vec<f64>> = tiles.par_chunks(per_thread).map(partial).collect();
+    let mut y = parts.swap_remove(0);
+    for part in parts {
+        y.iter_mut().zip(&part).for_each(|(s, p)| *s += p);
+    }
+    y
+}
+
+/// Band storage of the lower triangle's first `2·band` diagonals (LAPACK's layout for the bulge chasing):
+/// element (r, c), c ≤ r < c + 2·band, at `a[c·ld + r − c]`, ld = 2·band (the band's `band + 1` diagonals
+/// and the room the bulge takes below them). The whole band of a 2048 × 2048 matrix (1 MiB at band 32)
+/// stays in the L2 cache, where in the dense matrix every column it touches is on a page of its own.
+struct Band<'a> {
+    a: &'a mut [f64],
+    ld: usize,
+}
+
+impl Band<'_> {
+    /// Column `c`, rows `r0..r1` (c ≤ r0, r1 ≤ c + ld).
+    #[inline(always)]
+    fn col(&self, c: usize, r0: usize, r1: usize) -> &[f64] {
+        &self.a[c * self.ld + r0 - c..c * self.ld + r1 - c]
+    }
+
+    #[inline(always)]
+    fn col_mut(&mut self, c: usize, r0: usize, r1: usize) -> &mut [f64] {
+        &mut self.a[c * self.ld + r0 - c..c * self.ld + r1 - c]
     }
 }
 
 /// C ← H C H for the symmetric block C = A[s..=e, s..=e] (lower triangle) and H = I − τ v vᵀ (LAPACK's
 /// dlarfy): w = τ C v, w ← w − ½ τ (wᵀv) v, C ← C − v wᵀ − w vᵀ.
 #[inline(always)]
-fn two_sided(a: &mut [f64], n: usize, s: usize, v: &[f64], tau: f64, w: &mut Vec<f64>) {
+/// (The column dot products go to `dots` and are added to w at the end: reading w[c] right after the vector
+/// stores of the previous column's axpy into w stalls on store forwarding, a third of the step's time.)
+fn two_sided(
+    a: &mut Band<'_>,
+    s: usize,
+    v: &[f64],
+    tau: f64,
+    w: &mut Vec<f64>,
+    dots: &mut Vec<f64>,
+) {
     let len = v.len();
     w.clear();
     w.resize(len, 0.0);
+    dots.clear();
     for c in 0..len {
-        let col = column(a, n, s + c, s + c, s + len);
-        w[c] += col[0] * v[c];
-        let (vc, rest) = (v[c], &v[c + 1..]);
-        let below = &col[1..];
-        w[c] += dot(below, rest);
-        axpy(vc, below, &mut w[c + 1..]);
+        let col = a.col(s + c, s + c, s + len);
+        dots.push(dot(col, &v[c..]));
+        axpy(v[c], &col[1..], &mut w[c + 1..]);
     }
-    w.iter_mut().for_each(|x| *x *= tau);
+    w.iter_mut()
+        .zip(dots.iter())
+        .for_each(|(x, d)| *x = (*x + d) * tau);
     let alpha = -0.5 * tau * dot(w, v);
     axpy(alpha, v, w);
+    let w: &[f64] = w;
     for c in 0..len {
-        let col = column_mut(a, n, s + c, s + c, s + len);
+        let col = a.col_mut(s + c, s + c, s + len);
         let (vc, wc) = (v[c], w[c]);
-        for (r, x) in col.iter_mut().enumerate() {
-            *x -= v[c + r] * wc + w[c + r] * vc;
+        for ((x, &vr), &wr) in col.iter_mut().zip(&v[c..]).zip(&w[c..]) {
+            *x -= vr * wc + wr * vc;
         }
     }
 }
 
-/// Stage 2: the band matrix (half-width `band`) to tridiagonal form by bulge chasing, sweep by sweep (the
-/// sequential order of LAPACK's dsytrd_sb2st and its dsb2st_kernels, lower case). Sweep j annihilates
-/// column j below the subdiagonal; the bulge this creates one block further down is chased off the end of
-/// the matrix by annihilating its first column, block after block. Returns (diagonal, subdiagonal).
-/// Its short loops are compiled for AVX2 + FMA too, and that build is used where the CPU has them.
-fn band_to_tridiagonal(a: &mut [f64], n: usize, band: usize) -> (Vec<f64>, Vec<f64>) {
+/// One sweep's state between its steps: the last reflector (v, τ) and the diagonal block it applies to
+/// (st..=ed), and the scratch vectors of the kernels.
+struct Sweep {
+    v: Vec<f64>,
+    w: Vec<f64>,
+    dots: Vec<f64>,
+    s: Vec<f64>,
+    tau: f64,
+    st: usize,
+    ed: usize,
+}
+
+impl Sweep {
+    fn new(band: usize) -> Self {
+        Sweep {
+            v: Vec::with_capacity(band),
+            w: Vec::with_capacity(band),
+            dots: Vec::with_capacity(band),
+            s: vec![0f64; band],
+            tau: 0.0,
+            st: 0,
+            ed: 0,
+        }
+    }
+}
+
+/// Whether sweep `j` has a step `step`: step 0 always; step s ≥ 1 while the block it moves the bulge to
+/// (rows j + s·band + 1 ..) starts inside the matrix.
+fn step_exists(j: usize, step: usize, n: usize, band: usize) -> bool {
+    step == 0 || j + step * band + 1 < n
+}
+
+/// Step `step` of sweep `j` (the sequential order of LAPACK's dsytrd_sb2st and its dsb2st_kernels, lower
+/// case). Step 0 annihilates column j below the subdiagonal and applies the reflector to the diagonal block;
+/// each later step applies the last reflector to the block below (creating a bulge), annihilates the bulge's
+/// first column with a new reflector and applies that to the next diagonal block.
+#[inline(always)]
+fn chase_step(a: &mut Band<'_>, j: usize, step: usize, n: usize, band: usize, sw: &mut Sweep) {
+    if step == 0 {
+        let (st, ed) = (j + 1, (j + band).min(n - 1));
+        let x = a.col_mut(j, st, ed + 1);
+        let tau = householder(x);
+        sw.v.clear();
+        sw.v.push(1.0);
+        sw.v.extend_from_slice(&x[1..]);
+        x[1..].iter_mut().for_each(|e| *e = 0.0);
+        (sw.st, sw.ed, sw.tau) = (st, ed, tau);
+        two_sided(a, st, &sw.v, tau, &mut sw.w, &mut sw.dots);
+        return;
+    }
+    let (st, ed, tau) = (sw.st, sw.ed, sw.tau);
+    let (j1, j2) = (ed + 1, (ed + band).min(n - 1));
+    let (ln, lm) = (ed - st + 1, j2 - j1 + 1);
+    // Kernel 2: X = A[j1..=j2, st..=ed] ← X H (s = X v, X ← X − τ s vᵀ) ...
+    if tau != 0.0 {
+        sw.s[..lm].iter_mut().for_each(|x| *x = 0.0);
+        for (c, &vc) in sw.v.iter().enumerate().take(ln) {
+            axpy(vc, a.col(st + c, j1, j2 + 1), &mut sw.s[..lm]);
+        }
+        for (c, &vc) in sw.v.iter().enumerate().take(ln) {
+            axpy(-tau * vc, &sw.s[..lm], a.col_mut(st + c, j1, j2 + 1));
+        }
+    }
+    // ... then a new reflector annihilates the bulge's first column A[j1+1..=j2, st] ...
+    let x = a.col_mut(st, j1, j2 + 1);
+    let tau2 = householder(x);
+    sw.v.clear();
+    sw.v.push(1.0);
+    sw.v.extend_from_slice(&x[1..]);
+    x[1..].iter_mut().for_each(|e| *e = 0.0);
+    // ... and is applied from the left to the rest of the block, A[j1..=j2, st+1..=ed].
+    if tau2 != 0.0 {
+        for c in 1..ln {
+            let col = a.col_mut(st + c, j1, j2 + 1);
+            let t = dot(&sw.v, col);
+            axpy(-tau2 * t, &sw.v, col);
+        }
+    }
+    // Kernel 3: the same reflector on the next diagonal block.
+    (sw.st, sw.ed, sw.tau) = (j1, j2, tau2);
+    two_sided(a, j1, &sw.v, tau2, &mut sw.w, &mut sw.dots);
+}
+
+/// Stage 2: the band matrix (half-width `band`, in the lower triangle of `a`) to tridiagonal form by bulge
+/// chasing, in band storage; returns (diagonal, subdiagonal). Its short loops are compiled for AVX2 + FMA
+/// too, and that build is used where the CPU has them.
+fn band_to_tridiagonal(a: &[f64], n: usize, band: usize) -> (Vec<f64>, Vec<f64>) {
     #[cfg(target_arch = "x86_64")]
     if is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma") {
         // SAFETY: the CPU has the features the function is compiled for.
@@ -289,67 +467,29 @@ fn band_to_tridiagonal(a: &mut [f64], n: usize, band: usize) -> (Vec<f64>, Vec<f
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn band_to_tridiagonal_avx2(a: &mut [f64], n: usize, band: usize) -> (Vec<f64>, Vec<f64>) {
+unsafe fn band_to_tridiagonal_avx2(a: &[f64], n: usize, band: usize) -> (Vec<f64>, Vec<f64>) {
     band_to_tridiagonal_body(a, n, band)
 }
 
 #[inline(always)]
-fn band_to_tridiagonal_body(a: &mut [f64], n: usize, band: usize) -> (Vec<f64>, Vec<f64>) {
-    let mut v = Vec::with_capacity(band);
-    let mut w = Vec::with_capacity(band);
-    let mut s = vec![0f64; band];
+fn band_to_tridiagonal_body(a: &[f64], n: usize, band: usize) -> (Vec<f64>, Vec<f64>) {
+    let ld = 2 * band;
+    let mut banded = vec![0f64; n * ld];
+    for c in 0..n {
+        let rows = (band + 1).min(n - c);
+        banded[c * ld..c * ld + rows].copy_from_slice(&a[c * n + c..c * n + c + rows]);
+    }
+    let mut storage = Band { a: &mut banded, ld };
+    let mut sweep = Sweep::new(band);
     for j in 0..n.saturating_sub(2) {
-        // Kernel 1: annihilate A[j+2..=e, j] and apply the reflector to the diagonal block.
-        let (mut st, mut ed) = (j + 1, (j + band).min(n - 1));
-        let tau = {
-            let x = column_mut(a, n, j, st, ed + 1);
-            let tau = householder(x);
-            v.clear();
-            v.push(1.0);
-            v.extend_from_slice(&x[1..]);
-            x[1..].iter_mut().for_each(|e| *e = 0.0);
-            tau
-        };
-        let mut tau = tau;
-        two_sided(a, n, st, &v, tau, &mut w);
-        loop {
-            let (j1, j2) = (ed + 1, (ed + band).min(n - 1));
-            if j1 > n - 1 {
-                break;
-            }
-            let (ln, lm) = (ed - st + 1, j2 - j1 + 1);
-            // Kernel 2: X = A[j1..=j2, st..=ed] ← X H (s = X v, X ← X − τ s vᵀ) ...
-            if tau != 0.0 {
-                s[..lm].iter_mut().for_each(|x| *x = 0.0);
-                for (c, &vc) in v.iter().enumerate().take(ln) {
-                    axpy(vc, column(a, n, st + c, j1, j2 + 1), &mut s[..lm]);
-                }
-                for (c, &vc) in v.iter().enumerate().take(ln) {
-                    axpy(-tau * vc, &s[..lm], column_mut(a, n, st + c, j1, j2 + 1));
-                }
-            }
-            // ... then a new reflector annihilates the bulge's first column A[j1+1..=j2, st] ...
-            let x = column_mut(a, n, st, j1, j2 + 1);
-            let tau2 = householder(x);
-            v.clear();
-            v.push(1.0);
-            v.extend_from_slice(&x[1..]);
-            x[1..].iter_mut().for_each(|e| *e = 0.0);
-            // ... and is applied from the left to the rest of the block, A[j1..=j2, st+1..=ed].
-            if tau2 != 0.0 {
-                for c in 1..ln {
-                    let col = column_mut(a, n, st + c, j1, j2 + 1);
-                    let t = dot(&v, col);
-                    axpy(-tau2 * t, &v, col);
-                }
-            }
-            // Kernel 3: the same reflector on the next diagonal block.
-            (st, ed, tau) = (j1, j2, tau2);
-            two_sided(a, n, st, &v, tau, &mut w);
+        let mut step = 0;
+        while step_exists(j, step, n, band) {
+            chase_step(&mut storage, j, step, n, band, &mut sweep);
+            step += 1;
         }
     }
-    let diag = (0..n).map(|i| a[i * n + i]).collect();
-    let mut offdiag: Vec<f64> = (0..n.saturating_sub(1)).map(|i| a[i * n + i + 1]).collect();
+    let diag = (0..n).map(|c| banded[c * ld]).collect();
+    let mut offdiag: Vec<f64> = (0..n.saturating_sub(1)).map(|c| banded[c * ld + 1]).collect();
     offdiag.push(0.0);
     (diag, offdiag)
 }
@@ -462,6 +602,22 @@ mod tests {
         a
     }
 
+    /// The eigenvalues of a random symmetric matrix against faer's one-stage solver. Both are backward
+    /// stable: each eigenvalue within a few n·ε·‖A‖ of the exact one.
+    fn assert_eigenvalues_equal_faer(n: usize, seed: u64, spread: f64, par: Par) {
+        let s = random_symmetric(n, seed, spread);
+        let mut expected = s.self_adjoint_eigenvalues(Side::Lower).unwrap();
+        expected.sort_by(f64::total_cmp);
+        let got = symmetric_eigenvalues(lower_buffer(&s), n, par).unwrap();
+        let norm = expected.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        for (g, e) in got.iter().zip(&expected) {
+            assert!(
+                (g - e).abs() <= 4.0 * n as f64 * f64::EPSILON * norm,
+                "{n}: {g} vs {e}"
+            );
+        }
+    }
+
     #[test]
     fn eigenvalues_equal_faer_at_every_size_around_the_band() {
         for (n, seed) in [
@@ -478,18 +634,7 @@ mod tests {
             (200, 11),
         ] {
             for spread in [1.0, 1e-4] {
-                let s = random_symmetric(n, seed, spread);
-                let mut expected = s.self_adjoint_eigenvalues(Side::Lower).unwrap();
-                expected.sort_by(f64::total_cmp);
-                let got = symmetric_eigenvalues(lower_buffer(&s), n, Par::Seq).unwrap();
-                let norm = expected.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-                // Both are backward stable: each eigenvalue within a few n·ε·‖A‖ of the exact one.
-                for (g, e) in got.iter().zip(&expected) {
-                    assert!(
-                        (g - e).abs() <= 4.0 * n as f64 * f64::EPSILON * norm,
-                        "{n}: {g} vs {e}"
-                    );
-                }
+                assert_eigenvalues_equal_faer(n, seed, spread, Par::Seq);
             }
         }
     }
@@ -517,6 +662,44 @@ mod tests {
             for (g, e) in got.iter().zip(&exact) {
                 assert!((g - e).abs() <= 1e-13, "{g} vs {e}");
             }
+        }
+    }
+
+    #[test]
+    fn the_symmetric_product_equals_the_dense_one_on_every_tile() {
+        // 600 rows: three tiles of 256 (the last partial), so both kinds of tile and the per-thread sums run.
+        let m = 600;
+        let s = random_symmetric(m, 13, 1e-2);
+        let full = Mat::from_fn(m, m, |i, j| s[(i.max(j), i.min(j))]);
+        let v = Mat::from_fn(m, 7, |i, j| ((i * 31 + j * 17) % 23) as f64 / 23.0 - 0.5);
+        let expected = &full * &v;
+        let lower = lower_buffer(&s);
+        // Sums of m products in another order: within m·ε·Σ|s||v| ≤ m·ε·m·max|s|.
+        let assert_close = |y: &[f64], expected: &Mat<f64>, scale: f64| {
+            let bound = (m * m) as f64 * f64::EPSILON * scale;
+            for j in 0..7 {
+                for i in 0..m {
+                    assert!((y[j * m + i] - expected[(i, j)]).abs() <= bound, "{i}, {j}");
+                }
+            }
+        };
+        for par in [Par::Seq, Par::rayon(2), Par::rayon(3)] {
+            let y = symmetric_times(&lower, m, m, v.as_ref(), par);
+            assert_close(&y, &expected, full.norm_max());
+        }
+        // A leading dimension larger than the size (the trailing block of a bigger matrix).
+        let big = lower_buffer(&random_symmetric(m + 5, 14, 1.0));
+        let n = m + 5;
+        let trailing = Mat::from_fn(m, m, |i, j| big[(i.min(j) + 5) * n + i.max(j) + 5]);
+        let expected = &trailing * &v;
+        let y = symmetric_times(&big[5 * n + 5..], n, m, v.as_ref(), Par::rayon(2));
+        assert_close(&y, &expected, trailing.norm_max());
+    }
+
+    #[test]
+    fn eigenvalues_equal_faer_where_the_reduction_has_several_tiles() {
+        for (n, seed) in [(600, 15), (777, 16)] {
+            assert_eigenvalues_equal_faer(n, seed, 1e-3, Par::rayon(2));
         }
     }
 

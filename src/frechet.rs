@@ -196,34 +196,43 @@ pub fn frechet_distance(
     } else {
         "cholesky"
     };
-    // C = B₁ᵀB₂ (r₁ × r₂); its singular values are the square roots of the eigenvalues of Σ₁Σ₂ / 4^(e₁+e₂).
-    let mut c = Mat::<f64>::zeros(f1.ncols(), f2.ncols());
-    if factorisation == "cholesky" {
-        // Both Cholesky factors are triangular: L₁ᵀL₂ costs a third of a general product.
-        triangular::matmul(
-            c.as_mut(),
-            BlockStructure::Rectangular,
-            Accum::Replace,
-            f1.transpose(),
-            BlockStructure::TriangularUpper,
-            f2,
-            BlockStructure::TriangularLower,
-            1.0,
-            par,
-        );
-    } else if factorisation == "pivoted-cholesky" {
-        matmul(c.as_mut(), Accum::Replace, f1.transpose(), f2, 1.0, par);
-    }
-    // Work on the orientation with fewer columns: the Gram matrix and the iteration are then smallest.
-    let c = if c.ncols() > c.nrows() {
-        c.transpose().to_owned()
+    // C = B₁ᵀB₂ (r₁ × r₂), or its transpose B₂ᵀB₁ where r₂ > r₁: the same singular values (the square roots
+    // of the eigenvalues of Σ₁Σ₂ / 4^(e₁+e₂)), with no fewer rows than columns, so that the Gram matrix CᵀC
+    // is the smaller one. Column-major in a plain buffer, so that the Gram matrix can be formed in it.
+    let (left, right) = if f2.ncols() > f1.ncols() {
+        (f2, f1)
     } else {
-        c
+        (f1, f2)
     };
+    let (rows, cols) = (left.ncols(), right.ncols());
+    let mut c = vec![0f64; rows * cols];
+    {
+        let cm = MatMut::from_column_major_slice_mut(&mut c, rows, cols);
+        if factorisation == "cholesky" {
+            // Both Cholesky factors are triangular: L₁ᵀL₂ costs a third of a general product.
+            triangular::matmul(
+                cm,
+                BlockStructure::Rectangular,
+                Accum::Replace,
+                left.transpose(),
+                BlockStructure::TriangularUpper,
+                right,
+                BlockStructure::TriangularLower,
+                1.0,
+                par,
+            );
+        } else if factorisation == "pivoted-cholesky" {
+            matmul(cm, Accum::Replace, left.transpose(), right, 1.0, par);
+        }
+    }
     let multiplied = Instant::now();
     let mut result = match method {
-        Method::Eigh => nuclear_norm_eigh(c, par)?,
-        Method::NewtonSchulz => nuclear_norm_newton_schulz(c.as_ref(), ns_options, par),
+        Method::Eigh => nuclear_norm_eigh(c, rows, cols, par)?,
+        Method::NewtonSchulz => nuclear_norm_newton_schulz(
+            MatRef::from_column_major_slice(&c, rows, cols),
+            ns_options,
+            par,
+        ),
     };
     let trace_step = multiplied.elapsed().as_secs_f64();
     // FID = ‖μ₁ − μ₂‖² + tr Σ₁ + tr Σ₂ − 2 tr √(Σ₁Σ₂), each term m·2^k, summed at the largest k.
@@ -287,28 +296,52 @@ fn trace_result(
     }
 }
 
-/// Σ σᵢ(C) as Σ √λᵢ(CᵀC): one symmetric eigenvalue problem of the smaller size, no eigenvectors.
-fn nuclear_norm_eigh(c: Mat<f64>, par: Par) -> Result<FrechetResult> {
-    let k = c.ncols();
+/// Columns of the Gram matrix formed per block in `gram_in_place`: the block's buffer (k × 256 f64, 4 MiB at
+/// k = 2048) is all the memory the Gram matrix takes beyond C.
+const GRAM_BLOCK: usize = 256;
+
+/// The lower triangle of G = CᵀC (k × k, k = cols ≤ rows) formed in the buffer of C (rows × k, column-major),
+/// which is consumed: block column J of G needs only the columns of C from block J on, and is written where
+/// the columns of C before block J + 1, no longer needed, were. The buffer is cut to k·k. The strict upper
+/// triangle of G is left undefined (the eigenvalue step reads the lower one).
+fn gram_in_place(c: &mut Vec<f64>, rows: usize, k: usize, par: Par) {
+    let mut block = vec![0f64; k * GRAM_BLOCK.min(k)];
+    for j0 in (0..k).step_by(GRAM_BLOCK) {
+        let width = GRAM_BLOCK.min(k - j0);
+        let height = k - j0;
+        {
+            // G[j0.., j0..j0+width] = C[:, j0..]ᵀ C[:, j0..j0+width], into the block buffer.
+            let cm = MatRef::from_column_major_slice(&c[..], rows, k);
+            let out =
+                MatMut::from_column_major_slice_mut(&mut block[..height * width], height, width);
+            matmul(
+                out,
+                Accum::Replace,
+                cm.subcols(j0, height).transpose(),
+                cm.subcols(j0, width),
+                1.0,
+                par,
+            );
+        }
+        // Column j0 + q of G, rows j0.., lives at (j0 + q)·k + j0.. of the buffer: before the end of column
+        // j0 + q of C ((j0 + q + 1)·rows, since k ≤ rows), a column already used.
+        for q in 0..width {
+            let at = (j0 + q) * k + j0;
+            c[at..at + height].copy_from_slice(&block[q * height..(q + 1) * height]);
+        }
+    }
+    c.truncate(k * k);
+}
+
+/// Σ σᵢ(C) as Σ √λᵢ(CᵀC): one symmetric eigenvalue problem of the smaller size (C, rows × cols with
+/// cols ≤ rows, column-major in `c`), no eigenvectors. The Gram matrix is formed in C's buffer.
+fn nuclear_norm_eigh(mut c: Vec<f64>, rows: usize, cols: usize, par: Par) -> Result<FrechetResult> {
+    let k = cols;
     if k == 0 {
         return Ok(trace_result("eigh", 0.0, 0, 0, 0.0, 0.0, "exact"));
     }
-    // Only the lower triangle is formed (half the flops) and read, into a plain column-major buffer that
-    // the eigenvalue step then works in (no copy).
-    let mut gram = vec![0f64; k * k];
-    triangular::matmul(
-        MatMut::from_column_major_slice_mut(&mut gram, k, k),
-        BlockStructure::TriangularLower,
-        Accum::Replace,
-        c.transpose(),
-        BlockStructure::Rectangular,
-        c.as_ref(),
-        BlockStructure::Rectangular,
-        1.0,
-        par,
-    );
-    drop(c);
-    let eigenvalues = crate::eigen::symmetric_eigenvalues(gram, k, par)?;
+    gram_in_place(&mut c, rows, k, par);
+    let eigenvalues = crate::eigen::symmetric_eigenvalues(c, k, par)?;
     let clipped: f64 = eigenvalues.iter().filter(|&&l| l < 0.0).map(|l| -l).sum();
     let total: f64 = eigenvalues.iter().map(|&l| l.max(0.0).sqrt()).sum();
     Ok(trace_result("eigh", total, k, 0, 0.0, clipped, "exact"))
@@ -467,6 +500,31 @@ mod tests {
             Default::default(),
             Par::Seq,
         )
+    }
+
+    #[test]
+    fn the_gram_matrix_formed_in_place_equals_ct_c() {
+        // Square and tall, one block and several (the last partial), as the two orientations of C give.
+        for (rows, k) in [(1, 1), (300, 300), (700, 600), (513, 257)] {
+            let c = Mat::from_fn(rows, k, |i, j| ((i * 37 + j * 11) % 29) as f64 / 29.0 - 0.5);
+            let expected = c.transpose() * &c;
+            let mut buffer: Vec<f64> = (0..k)
+                .flat_map(|j| (0..rows).map(move |i| (i, j)))
+                .map(|(i, j)| c[(i, j)])
+                .collect();
+            gram_in_place(&mut buffer, rows, k, Par::rayon(2));
+            assert_eq!(buffer.len(), k * k);
+            for j in 0..k {
+                for i in j..k {
+                    // A sum of `rows` products in another order: within rows·ε·Σ|c||c| ≤ rows²·ε/4.
+                    let bound = (rows * rows) as f64 * f64::EPSILON / 4.0;
+                    assert!(
+                        (buffer[j * k + i] - expected[(i, j)]).abs() <= bound,
+                        "{rows}x{k}: [{i}, {j}]"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
