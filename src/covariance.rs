@@ -407,19 +407,12 @@ impl Covariance {
 /// Columns per block of the Cholesky factorisation.
 const CHOLESKY_BLOCK: usize = 128;
 
-/// Cholesky in place on the lower triangle, the upper set to zero; false as soon as a pivot is not
-/// positive. The first quarter of the columns is factorised left-looking in blocks (each block brought up
-/// to date with the columns before it by one matrix product, factorised, the rows below solved), so that a
-/// singular Σ of rank r < d/4 (n < d/4 samples) is found out after ~d·r²/2 operations, where a
-/// right-looking or recursive factorisation has spent ~d²·r/2 (d = 2048, r = 511: 0.01 s instead of
-/// 0.05 s); then the rest of the matrix is updated once and finished by faer's recursive factorisation,
-/// which is the faster one for the bulk (0.070 s against 0.105 s left-looking at d = 2048, one core).
 /// An upper bound on λ_min(LLᵀ) for a lower triangular L, tight when λ_min is well separated, and the
 /// vector that attains it: Rayleigh quotients of Σ⁻¹ = L⁻ᵀL⁻¹ give 1/‖L⁻¹x‖² ≥ λ_min for every unit x, and
 /// inverse iteration (x ← Σ⁻¹x) turns x towards λ_min's eigenvector, one triangular solve pair per step
 /// (O(d²), a few ms at d = 2048). Three steps from a fixed start: a round-off eigenvalue 1e-10 below the next
 /// is found in the first. Non-finite growth (L⁻¹ overflowing) means λ_min is below anything representable: 0,
-/// and no vector.
+/// with the best vector found before it (none if the first step overflows).
 fn smallest_eigenpair(l: MatRef<'_, f64>, par: Par) -> (f64, Option<Vec<f64>>) {
     let d = l.nrows();
     // A start with a component along every eigenvector (not the all-ones vector, which a covariance of
@@ -430,14 +423,14 @@ fn smallest_eigenpair(l: MatRef<'_, f64>, par: Par) -> (f64, Option<Vec<f64>>) {
     for _ in 0..3 {
         let scale = x.col(0).norm_l2();
         if !(scale.is_finite() && scale > 0.0) {
-            return (0.0, None);
+            return (0.0, best);
         }
         x.col_mut(0).iter_mut().for_each(|v| *v /= scale);
         let unit: Vec<f64> = x.col(0).iter().copied().collect();
         solve_lower_triangular_in_place(l, x.as_mut(), par); // y = L⁻¹x
         let growth = x.col(0).squared_norm_l2();
         if !growth.is_finite() {
-            return (0.0, None);
+            return (0.0, best);
         }
         if 1.0 / growth < bound {
             bound = 1.0 / growth;
@@ -482,6 +475,13 @@ fn reflect_onto_a_coordinate(a: &mut Mat<f64>, v: &[f64]) -> Vec<f64> {
     u
 }
 
+/// Cholesky in place on the lower triangle, the upper set to zero; false as soon as a pivot is not
+/// positive. The first quarter of the columns is factorised left-looking in blocks (each block brought up
+/// to date with the columns before it by one matrix product, factorised, the rows below solved), so that a
+/// singular Σ of rank r < d/4 (n < d/4 samples) is found out after ~d·r²/2 operations, where a
+/// right-looking or recursive factorisation has spent ~d²·r/2 (d = 2048, r = 511: 0.01 s instead of
+/// 0.05 s); then the rest of the matrix is updated once and finished by faer's recursive factorisation,
+/// which is the faster one for the bulk (0.070 s against 0.105 s left-looking at d = 2048, one core).
 fn cholesky(mut a: faer::MatMut<'_, f64>, par: Par) -> bool {
     let d = a.nrows();
     let mut memory = MemBuffer::new(cholesky_in_place_scratch::<f64>(
@@ -696,6 +696,59 @@ mod tests {
         let (mu, s) = sample_covariance(7, 12, 2, 1.0);
         let c = build(&s, Some(&mu)).unwrap();
         assert_eq!((c.kind(), c.rank()), (Factorisation::Pivoted, 6));
+    }
+
+    #[test]
+    fn a_round_off_eigenvalue_behind_a_good_cholesky_is_deflated() {
+        // Σ = PSP + λ·wwᵀ: a sample covariance with a dense unit direction w projected out (P = I − wwᵀ) and
+        // λ = 1e-15 put back, below the rank rule 4ρ (ρ = d·ε·max Σ_ii ≈ 1.2e-15) while every Cholesky pivot
+        // is above it, as for DINOv2's LayerNorm direction.
+        let d = 64;
+        let (_, s) = sample_covariance(200, d, 5, 1.0);
+        let raw: Vec<f64> = (0..d).map(|i| 1.0 + (i % 7) as f64).collect();
+        let norm = raw.iter().map(|x| x * x).sum::<f64>().sqrt();
+        let w: Vec<f64> = raw.iter().map(|x| x / norm).collect();
+        let full = Mat::from_fn(d, d, |i, j| s[(i.max(j), i.min(j))]);
+        let p = Mat::from_fn(d, d, |i, j| f64::from(u8::from(i == j)) - w[i] * w[j]);
+        let projected = &p * &full * &p;
+        let lambda = 1e-15;
+        let sigma = Mat::from_fn(d, d, |i, j| {
+            let (r, c) = (i.max(j), i.min(j));
+            projected[(r, c)] + lambda * w[r] * w[c]
+        });
+        let largest = (0..d).map(|i| sigma[(i, i)]).fold(0.0, f64::max);
+        let rho = d as f64 * f64::EPSILON * largest;
+        let l = build_lower_cholesky(&sigma);
+        assert!((0..d).all(|i| l[(i, i)] * l[(i, i)] > 4.0 * rho), "a pivot is below 4ρ");
+        let (bound, direction) = smallest_eigenpair(l.as_ref(), Par::Seq);
+        assert!(bound <= 4.0 * rho && bound >= 0.5 * lambda, "{bound:e} {rho:e}");
+        // The vector found is w (up to sign) to within the inverse iteration's convergence.
+        let alignment: f64 = direction.unwrap().iter().zip(&w).map(|(x, y)| x * y).sum();
+        assert!(alignment.abs() > 1.0 - 1e-9, "{alignment}");
+
+        let c = build(&sigma, None).unwrap();
+        assert_eq!((c.kind(), c.rank()), (Factorisation::Pivoted, d - 1));
+        let b = c.factor();
+        let back = scale_pow2(1.0, 2 * c.exponent());
+        for i in 0..d {
+            for j in 0..d {
+                let v: f64 = (0..c.rank()).map(|k| b[(i, k)] * b[(j, k)]).sum::<f64>() * back;
+                // BBᵀ = Σ less the dropped λ·wwᵀ (≤ 1e-15), plus the factorisations' round-off (~d·u·max Σ_ii
+                // = 1.4e-15 · max Σ_ii, with max Σ_ii ≈ 0.09): 1e-14 · max Σ_ii + λ covers both.
+                assert!(
+                    (v - sigma[(i, j)]).abs() <= 1e-14 * largest + lambda,
+                    "{i},{j}: {v:e} {:e}",
+                    sigma[(i, j)]
+                );
+            }
+        }
+    }
+
+    fn build_lower_cholesky(sigma: &Mat<f64>) -> Mat<f64> {
+        let d = sigma.nrows();
+        let mut a = Mat::from_fn(d, d, |i, j| if i >= j { sigma[(i, j)] } else { 0.0 });
+        assert!(cholesky(a.as_mut(), Par::Seq));
+        a
     }
 
     #[test]
