@@ -420,7 +420,8 @@ fn smallest_eigenpair(l: MatRef<'_, f64>, par: Par) -> (f64, Option<Vec<f64>>) {
     let mut x = Mat::from_fn(d, 1, |i, _| 1.0 + (i % 13) as f64 / 13.0);
     let mut bound = f64::INFINITY;
     let mut best = None;
-    for _ in 0..3 {
+    const STEPS: usize = 3;
+    for step in 0..STEPS {
         let scale = x.col(0).norm_l2();
         if !(scale.is_finite() && scale > 0.0) {
             return (0.0, best);
@@ -436,7 +437,9 @@ fn smallest_eigenpair(l: MatRef<'_, f64>, par: Par) -> (f64, Option<Vec<f64>>) {
             bound = 1.0 / growth;
             best = Some(unit);
         }
-        solve_upper_triangular_in_place(l.transpose(), x.as_mut(), par); // Σ⁻¹x = L⁻ᵀy
+        if step + 1 < STEPS {
+            solve_upper_triangular_in_place(l.transpose(), x.as_mut(), par); // Σ⁻¹x = L⁻ᵀy
+        }
     }
     (bound, best)
 }
