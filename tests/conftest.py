@@ -52,17 +52,13 @@ SLOW_FIXTURES = frozenset(
 
 
 # pytest-xdist (`-n 2`: CI and the development lane) gets the suite's own scheduler, for `--dist load` (what `-n`
-# implies) and `loadgroup`: each serial tier is one unit of work, run on one worker in order, so that its session
-# and module fixtures are built once (conformance: each image through each network once; cluster: one Ray cluster
-# at a time); every other module is a unit of its own, so that its module fixtures (the GPU check's dry run, a
-# test backbone's graph, …) are built once, not once per worker. The conformance tier (~20 minutes of both cores'
-# networks) is the critical path; the cluster tier (~200 s, mostly waiting on Ray's processes and timeouts) runs
-# on the other worker beside it with the unit and plumbing tests, not after it (stop 34; before, the two serial
-# tiers were one unit). A worker is given more work only when ≤ 2 of its tests are pending, so the conformance
-# worker takes nothing else until it is almost done. (xdist's own `loadgroup` groups by rewriting node IDs, which
-# pytest 9.2 no longer allows: its `nodeid` is derived, and the groups were silently lost.)
+# implies) and `loadgroup`: the conformance and cluster tiers are one unit of work, run on one worker in order, so
+# that their session and module fixtures (each image through each network once; one Ray cluster at a time) are
+# built once, while the other worker runs the unit and plumbing tests beside the networks; every other module is a
+# unit of its own, so that its module fixtures (the GPU check's dry run, a test backbone's graph, …) are built
+# once, not once per worker. (xdist's own `loadgroup` groups by rewriting node IDs, which pytest 9.2 no longer
+# allows: its `nodeid` is derived, and the groups were silently lost.)
 SERIAL_TIERS = frozenset({"conformance", "cluster"})
-FIRST_UNITS = ("conformance tier", "cluster tier")
 
 
 @pytest.hookimpl(optionalhook=True)  # a hook of pytest-xdist: without it installed, pytest runs serially
@@ -74,17 +70,7 @@ def pytest_xdist_make_scheduler(config, log):
     class ModulesAndSerialTiers(LoadScopeScheduling):
         def _split_scope(self, nodeid: str) -> str:
             module = nodeid.split("::", 1)[0]  # relative to the root directory, ROOT
-            tier = tier_of((ROOT / module).resolve())
-            return f"{tier} tier" if tier in SERIAL_TIERS else module
-
-        def _assign_work_unit(self, node) -> None:
-            # The serial tiers first (conformance, the critical path, then cluster), whatever their test count:
-            # xdist otherwise hands out the units with the most tests first.
-            for scope in FIRST_UNITS:
-                if scope in self.workqueue:
-                    self.workqueue.move_to_end(scope, last=False)
-                    break
-            super()._assign_work_unit(node)
+            return "serial tiers" if tier_of((ROOT / module).resolve()) in SERIAL_TIERS else module
 
     return ModulesAndSerialTiers(config, log)
 
