@@ -402,6 +402,18 @@ fn step_exists(j: usize, step: usize, n: usize, band: usize) -> bool {
     step == 0 || j + step * band + 1 < n
 }
 
+/// The reflector H = I − τ v vᵀ that maps the column `x` onto a multiple of its first unit vector: `x` becomes
+/// (β, 0, …, 0) and `v` (v₀ = 1) the reflector's vector; returns τ.
+#[inline(always)]
+fn annihilate(x: &mut [f64], v: &mut Vec<f64>) -> f64 {
+    let tau = householder(x);
+    v.clear();
+    v.push(1.0);
+    v.extend_from_slice(&x[1..]);
+    x[1..].iter_mut().for_each(|e| *e = 0.0);
+    tau
+}
+
 /// Step `step` of sweep `j` (the sequential order of LAPACK's dsytrd_sb2st and its dsb2st_kernels, lower
 /// case). Step 0 annihilates column j below the subdiagonal and applies the reflector to the diagonal block;
 /// each later step applies the last reflector to the block below (creating a bulge), annihilates the bulge's
@@ -410,12 +422,7 @@ fn step_exists(j: usize, step: usize, n: usize, band: usize) -> bool {
 fn chase_step(a: &mut Band<'_>, j: usize, step: usize, n: usize, band: usize, sw: &mut Sweep) {
     if step == 0 {
         let (st, ed) = (j + 1, (j + band).min(n - 1));
-        let x = a.col_mut(j, st, ed + 1);
-        let tau = householder(x);
-        sw.v.clear();
-        sw.v.push(1.0);
-        sw.v.extend_from_slice(&x[1..]);
-        x[1..].iter_mut().for_each(|e| *e = 0.0);
+        let tau = annihilate(a.col_mut(j, st, ed + 1), &mut sw.v);
         (sw.st, sw.ed, sw.tau) = (st, ed, tau);
         two_sided(a, st, &sw.v, tau, &mut sw.w, &mut sw.dots);
         return;
@@ -434,12 +441,7 @@ fn chase_step(a: &mut Band<'_>, j: usize, step: usize, n: usize, band: usize, sw
         }
     }
     // ... then a new reflector annihilates the bulge's first column A[j1+1..=j2, st] ...
-    let x = a.col_mut(st, j1, j2 + 1);
-    let tau2 = householder(x);
-    sw.v.clear();
-    sw.v.push(1.0);
-    sw.v.extend_from_slice(&x[1..]);
-    x[1..].iter_mut().for_each(|e| *e = 0.0);
+    let tau2 = annihilate(a.col_mut(st, j1, j2 + 1), &mut sw.v);
     // ... and is applied from the left to the rest of the block, A[j1..=j2, st+1..=ed].
     if tau2 != 0.0 {
         for c in 1..ln {
