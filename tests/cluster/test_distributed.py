@@ -49,17 +49,38 @@ def _free_port() -> int:
 
 
 def _alive_nodes(address: str) -> int:
-    probe = "import ray; ray.init(address=%r, logging_level='ERROR'); print(sum(n['Alive'] for n in ray.nodes()))"
-    out = subprocess.run(
-        [sys.executable, "-c", probe % address], capture_output=True, text=True, timeout=60, env=_ray_env()
-    )
-    return int(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 and out.stdout.strip() else 0
+    """The nodes the cluster's control store (GCS) counts alive. Asked in this process through Ray's own GCS
+    client (a few ms); where a Ray version lacks that module, through a driver in a fresh interpreter, as a user
+    would (~1.7 s of CPU a probe, which a cluster start pays several times)."""
+    try:
+        from ray._raylet import GcsClient
+        from ray.core.generated.gcs_pb2 import GcsNodeInfo
+    except ImportError:
+        probe = "import ray; ray.init(address=%r, logging_level='ERROR'); print(sum(n['Alive'] for n in ray.nodes()))"
+        out = subprocess.run(
+            [sys.executable, "-c", probe % address], capture_output=True, text=True, timeout=60, env=_ray_env()
+        )
+        return int(out.stdout.strip().splitlines()[-1]) if out.returncode == 0 and out.stdout.strip() else 0
+    try:
+        nodes = GcsClient(address=address).get_all_node_info(timeout=10)
+    except Exception:  # the GCS not listening yet (a head still starting): none alive
+        return 0
+    return sum(node.state == GcsNodeInfo.GcsNodeState.ALIVE for node in nodes.values())
 
 
 # This cluster listens on this machine only and lives for one test module: Ray's token authentication (on by
 # default for `ray start` in recent Ray, with the token in ~/.ray) is switched off for it, and for every client
 # the tests start, so the tests do not depend on a token file in the user's home.
-TEST_CLUSTER_ENV = {"RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+# Ray's control store (GCS) declares a node dead after `failure_threshold` health checks in a row fail, one every
+# `period_ms`: with Ray's defaults (5, 3,000 ms; measured 13 s after a SIGKILL, Ray 2.60) the two tests that lose
+# nodes spent most of their time waiting for that. Here 3 checks 1 s apart (a killed raylet fails each at once);
+# each check still waits Ray's default 10 s for a live but busy node, so a loaded machine loses none by mistake.
+TEST_CLUSTER_ENV = {
+    "RAY_USAGE_STATS_ENABLED": "0",
+    "RAY_AUTH_MODE": "disabled",
+    "RAY_health_check_period_ms": "1000",
+    "RAY_health_check_failure_threshold": "3",
+}
 
 
 def _ray_env() -> dict:
@@ -97,7 +118,7 @@ def _start_node(where: list[str], cpus: int, logs) -> subprocess.Popen:
 def _wait_for_nodes(address: str, count: int, process: subprocess.Popen, deadline: float) -> None:
     while _alive_nodes(address) < count:
         assert process.poll() is None and time.monotonic() < deadline, f"node {count} did not join"
-        time.sleep(1)
+        time.sleep(0.25)
 
 
 def _stop(processes: list[subprocess.Popen]) -> None:
@@ -328,7 +349,7 @@ def test_sample_for_kid_is_the_seeded_sample_of_the_local_features(cluster, weig
 def test_lost_node_costs_its_shards_a_rerun_on_the_nodes_left(
     cluster, extra_node, classes, weights, local_stats, tmp_path
 ):
-    """Issue 29.17b: a node (raylet, agents, workers) SIGKILLed mid-run. Ray takes ~15 s to declare it dead;
+    """Issue 29.17b: a node (raylet, agents, workers) SIGKILLed mid-run. Ray takes a few seconds to declare it dead;
     its shards run again on the two nodes left meanwhile, and the statistics are the local ones."""
     output = tmp_path / "a.npz"
     driver = _driver(
@@ -353,9 +374,9 @@ def test_lost_node_costs_its_shards_a_rerun_on_the_nodes_left(
 
 
 # How long after its last node is lost a job may take to stop. Ray declares a node dead once its health checks
-# have failed several times in a row (measured: 13 s after the SIGKILL, Ray 2.60 defaults); the driver looks
-# every 2 s (scheduler.NODE_CHECK_S), then shuts its Ray connection down (a few s). 120 s leaves a factor ~5
-# for a machine shared with other work.
+# have failed several times in a row (measured: 13 s after the SIGKILL with Ray 2.60's defaults, a few s with
+# TEST_CLUSTER_ENV's); the driver looks every 2 s (scheduler.NODE_CHECK_S), then shuts its Ray connection down
+# (a few s). 120 s leaves a factor ~5 over the defaults' total, for a machine shared with other work.
 LOST_CLUSTER_BOUND_S = 120
 
 
