@@ -266,3 +266,93 @@ def test_damaged_pickles_fail_as_errors_not_crashes():
             loads_numpy_pickle(good[:cut])
         assert not isinstance(info.value, (SystemExit, KeyboardInterrupt, RecursionError, MemoryError))
     assert issubclass(UnsafePickleError, InvalidInputError)  # exit 2 in the CLI
+
+
+def _dag(depth: int) -> bytes:
+    """`L_0 = []`, `L_k = [L_{k-1}, L_{k-1}]` through the memo: ~8 opcodes a level, 2^depth paths to L_0."""
+    ops = bytearray(b"\x80\x04]\x94")  # PROTO 4, EMPTY_LIST, MEMOIZE (memo 0)
+    for k in range(depth):
+        ops += b"](h" + bytes([k]) + b"h" + bytes([k]) + b"e\x94"  # EMPTY_LIST MARK BINGET k BINGET k APPENDS MEMOIZE
+    return bytes(ops + b".")
+
+
+@pytest.mark.parametrize("depth", [21, 31])
+def test_a_dag_of_shared_lists_is_read_once_per_object(depth):
+    raw = _dag(depth)
+    assert len(raw) < 260
+    start = time.monotonic()
+    out = loads_numpy_pickle(raw)
+    # The work is the graph's size: ~8 opcodes and one list a level, a few milliseconds. Read once per path it
+    # was 5 s and 489 MiB at depth 21 and doubles a level (hours and ~500 GB at 31): 2 s leaves room for a busy
+    # machine and still fails the per-path read.
+    assert time.monotonic() - start < 2.0
+    node = out
+    for _ in range(depth):
+        assert type(node) is list and len(node) == 2 and node[0] is node[1]  # one converted list, shared
+        node = node[0]
+    assert node == []
+
+
+def test_a_shared_container_reached_again_too_deep_is_still_refused():
+    # X is 20 deep: fine under the root (21), refused where it is reached again 15 levels further down (36), as
+    # reading every path refuses it; its shared copy is not taken for already checked.
+    x: list = []
+    for _ in range(20):
+        x = [x]
+    deeper: list = [x]
+    for _ in range(14):
+        deeper = [deeper]
+    assert loads_numpy_pickle(pickle.dumps([x], protocol=4)) == [x]
+    with pytest.raises(UnsafePickleError, match="more than 32 deep"):
+        loads_numpy_pickle(pickle.dumps([x, deeper], protocol=4))
+    cycle: list = [x]  # a cycle past a shared container still stops at the depth cap
+    cycle.append([cycle, x])
+    with pytest.raises(UnsafePickleError, match="more than 32 deep"):
+        loads_numpy_pickle(pickle.dumps(cycle, protocol=4))
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_shared_references_in_a_valid_file_read_to_equal_values(protocol):
+    rng = np.random.default_rng(protocol)
+    data = _edm2_layout(rng)
+    shared_stats = data["fid"]
+    pair = (1, "two", [3.0, None])
+    data["fd_dinov2"]["mu_again"] = data["fd_dinov2"]["mu"]  # one array at two places
+    data["fid_copy"] = shared_stats  # one dict at two places
+    data["extras"] = [pair, pair, {"p": pair, "s": shared_stats}]
+    out = loads_numpy_pickle(pickle.dumps(data, protocol=protocol))
+    assert out.keys() == data.keys() and out["num_images"] == 40
+    for metric in ("fid", "fid_copy", "fd_dinov2"):
+        for key in data[metric]:
+            got, want = out[metric][key], data[metric][key]
+            assert got.dtype == want.dtype and got.shape == want.shape and np.array_equal(got, want)
+    assert out["extras"][:2] == [pair, pair] and out["extras"][2]["p"] == pair
+    assert out["extras"][2]["s"].keys() == {"mu", "sigma"}
+    assert np.array_equal(out["extras"][2]["s"]["sigma"], shared_stats["sigma"])
+
+
+def test_a_large_leaf_shared_along_a_dag_is_not_copied():
+    # A 1 MiB bytes object at the bottom of a depth-20 DAG: 2^20 paths reach it. The leaf is never copied and
+    # each list is converted once, so this reads quickly and allocates about the file's size, not 2^20 MiB.
+    import tracemalloc
+
+    leaf = b"x" * (1 << 20)
+    ops = bytearray(b"\x80\x04B" + struct.pack("<I", len(leaf)) + leaf + b"\x94")  # BINBYTES, MEMOIZE (memo 0)
+    for k in range(20):
+        ops += b"](h" + bytes([k]) + b"h" + bytes([k]) + b"e\x94"
+    raw = bytes(ops + b".")
+    tracemalloc.start()
+    try:
+        start = time.monotonic()
+        out = loads_numpy_pickle(raw)
+        elapsed = time.monotonic() - start
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert elapsed < 2.0  # ~170 opcodes and 20 lists to convert (tracemalloc adds little to that)
+    assert peak < 8 * len(raw)  # the file's bytes, read once, and its one leaf
+    node = out
+    for _ in range(20):
+        assert node[0] is node[1]
+        node = node[0]
+    assert node == leaf

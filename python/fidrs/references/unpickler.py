@@ -18,7 +18,8 @@ array pickles use, each to a stand-in written here that checks its arguments and
 Nothing else: any other name, a persistent id or an out-of-band buffer is refused when it is read, before
 anything is called. Sizes are bounded by the file: an array's shape must match the bytes that come with it
 (a huge declared shape allocates nothing), BYTEARRAY8 may not announce more than the file holds, and the
-number of opcodes is capped (each may create one object: deeply nested or endless containers stop there).
+number of opcodes is capped (each may create one object: deeply nested or endless containers stop there), and
+an object the memo shares at many places is converted once (a 200-byte pickle can have 2^31 paths to its bottom).
 The pure-Python unpickler is used (the C one sizes its memo by the largest index a PUT names).
 """
 
@@ -273,27 +274,70 @@ class _NumpyUnpickler(pickle._Unpickler):
         return super().load()
 
 
-def _finish(obj: Any, depth: int = 0) -> Any:
+# How deep containers may nest (EDM2's reference pickle is 2 deep: a dict of dicts of arrays).
+_MAX_DEPTH = 32
+
+
+def _too_deep() -> UnsafePickleError:
+    return UnsafePickleError(f"the pickle nests containers more than {_MAX_DEPTH} deep")
+
+
+def _finish(root: Any) -> Any:
     """Replace the stand-ins' pending objects by what they built; refuse any left incomplete. Plain data only:
-    dicts with string or integer keys, lists, tuples, numbers, strings, bytes, None."""
-    if depth > 32:
-        raise UnsafePickleError("the pickle nests containers more than 32 deep")
-    if isinstance(obj, _PendingArray):
-        if obj.array is None:
-            raise UnsafePickleError("an array without its state")
-        return obj.array
-    if isinstance(obj, dict):
-        out = {}
-        for key, value in obj.items():
-            if not isinstance(key, (str, int)):
-                raise UnsafePickleError(f"a dict key that is a {_kind(key)}")
-            out[key] = _finish(value, depth + 1)
-        return out
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_finish(v, depth + 1) for v in obj)
-    if obj is None or isinstance(obj, (bool, int, float, str, bytes, np.ndarray, np.generic)):
-        return obj
-    raise UnsafePickleError(f"the pickle leaves a {_kind(obj)} object, not plain data")
+    dicts with string or integer keys, lists, tuples, numbers, strings, bytes, None.
+
+    A pickle's memo lets one container appear at many places (`L_k = [L_{k-1}, L_{k-1}]` is ~8 opcodes a level
+    and has 2^k paths to its bottom), so each container is converted once, memoised by identity, and every place
+    that holds it gets the same converted object: the work and the output are the size of the graph the
+    unpickler built (at most one object per opcode), not its number of paths. Leaves (numbers, strings, bytes,
+    arrays) are never copied, so shared ones cost no bytes past the stand-ins' budget. The rule is what reading
+    every path would give: a container reached again deeper is refused if its own height takes it past
+    `_MAX_DEPTH`, and one reached from inside itself (a cycle, endlessly deep) is refused the same way."""
+    # id -> (the container, kept so that its id is not reused; its conversion; its height, the most levels a
+    # path goes below it)
+    done: dict[int, tuple[Any, Any, int]] = {}
+    open_: set[int] = set()  # containers being converted: meeting one again is a cycle
+
+    def finish(obj: Any, depth: int) -> tuple[Any, int]:
+        if depth > _MAX_DEPTH:
+            raise _too_deep()
+        if isinstance(obj, _PendingArray):
+            if obj.array is None:
+                raise UnsafePickleError("an array without its state")
+            return obj.array, 0
+        if isinstance(obj, (dict, list, tuple)):
+            key = id(obj)
+            hit = done.get(key)
+            if hit is not None:
+                if depth + hit[2] > _MAX_DEPTH:
+                    raise _too_deep()
+                return hit[1], hit[2]
+            if key in open_:
+                raise _too_deep()
+            open_.add(key)
+            height = 0
+            if isinstance(obj, dict):
+                out: Any = {}
+                for k, value in obj.items():
+                    if not isinstance(k, (str, int)):
+                        raise UnsafePickleError(f"a dict key that is a {_kind(k)}")
+                    out[k], below = finish(value, depth + 1)
+                    height = max(height, below + 1)
+            else:
+                items = []
+                for value in obj:
+                    item, below = finish(value, depth + 1)
+                    items.append(item)
+                    height = max(height, below + 1)
+                out = type(obj)(items)
+            open_.discard(key)
+            done[key] = (obj, out, height)
+            return out, height
+        if obj is None or isinstance(obj, (bool, int, float, str, bytes, np.ndarray, np.generic)):
+            return obj, 0
+        raise UnsafePickleError(f"the pickle leaves a {_kind(obj)} object, not plain data")
+
+    return finish(root, 0)[0]
 
 
 def loads_numpy_pickle(data: bytes) -> Any:
