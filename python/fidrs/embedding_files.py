@@ -8,9 +8,10 @@ the `.npy` bytes, so a provenance file that describes another array is refused r
 without one (the official tool's, or one written by hand) has unknown provenance: warned, compared by feature size.
 
 Reading is hostile-safe: only a regular file is opened, the header is parsed by NumPy's own literal parser with a
-small size cap, only 2-D float32/float64 arrays in C order are taken, the file's size must be exactly the header
-plus the data it declares (a truncated or padded file is refused), values must be finite; every refusal is an
-InvalidInputError (CLI exit 2) naming the file. Writes are atomic (the array first, then its provenance)."""
+small size cap, only 2-D float32/float64 arrays in C order and at most `feature_sets.MAX_FEATURE_WIDTH` wide are
+taken (their statistics are a d×d covariance), the file's size must be exactly the header plus the data it
+declares (a truncated or padded file is refused), values must be finite; every refusal is an InvalidInputError
+(CLI exit 2) naming the file. Writes are atomic (the array first, then its provenance)."""
 
 from __future__ import annotations
 
@@ -26,7 +27,7 @@ import numpy as np
 
 from .display import display
 from .errors import InvalidInputError, UnknownModeWarning
-from .feature_sets import FeatureSet
+from .feature_sets import FeatureSet, check_feature_width
 from .files import atomic_output, read_regular
 from .references.arrays import read_npy_header
 
@@ -82,6 +83,7 @@ def parse_npy(path: str, data: bytes) -> np.ndarray:
         raise InvalidInputError(f"{where}: a Fortran-order array; expected C order (np.save's default)")
     if len(shape) != 2 or shape[0] < 1 or shape[1] < 1:
         raise InvalidInputError(f"{where}: shape {shape}, expected N × d embeddings (N, d >= 1)")
+    check_feature_width(where, shape[1])
     expected = offset + shape[0] * shape[1] * dtype.itemsize
     if len(data) != expected:
         state = "truncated" if len(data) < expected else "longer than its header says"

@@ -7,6 +7,7 @@ import numpy as np
 
 from .. import _fidrs
 from ..errors import InvalidInputError
+from ..feature_sets import check_feature_width
 from .arrays import LazyArray
 
 # Rows read at a time: 4,096 × 2,048 float32 features are 32 MiB.
@@ -19,6 +20,7 @@ def moments_of(features: LazyArray) -> _fidrs.Moments:
     float32 would round each feature by up to 6e-8 relative)."""
     if len(features.shape) != 2 or features.shape[1] == 0:
         raise InvalidInputError(f"{features.where}: features must be an N×d array, got shape {features.shape}")
+    check_feature_width(features.where, features.shape[1])  # before the d×d moments below
     if features.dtype.kind != "f":
         raise InvalidInputError(f"{features.where}: features must be floats, got {features.dtype}")
     n, d = features.shape
