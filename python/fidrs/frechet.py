@@ -49,6 +49,21 @@ def _check_iteration_limits(tolerance: Any, max_iterations: Any) -> None:
         raise InvalidInputError(f"tolerance must be a number in (0, 1), got {tolerance!r}")
 
 
+def _float64(value: Any, name: str, ndim: int) -> np.ndarray:
+    """`value` as a contiguous float64 array of `ndim` dimensions (a mean: 1, a covariance: 2), or
+    InvalidInputError naming the argument (not the binding's TypeError about `PyArray<T, D>`)."""
+    if np.iscomplexobj(value):  # numpy would drop the imaginary part with only a ComplexWarning
+        raise InvalidInputError(f"{name} is complex; it must be real")
+    try:
+        array = np.ascontiguousarray(value, dtype=np.float64)
+    except (TypeError, ValueError) as e:
+        raise InvalidInputError(f"{name} is not an array of real numbers ({e})") from None
+    if array.ndim != ndim:
+        shape = "(d,)" if ndim == 1 else "(d, d)"
+        raise InvalidInputError(f"{name} has shape {array.shape}; it must have shape {shape}")
+    return array
+
+
 def frechet_distance(
     mu1,
     sigma1,
@@ -84,8 +99,8 @@ def frechet_distance(
     checked = [isinstance(s, _fidrs.Covariance) for s in (sigma1, sigma2)]
     if method == "scipy" and any(checked):
         raise InvalidInputError("method='scipy' (pytorch-fid's sqrtm) needs the covariance arrays, not Covariance")
-    mu1, mu2 = (np.ascontiguousarray(m, dtype=np.float64) for m in (mu1, mu2))
-    sigma1, sigma2 = (s if c else np.ascontiguousarray(s, dtype=np.float64) for s, c in zip((sigma1, sigma2), checked))
+    mu1, mu2 = (_float64(m, name, 1) for m, name in ((mu1, "mu1"), (mu2, "mu2")))
+    sigma1, sigma2 = (s if c else _float64(s, n, 2) for s, c, n in zip((sigma1, sigma2), checked, ("sigma1", "sigma2")))
     arrays = [mu1, sigma1, mu2, sigma2]
     if method == "scipy":
         start = time.perf_counter()

@@ -273,3 +273,38 @@ def test_identical_sets_print_zero_without_a_minus_sign(tmp_path, capsys):
         "-0.001000",
         "2.50",
     )
+
+
+# --- the Fréchet distance's arguments, and inputs no source takes ----------------------------------------------
+
+MU, SIGMA = np.zeros(8), np.eye(8)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        ((MU[None], SIGMA, MU, SIGMA), r"mu1 has shape \(1, 8\); it must have shape \(d,\)"),
+        ((MU, SIGMA, MU[:, None], SIGMA), r"mu2 has shape \(8, 1\); it must have shape \(d,\)"),
+        ((MU, SIGMA[None], MU, SIGMA), r"sigma1 has shape \(1, 8, 8\); it must have shape \(d, d\)"),
+        ((MU, SIGMA, MU, SIGMA[0]), r"sigma2 has shape \(8,\); it must have shape \(d, d\)"),
+        ((["a"] * 8, SIGMA, MU, SIGMA), r"mu1 is not an array of real numbers"),
+        ((MU, SIGMA, MU, SIGMA + 0j), r"sigma2 is complex; it must be real"),
+    ],
+)
+def test_frechet_distance_names_the_argument_of_a_wrong_shape_or_kind(args, message):
+    """Was the binding's TypeError ("'ndarray' object cannot be converted to 'PyArray<T, D>'"), or for a complex
+    Σ a value computed from its real part with only a ComplexWarning."""
+    with pytest.raises(fidrs.InvalidInputError, match=message):
+        fidrs.frechet_distance(*args)
+
+
+def test_statistics_of_a_wrong_shape_given_to_the_evaluator_are_named_not_a_type_error():
+    with pytest.raises(fidrs.InvalidInputError, match=r"mu1 has shape \(1, 8\)"):
+        fidrs.Evaluator().compute("fid", fidrs.Stats(MU[None], SIGMA), fidrs.Stats(MU, SIGMA))
+
+
+def test_an_object_no_source_takes_is_named_by_its_type_not_its_repr():
+    """`fidrs.score` takes image sets and statistics files; a Stats object's repr is its whole arrays."""
+    with pytest.raises(fidrs.InvalidInputError) as refused:
+        fidrs.score(fidrs.Stats(MU, SIGMA), fidrs.Stats(MU, SIGMA))
+    assert str(refused.value) == "cannot use a Stats object as input: no source recognises it"

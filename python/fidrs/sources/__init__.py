@@ -67,7 +67,11 @@ def resolve(inputs: InputLike | Source, *, allow_stats: bool = True) -> Source:
         source = resolver(inputs, allow_stats)
         if source is not None:
             return source
-    raise InvalidInputError(f"cannot use {display(repr(inputs))[:200]} as input: no source recognises it")
+    if isinstance(inputs, (str, bytes, os.PathLike, list, tuple)):
+        what = display(repr(inputs))[:200]
+    else:  # an object's repr may be a whole array's (a Stats, an ndarray of the wrong kind): its type says enough
+        what = f"a {type(inputs).__name__} object"
+    raise InvalidInputError(f"cannot use {what} as input: no source recognises it")
 
 
 def label(inputs: Any, default: str) -> str:
