@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
 import fidrs
 import numpy as np
@@ -129,7 +127,10 @@ def test_tf1_fid_reproduces_torch_fidelity(tf1_sets, fidelity_reference):
     assert abs(fid - expected) <= 1e-4 * max(1.0, expected)
 
 
-def test_metric_commands_print_json(tmp_path, weights):
+def test_metric_commands_print_json(tmp_path, weights, capsys):
+    """Each companion metric's command on the Inception, in this process (`fidrs.cli.main`: one network load for
+    all of them; a fresh interpreter each loaded ONNX Runtime and hashed the 95 MB checkpoint again)."""
+    from cli_in_process import run_cli_here
     from PIL import Image
 
     rng = np.random.default_rng(4)
@@ -145,16 +146,11 @@ def test_metric_commands_print_json(tmp_path, weights):
         (["memorization", a, a, "--top", "2"], "fraction_below_threshold"),
     ]
     for args, key in cases:
-        out = subprocess.run(
-            [sys.executable, "-m", "fidrs.cli", *args, "--weights", weights, "--json"], capture_output=True, text=True
-        )
+        out = run_cli_here(capsys, *args, "--weights", weights, "--json")
         assert out.returncode == 0, out.stderr
         assert key in json.loads(out.stdout)
-    out = subprocess.run(
-        [sys.executable, "-m", "fidrs.cli", "memorization", a, a, "--weights", weights, "--json"],
-        capture_output=True,
-        text=True,
-    )
+    out = run_cli_here(capsys, "memorization", a, a, "--weights", weights, "--json")
+    assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout)["fraction_below_threshold"] == 1.0  # a set is a copy of itself
 
 
