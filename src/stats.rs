@@ -22,6 +22,25 @@ pub struct Moments {
     par: Par,
 }
 
+/// The widest moments (and so feature vectors) fidrs keeps: their d×d float64 sums at 11,585 are 1 GiB, the
+/// largest statistics member its readers take (`references.arrays.MAX_STATS_MEMBER_BYTES`: ⌊√(2³⁰ / 8)⌋), so
+/// the statistics of anything accepted can be written and read back. Python reads it as
+/// `_fidrs.MAX_FEATURE_WIDTH` (feature files, registered backbones); the binding refuses a wider `Moments`
+/// before allocating (a huge d made the allocation fail: a panic, or for d > 2³² an abort of the process).
+pub const MAX_DIM: usize = 11_585;
+
+/// `d` as the width of moments, or InvalidInput naming the bound.
+pub fn check_dim(d: usize) -> Result<()> {
+    if d > MAX_DIM {
+        return Err(FidrsError::InvalidInput(format!(
+            "moments of {d} features: over the widest fidrs keeps, {MAX_DIM} (their {d}×{d} sums would be \
+             {:.1} GiB)",
+            (d as f64) * (d as f64) * 8.0 / f64::from(1u32 << 30)
+        )));
+    }
+    Ok(())
+}
+
 impl Moments {
     pub fn new(dim: usize) -> Self {
         Self::with_parallelism(dim, Par::Seq)
@@ -43,9 +62,17 @@ impl Moments {
         self
     }
 
-    /// Rebuild from saved parts (`sum_outer` symmetric, row-major d×d).
+    /// Rebuild from saved parts (`sum_outer` symmetric, row-major d×d). Refuses parts that no sample set has:
+    /// a non-finite entry (NaN or ±∞) in `sum` or `sum_outer`, or a `sum_outer` that is not exactly symmetric.
+    ///
+    /// The symmetry rule is exact equality, `sum_outer[i, j] == sum_outer[j, i]` for every i, j. Every writer
+    /// stores `sum_outer()`, which copies the lower triangle onto the upper one, so the two triangles of any
+    /// `sum_outer` fidrs wrote (or that `(S + Sᵀ) / 2` gives: IEEE addition is commutative) hold the same
+    /// values bit for bit; round-off can never make them differ, so any difference is an edit. Only the lower
+    /// triangle is used (`deviation`, `covariance`); without this rule an edited upper triangle would go unseen.
     pub fn from_parts(n: u64, sum: Vec<f64>, sum_outer: MatRef<'_, f64>) -> Result<Self> {
         let d = sum.len();
+        check_dim(d)?;
         if sum_outer.nrows() != d || sum_outer.ncols() != d {
             return Err(FidrsError::InvalidInput(format!(
                 "sum_outer is {}x{} but sum has length {d}",
@@ -53,10 +80,35 @@ impl Moments {
                 sum_outer.ncols()
             )));
         }
+        if let Some(i) = sum.iter().position(|v| !v.is_finite()) {
+            return Err(FidrsError::InvalidInput(format!(
+                "sum[{i}] is not finite ({})",
+                sum[i]
+            )));
+        }
+        let owned = sum_outer.to_owned();
+        // Both checks read the column-major copy in contiguous runs (a 2048² matrix in a few ms); the
+        // entry named is the first in row-major order, looked for only once one is known to be there.
+        let finite = (0..d).all(|j| owned.col_as_slice(j).iter().all(|v| v.is_finite()));
+        if !finite {
+            let (i, j) = first_in_rows(d, |i, j| !sum_outer[(i, j)].is_finite());
+            return Err(FidrsError::InvalidInput(format!(
+                "sum_outer[{i}, {j}] is not finite ({})",
+                sum_outer[(i, j)]
+            )));
+        }
+        if !is_symmetric(&owned) {
+            let (i, j) = first_in_rows(d, |i, j| j < i && sum_outer[(i, j)] != sum_outer[(j, i)]);
+            return Err(FidrsError::InvalidInput(format!(
+                "sum_outer is not symmetric: sum_outer[{i}, {j}] = {} but sum_outer[{j}, {i}] = {}",
+                sum_outer[(i, j)],
+                sum_outer[(j, i)]
+            )));
+        }
         Ok(Self {
             n,
             sum,
-            sum_outer: sum_outer.to_owned(),
+            sum_outer: owned,
             pending: Vec::new(),
             par: Par::Seq,
         })
@@ -124,6 +176,26 @@ impl Moments {
                 other.dim()
             )));
         }
+        // Finite parts (`from_parts`, `update`) stay finite: a sum that would overflow is refused before
+        // anything changes. Only the lower triangle of `sum_outer` is ever read.
+        if let Some(j) = (0..self.dim()).find(|&j| !(self.sum[j] + other.sum[j]).is_finite()) {
+            return Err(FidrsError::InvalidInput(format!(
+                "the merged moments overflow: sum[{j}] would be {}",
+                self.sum[j] + other.sum[j]
+            )));
+        }
+        for j in 0..self.dim() {
+            let (a, b) = (
+                self.sum_outer.col_as_slice(j),
+                other.sum_outer.col_as_slice(j),
+            );
+            if let Some(i) = (j..self.dim()).find(|&i| !(a[i] + b[i]).is_finite()) {
+                return Err(FidrsError::InvalidInput(format!(
+                    "the merged moments overflow: sum_outer[{i}, {j}] would be {}",
+                    a[i] + b[i]
+                )));
+            }
+        }
         self.n += other.n;
         self.sum
             .iter_mut()
@@ -162,7 +234,9 @@ impl Moments {
 
     /// How far `mu` and `sigma` are from this sample's mean and covariance, without forming either:
     /// (max |mean − mu|, max |covariance − sigma|, max |Σx| / n, max |Σxxᵀ| / (n − 1)), each entry computed
-    /// exactly as `mean` and `covariance` compute it.
+    /// exactly as `mean` and `covariance` compute it. A difference that is NaN counts as +∞ (`f64::max` would
+    /// drop it, and a NaN `mu` or `sigma` entry would pass as equal); moments that are not finite, which no
+    /// scale could measure against, are refused.
     pub fn deviation(&mut self, mu: &[f64], sigma: MatRef<'_, f64>) -> Result<[f64; 4]> {
         let d = self.dim();
         if mu.len() != d || sigma.nrows() != d || sigma.ncols() != d {
@@ -185,8 +259,8 @@ impl Moments {
         let mut mu_error = 0f64;
         let mut mu_scale = 0f64;
         for j in 0..d {
-            mu_error = mu_error.max((mean[j] - mu[j]).abs());
-            mu_scale = mu_scale.max(self.sum[j].abs());
+            mu_error = nan_max(mu_error, (mean[j] - mu[j]).abs());
+            mu_scale = nan_max(mu_scale, self.sum[j].abs());
         }
         let (mut cov_error, mut outer_scale) = (0f64, 0f64);
         for j in 0..d {
@@ -194,11 +268,17 @@ impl Moments {
                 let outer = s[(i, j)];
                 let cov = (outer - n * mean[i] * mean[j]) / (n - 1.0);
                 let cov_t = (outer - n * mean[j] * mean[i]) / (n - 1.0);
-                cov_error = cov_error
-                    .max((cov - sigma[(i, j)]).abs())
-                    .max((cov_t - sigma[(j, i)]).abs());
-                outer_scale = outer_scale.max(outer.abs());
+                cov_error = nan_max(
+                    nan_max(cov_error, (cov - sigma[(i, j)]).abs()),
+                    (cov_t - sigma[(j, i)]).abs(),
+                );
+                outer_scale = nan_max(outer_scale, outer.abs());
             }
+        }
+        if !mu_scale.is_finite() || !outer_scale.is_finite() {
+            return Err(FidrsError::InvalidInput(
+                "the moments are not finite: mu and sigma cannot be checked against them".into(),
+            ));
         }
         Ok([mu_error, cov_error, mu_scale / n, outer_scale / (n - 1.0)])
     }
@@ -217,6 +297,39 @@ impl Moments {
         Ok(Mat::from_fn(s.nrows(), s.ncols(), |i, j| {
             (s[(i, j)] - n * mu[i] * mu[j]) / (n - 1.0)
         }))
+    }
+}
+
+/// Whether `m[(i, j)] == m[(j, i)]` for every i, j (exact: see `Moments::from_parts`), compared in 64×64 tiles
+/// so that the transposed side is read from cache, not with a stride of d per entry.
+fn is_symmetric(m: &Mat<f64>) -> bool {
+    const TILE: usize = 64;
+    let d = m.nrows();
+    (0..d).step_by(TILE).all(|j0| {
+        (j0..d).step_by(TILE).all(|i0| {
+            (j0..(j0 + TILE).min(d)).all(|j| {
+                let column = m.col_as_slice(j);
+                (i0.max(j + 1)..(i0 + TILE).min(d)).all(|i| column[i] == m.col_as_slice(i)[j])
+            })
+        })
+    })
+}
+
+/// The first (i, j) of a d×d matrix, in row-major order, where `bad` holds (one is known to exist).
+fn first_in_rows(d: usize, bad: impl Fn(usize, usize) -> bool) -> (usize, usize) {
+    (0..d)
+        .flat_map(|i| (0..d).map(move |j| (i, j)))
+        .find(|&(i, j)| bad(i, j))
+        .expect("a bad entry was found before")
+}
+
+/// The larger of `a` and `b`, where a NaN counts as +∞: `f64::max` returns the other operand, so an error that
+/// is NaN would silently never count.
+fn nan_max(a: f64, b: f64) -> f64 {
+    if a.is_nan() || b.is_nan() {
+        f64::INFINITY
+    } else {
+        a.max(b)
     }
 }
 
@@ -318,6 +431,116 @@ mod tests {
         assert!((edited[1] - 1e-3).abs() < 1e-15, "{edited:?}");
         let sum_max = m.sum.iter().map(|v| v.abs()).fold(0.0, f64::max);
         assert_eq!(edited[2], sum_max / rows as f64);
+    }
+
+    fn parts(rows: usize, d: usize, seed: u64) -> (u64, Vec<f64>, Mat<f64>) {
+        let mut m = Moments::new(d);
+        m.update(&sample(rows, d, seed), rows).unwrap();
+        let outer = m.sum_outer();
+        (m.n, m.sum, outer)
+    }
+
+    fn refusal(n: u64, sum: Vec<f64>, outer: &Mat<f64>) -> String {
+        match Moments::from_parts(n, sum, outer.as_ref()) {
+            Err(FidrsError::InvalidInput(message)) => message,
+            other => panic!("not refused as invalid input: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn from_parts_round_trips_what_sum_outer_writes() {
+        let (n, sum, outer) = parts(30, 4, 7);
+        let mut back = Moments::from_parts(n, sum.clone(), outer.as_ref()).unwrap();
+        assert_eq!(back.sum, sum);
+        assert!(back.sum_outer() == outer);
+    }
+
+    #[test]
+    fn from_parts_refuses_non_finite_parts() {
+        let (n, sum, outer) = parts(30, 4, 7);
+        for (i, bad, shown) in [
+            (0, f64::NAN, "NaN"),
+            (3, f64::INFINITY, "inf"),
+            (1, f64::NEG_INFINITY, "-inf"),
+        ] {
+            let mut s = sum.clone();
+            s[i] = bad;
+            assert_eq!(
+                refusal(n, s, &outer),
+                format!("sum[{i}] is not finite ({shown})")
+            );
+        }
+        for (i, j, bad, shown) in [
+            (0, 0, f64::NAN, "NaN"),
+            (0, 0, f64::INFINITY, "inf"),
+            (3, 1, f64::NAN, "NaN"),
+            (1, 3, f64::NEG_INFINITY, "-inf"),
+        ] {
+            let mut o = outer.clone();
+            o[(i, j)] = bad;
+            let message = refusal(n, sum.clone(), &o);
+            assert_eq!(
+                message,
+                format!("sum_outer[{i}, {j}] is not finite ({shown})")
+            );
+        }
+    }
+
+    #[test]
+    fn from_parts_refuses_either_triangle_edited() {
+        let (n, sum, outer) = parts(30, 4, 7);
+        for (i, j) in [(0, 2), (2, 0), (3, 1)] {
+            let mut o = outer.clone();
+            o[(i, j)] += 1e-3;
+            let message = refusal(n, sum.clone(), &o);
+            let (lo, hi) = (i.max(j), i.min(j));
+            assert!(
+                message.starts_with(&format!(
+                    "sum_outer is not symmetric: sum_outer[{lo}, {hi}] = "
+                )),
+                "{message}"
+            );
+        }
+        // The smallest possible edit, one unit in the last place, is refused as well.
+        let mut o = outer.clone();
+        o[(1, 2)] = f64::from_bits(o[(1, 2)].to_bits() + 1);
+        assert!(refusal(n, sum, &o).contains("not symmetric"));
+    }
+
+    #[test]
+    fn deviation_counts_a_nan_difference_as_infinite() {
+        let (rows, d) = (40, 3);
+        let mut m = Moments::new(d);
+        m.update(&sample(rows, d, 9), rows).unwrap();
+        let (mut mu, mut cov) = (m.mean().unwrap(), m.covariance().unwrap());
+        mu[1] = f64::NAN;
+        assert_eq!(m.deviation(&mu, cov.as_ref()).unwrap()[0], f64::INFINITY);
+        mu = m.mean().unwrap();
+        cov[(0, 2)] = f64::NAN; // an upper-triangle entry, read through the transpose
+        let [mu_error, cov_error, ..] = m.deviation(&mu, cov.as_ref()).unwrap();
+        assert_eq!((mu_error, cov_error), (0.0, f64::INFINITY));
+    }
+
+    #[test]
+    fn merge_refuses_an_overflowing_total_and_leaves_both_unchanged() {
+        let (n, mut sum, mut outer) = parts(30, 3, 4);
+        sum[2] = f64::MAX;
+        let mut big = Moments::from_parts(n, sum.clone(), outer.as_ref()).unwrap();
+        let copy = big.clone();
+        let error = big.merge(&copy).unwrap_err().to_string();
+        assert_eq!(error, "the merged moments overflow: sum[2] would be inf");
+        assert_eq!((big.n, &big.sum), (n, &sum));
+        sum[2] = 1.0;
+        outer[(2, 1)] = f64::MAX;
+        outer[(1, 2)] = f64::MAX;
+        let mut big = Moments::from_parts(n, sum.clone(), outer.as_ref()).unwrap();
+        let copy = big.clone();
+        let error = big.merge(&copy).unwrap_err().to_string();
+        assert_eq!(
+            error,
+            "the merged moments overflow: sum_outer[2, 1] would be inf"
+        );
+        assert!(big.sum_outer() == outer);
     }
 
     #[test]

@@ -22,12 +22,15 @@ impl PyMoments {
     #[new]
     fn new(dim: usize) -> PyResult<Self> {
         guard(|| {
+            crate::stats::check_dim(dim)?;
             Ok(Self {
                 inner: Moments::with_parallelism(dim, par()?),
             })
         })
     }
 
+    /// Rebuild from saved parts: n, Σx (d) and Σxxᵀ (d×d). InvalidInputError for a non-finite entry in
+    /// either, or a Σxxᵀ whose two triangles differ at all (fidrs writes it mirrored: see `Moments::from_parts`).
     #[staticmethod]
     fn from_parts(
         n: u64,
@@ -100,7 +103,8 @@ impl PyMoments {
     }
 
     /// (max |mean − mu|, max |covariance − sigma|, max |sum| / n, max |sum_outer| / (n − 1)): how far the
-    /// given statistics are from these moments', without forming the mean or the covariance.
+    /// given statistics are from these moments', without forming the mean or the covariance. A NaN
+    /// difference counts as infinite, never as none.
     fn deviation(
         &mut self,
         py: Python<'_>,
@@ -128,5 +132,6 @@ impl PyMoments {
 
 /// Add the class to the module.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("MAX_FEATURE_WIDTH", crate::stats::MAX_DIM)?;
     m.add_class::<PyMoments>()
 }
