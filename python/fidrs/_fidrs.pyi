@@ -37,6 +37,7 @@ UNITS: list[str]
 FRECHET_METHODS: list[str]
 STORAGE_PRECISIONS: list[str]
 DEFAULT_MAX_PIXELS: int
+MAX_FEATURE_WIDTH: int  # the widest Moments (feature vectors) kept: their d×d float64 sums at this width are 1 GiB
 MAX_THREADS_PER_CPU: int  # FIDRS_NUM_THREADS may be at most this many times the CPUs the process may use
 CMMD_SIGMA: float  # 10.0: CMMD's kernel bandwidth (google-research/cmmd)
 CMMD_SCALE: float  # 1000.0: CMMD's reporting scale

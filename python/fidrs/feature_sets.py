@@ -13,14 +13,14 @@ from .errors import InvalidInputError
 from .provenance import Provenance
 from .statistics import Stats
 
-# The widest feature rows fidrs reads from a file (a features reference, clean-fid's KID `feats`, an embedding
-# file). Their statistics hold a d×d float64 covariance (Moments' Σxxᵀ, then Σ and its factorisation, each d²·8
-# bytes) whatever the number of rows: without a bound a 144 KB file of 3 rows × 12,000 asks for 3.5 GB and one of
-# 2 × 1,000,000 for 8 TB (the core's allocation failed: exit 3, "a bug in fidrs"). The bound is the widest
-# covariance the statistics reader takes (`references.arrays.MAX_STATS_MEMBER_BYTES`, 1 GiB: ⌊√(2³⁰ / 8)⌋ =
-# 11,585), so the statistics of any accepted file can be written and read back; the built-in backbones' widest
-# output is 2,048 (Inception pool3), and wide extractors elsewhere (8,192 for BiT-R152x4) still fit.
-MAX_FEATURE_WIDTH = 11_585
+# The widest feature rows fidrs takes (from a file: a features reference, clean-fid's KID `feats`, an embedding
+# file; or from a registered backbone's outputs). Their statistics hold a d×d float64 covariance (Moments' Σxxᵀ,
+# then Σ and its factorisation, each d²·8 bytes) whatever the number of rows: without a bound a 144 KB file of
+# 3 rows × 12,000 asks for 3.5 GB and one of 2 × 1,000,000 for 8 TB (the core's allocation failed: exit 3, "a bug
+# in fidrs"). The bound is the Rust core's (src/stats.rs, MAX_DIM): the widest covariance the statistics reader
+# takes (1 GiB: 11,585), so the statistics of anything accepted can be written and read back; the built-in
+# backbones' widest output is 2,048 (Inception pool3), and wide extractors elsewhere (8,192 for BiT-R152x4) fit.
+MAX_FEATURE_WIDTH = _fidrs.MAX_FEATURE_WIDTH
 
 
 def check_feature_width(where: str, width: int) -> None:

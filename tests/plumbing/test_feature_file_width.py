@@ -187,3 +187,43 @@ def test_feature_files_of_a_normal_width_still_work(tmp_path, normal):
         assert fidrs.kid(a, b, subset_size=10).provenance.dim == 64
     cli = run_cli("kid", a, b, "--subset-size", "10", timeout=120)
     assert cli.returncode == 0, cli.stderr
+
+
+def test_a_backbone_with_an_output_over_the_bound_is_not_registered():
+    """The same bound for features computed in process: a registered backbone's statistics would hold the width
+    squared (fidrs.Moments refuses it too, before allocating)."""
+    import dataclasses
+
+    import tiny_backbone
+
+    tiny = tiny_backbone.backbone()
+    wide = dataclasses.replace(
+        tiny,
+        name="tiny-too-wide",
+        aliases=(),
+        outputs=tuple(dataclasses.replace(o, dim=fidrs._fidrs.MAX_FEATURE_WIDTH + 1) for o in tiny.outputs),
+    )
+    with pytest.raises(InvalidInputError, match=f"is {fidrs._fidrs.MAX_FEATURE_WIDTH + 1} wide, over fidrs' limit"):
+        fidrs.register_backbone(wide)
+    assert "tiny-too-wide" not in fidrs.backbones.names()
+    at_bound = dataclasses.replace(
+        wide,
+        name="tiny-at-the-bound",
+        outputs=tuple(dataclasses.replace(o, dim=fidrs._fidrs.MAX_FEATURE_WIDTH) for o in tiny.outputs),
+    )
+    try:
+        fidrs.register_backbone(at_bound)
+    finally:
+        fidrs.backbones.unregister_backbone("tiny-at-the-bound")
+
+
+@pytest.mark.parametrize("dim", [fidrs._fidrs.MAX_FEATURE_WIDTH + 1, 10**9, 2**32 + 1])
+def test_moments_wider_than_the_bound_are_refused_before_any_allocation(dim):
+    """Moments(2**32 + 1) aborted the whole process (its length-d sum's allocation failed); Moments(10**9) was
+    a panic reported as "a bug in fidrs"."""
+    with pytest.raises(InvalidInputError, match=f"moments of {dim} features: over the widest fidrs keeps"):
+        fidrs._fidrs.Moments(dim)
+
+
+def test_the_python_bound_is_the_cores():
+    assert MAX_FEATURE_WIDTH == fidrs._fidrs.MAX_FEATURE_WIDTH

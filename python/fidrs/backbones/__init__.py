@@ -15,6 +15,7 @@ from __future__ import annotations
 import importlib
 import threading
 
+from .. import _fidrs
 from ..errors import InvalidInputError
 from . import manifest
 from .base import Backbone, Mode, Output, StateDict, WeightsSource
@@ -33,6 +34,12 @@ def register_backbone(backbone: Backbone, *, replace: bool = False) -> Backbone:
     stand-in for a packaged backbone)."""
     if not isinstance(backbone, Backbone):
         raise InvalidInputError(f"register_backbone takes a fidrs.backbones.Backbone, got {type(backbone).__name__}")
+    for output in backbone.outputs:  # statistics of an output hold its width squared (feature_sets.MAX_FEATURE_WIDTH)
+        if output.dim > _fidrs.MAX_FEATURE_WIDTH:
+            raise InvalidInputError(
+                f"backbone {backbone.name!r}: output {output.name!r} is {output.dim} wide, over fidrs' limit of "
+                f"{_fidrs.MAX_FEATURE_WIDTH} (the covariance of its statistics would be {output.dim}×{output.dim})"
+            )
     with _lock:
         _load_packaged()
         taken = [n for n in (backbone.name, *backbone.aliases) if n in _aliases and _aliases[n] != backbone.name]
