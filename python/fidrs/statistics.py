@@ -61,6 +61,19 @@ def check_statistics(
     )
 
 
+def _check_format_version(path: str, version: np.ndarray) -> None:
+    """A fidrs file's `version`: a whole number from 1 to FORMAT_VERSION. A later one was written by a newer fidrs,
+    whose members this one may read wrongly (refused, not guessed)."""
+    value = version[()] if isinstance(version, np.ndarray) and version.shape == () else None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InvalidInputError(f"{display(path)}: version {version!r} is not a statistics format number")
+    if value > FORMAT_VERSION:
+        raise InvalidInputError(
+            f"{display(path)}: statistics format {int(value)}, written by a newer fidrs; this one reads formats up "
+            f"to {FORMAT_VERSION}"
+        )
+
+
 def _check_sample_count(path: str, n) -> int:
     if isinstance(n, (bool, np.bool_)) or not isinstance(n, (int, np.integer)) or n < 2:
         raise InvalidInputError(f"{display(path)}: n = {n!r} is not a sample count of at least 2")
@@ -163,6 +176,8 @@ class Stats:
                 f"{display(path)}: holds statistics of {', '.join(names)}, none of backbone {backbone}"
             )
         data = read_npz(path, keys=[prefix + key for key in (*_MEMBERS, "version")])
+        if "version" in data:
+            _check_format_version(path, data["version"])
         fields = {key: data[prefix + key] for key in _MEMBERS if prefix + key in data}
         stats = cls._from_members(path if not prefix else f"{path} [{backbone}]", fields, "version" in data, data)
         if names and stats.backbone != (backbone if prefix else names[0]):

@@ -51,6 +51,31 @@ def test_save_load_round_trip_and_merge(tmp_path):
     assert merged.n == 40
 
 
+def _with_version(tmp_path, version) -> str:
+    """A valid fidrs statistics file whose `version` member is `version`."""
+    _stats().save(tmp_path / "s.npz")
+    with np.load(tmp_path / "s.npz") as data:
+        members = {k: data[k] for k in data.files}
+    members["version"] = np.asarray(version)
+    np.savez(tmp_path / "v.npz", **members)
+    return str(tmp_path / "v.npz")
+
+
+def test_a_statistics_format_from_a_newer_fidrs_is_refused_not_guessed(tmp_path):
+    from fidrs.statistics import FORMAT_VERSION
+
+    for version in range(1, FORMAT_VERSION + 1):  # every format this fidrs wrote reads
+        assert fidrs.Stats.load(_with_version(tmp_path, version)).n == 20
+    with pytest.raises(fidrs.InvalidInputError, match=f"statistics format {FORMAT_VERSION + 1}, written by a newer"):
+        fidrs.Stats.load(_with_version(tmp_path, FORMAT_VERSION + 1))
+
+
+@pytest.mark.parametrize("version", ["not a version", 0, -1, 2.5, [3, 3], True])
+def test_a_version_that_is_no_format_number_is_refused(tmp_path, version):
+    with pytest.raises(fidrs.InvalidInputError, match="is not a statistics format number"):
+        fidrs.Stats.load(_with_version(tmp_path, version))
+
+
 def test_foreign_npz_with_only_mu_sigma_loads(tmp_path):
     np.savez(tmp_path / "pf.npz", mu=np.zeros(4), sigma=np.eye(4))
     s = fidrs.Stats.load(tmp_path / "pf.npz")
