@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 
 from . import config
 from .errors import CacheWarning, FileTooLargeError
-from .files import read_regular
+from .regular_files import read_regular
 
 LEDGER_NAME = "fidrs-written.txt"
 MAX_LEDGER_BYTES = 16 << 20  # ~100,000 entries; a larger ledger is not fidrs' own

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from .errors import NotRegularFileError, WeightsError
-from .files import open_regular
+from .regular_files import open_regular
 
 LEGACY_MAGIC_NUMBER = 0x1950A86A20F9469CFC6C
 

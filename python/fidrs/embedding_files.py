@@ -28,8 +28,9 @@ import numpy as np
 from .display import display
 from .errors import InvalidInputError, UnknownModeWarning
 from .feature_sets import FeatureSet, check_feature_width
-from .files import atomic_output, read_regular
+from .files import atomic_output
 from .references.arrays import read_npy_header
+from .regular_files import read_regular
 
 EXTENSION = ".npy"
 PROVENANCE_SUFFIX = ".json"  # the provenance of `x.npy` is `x.npy.json`

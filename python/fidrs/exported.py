@@ -16,8 +16,9 @@ from pathlib import Path
 from . import graph_check
 from .display import display
 from .errors import InvalidInputError, WeightsError
-from .files import atomic_write_bytes, check_output_apart, read_regular
+from .files import atomic_write_bytes, check_output_apart
 from .identity import external_data_files, graph_sha256, memoised
+from .regular_files import read_regular
 from .weights import ResolvedModel
 
 KEY_BACKBONE = "fidrs.backbone"

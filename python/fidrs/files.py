@@ -1,6 +1,6 @@
-"""Reading and writing files the way every fidrs reader must: only regular files are opened (a FIFO, socket
-or device named `x.png` would block or never end), reads are capped, and writes are atomic (a temporary file in
-the same folder, flushed and fsynced, then `os.replace`d), so a failed write leaves the previous file intact.
+"""Writing files the way every fidrs writer must, and fidrs' `.npz` reader (regular files only, reads capped:
+`regular_files`). Writes are atomic (a temporary file in the same folder, flushed and fsynced, then `os.replace`d),
+so a failed write leaves the previous file intact.
 
 An output replaces only a regular file or nothing: a FIFO, a device, a directory or a symbolic link (`/dev/stdout`
 is one) at the output path is refused by name rather than replaced by a regular file, and an output that is one
@@ -17,49 +17,8 @@ from pathlib import Path
 from typing import BinaryIO
 
 from .display import display
-from .errors import FileTooLargeError, InvalidInputError, NotRegularFileError, OutputError
-
-
-def _kind(mode: int) -> str:
-    for test, name in (
-        (stat.S_ISFIFO, "a FIFO"),
-        (stat.S_ISSOCK, "a socket"),
-        (stat.S_ISCHR, "a character device"),
-        (stat.S_ISBLK, "a block device"),
-        (stat.S_ISDIR, "a directory"),
-    ):
-        if test(mode):
-            return name
-    return "not a regular file"
-
-
-def open_regular(path: str | os.PathLike) -> BinaryIO:
-    """Open for reading without blocking on a FIFO, and refuse anything but a regular file."""
-    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) | getattr(os, "O_BINARY", 0)
-    fd = os.open(path, flags)
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise NotRegularFileError(f"{display(path)}: {_kind(mode)}, not a regular file")
-        if hasattr(os, "set_blocking"):
-            os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb")
-    except BaseException:
-        os.close(fd)
-        raise
-
-
-def read_regular(path: str | os.PathLike, max_bytes: int) -> bytes:
-    """The bytes of a regular file of at most `max_bytes` (checked before reading, and while reading, in case
-    the file grows)."""
-    with open_regular(path) as f:
-        size = os.fstat(f.fileno()).st_size
-        if size > max_bytes:
-            raise FileTooLargeError(f"{display(path)}: {size} bytes is over the limit of {max_bytes}")
-        data = f.read(max_bytes + 1)
-    if len(data) > max_bytes:
-        raise FileTooLargeError(f"{display(path)}: grew past the limit of {max_bytes} bytes while being read")
-    return data
+from .errors import InvalidInputError, OutputError
+from .regular_files import file_kind
 
 
 def _umask() -> int:
@@ -84,7 +43,7 @@ def check_output_target(path: str | os.PathLike) -> None:
             "link itself: give the path of a regular file"
         )
     if not stat.S_ISREG(st.st_mode):
-        raise OutputError(f"{display(path)}: {_kind(st.st_mode)}, not a regular file; fidrs would replace it")
+        raise OutputError(f"{display(path)}: {file_kind(st.st_mode)}, not a regular file; fidrs would replace it")
 
 
 def check_output_apart(output: str | os.PathLike, inputs) -> None:
@@ -151,35 +110,25 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
         f.write(data)
 
 
-def read_npz(path: str | os.PathLike, keys: list[str] | None = None, max_member_bytes: int = 1 << 34) -> dict:
-    """Arrays of an `.npz` archive (all, or those of `keys` that it has), without pickle: a truncated,
-    empty or foreign file, a `.npy` renamed `.npz`, a damaged member or one declared over `max_member_bytes`
-    raises InvalidInputError naming the file and the reason."""
+def read_npz(
+    path: str | os.PathLike,
+    keys: list[str] | None = None,
+    max_member_bytes: int | None = None,
+    *,
+    kinds: str | None = None,
+) -> dict:
+    """Arrays of an `.npz` archive (all, or those of `keys` that it has), without pickle, plus `__files__`
+    (every name it holds): `references.arrays.read_npz_members`, the one `.npz` reader, with its one cap
+    (`MAX_STATS_MEMBER_BYTES`, 1 GiB, unless `max_member_bytes`). Every member's `.npy` header is checked, and
+    its size against the cap, before any data is inflated; a truncated, empty or foreign file, a `.npy` renamed
+    `.npz`, two members of one name (`mu` and `mu.npy`), an encrypted, damaged or oversized member raises
+    InvalidInputError naming the file, the member and the reason. `kinds`: the dtype kinds accepted (default:
+    any but object)."""
+    from .references.arrays import ANY_KIND, MAX_STATS_MEMBER_BYTES, read_npz_members  # arrays imports this module
 
-    import numpy as np
-
-    with open_regular(path) as f:
-        head = f.read(4)
-        if head[:2] != b"PK":
-            what = "empty" if not head else "a .npy array, not an .npz archive" if head == b"\x93NUM" else "not an .npz"
-            raise InvalidInputError(f"{display(path)}: {what} file")
-        f.seek(0)
-        try:
-            with np.load(f, allow_pickle=False) as data:
-                wanted = data.files if keys is None else [k for k in keys if k in data.files]
-                out = {"__files__": list(data.files)}
-                for key in wanted:
-                    info = data.zip.getinfo(f"{key}.npy")
-                    if info.file_size > max_member_bytes:
-                        raise InvalidInputError(
-                            f"{display(path)}: member {key!r} declares {info.file_size} bytes, over the limit"
-                        )
-                    value = data[key]
-                    if not isinstance(value, np.ndarray):  # a member that is no .npy comes back as raw bytes
-                        raise InvalidInputError(f"{display(path)}: member {key!r} is not an array")
-                    out[key] = value
-                return out
-        except InvalidInputError:
-            raise
-        except Exception as e:  # noqa: BLE001 - zipfile, zlib and numpy format errors all mean a damaged file
-            raise InvalidInputError(f"{display(path)}: not a readable .npz file ({type(e).__name__}: {e})") from None
+    return read_npz_members(
+        path,
+        keys,
+        kinds=ANY_KIND if kinds is None else kinds,
+        max_member_bytes=MAX_STATS_MEMBER_BYTES if max_member_bytes is None else max_member_bytes,
+    )

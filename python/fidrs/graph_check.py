@@ -237,7 +237,7 @@ def load_and_check(path: str | os.PathLike, backbone, max_file_bytes: int | None
     it without its external data and `check_backbone_graph` it. Returns `(model, summary)`."""
     import onnx
 
-    from .files import read_regular
+    from .regular_files import read_regular
 
     cap = PROTOBUF_LIMIT if max_file_bytes is None else max_file_bytes
     try:

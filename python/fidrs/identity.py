@@ -21,7 +21,7 @@ from collections.abc import Iterable, Sequence
 from functools import lru_cache
 from pathlib import Path
 
-from .files import open_regular
+from .regular_files import open_regular
 
 _memo: dict[tuple, str] = {}
 _memo_lock = threading.Lock()

@@ -26,8 +26,9 @@ from . import cache_ledger, config
 from .display import display
 from .download import DEADLINE_S, download
 from .errors import CacheWarning, InvalidInputError, WeightsError, WeightsHashMismatchError, WeightsUnavailableError
-from .files import atomic_write_bytes, open_regular
+from .files import atomic_write_bytes
 from .identity import memoised, sha256_file
+from .regular_files import open_regular
 
 if TYPE_CHECKING:
     from .backbones import Backbone

@@ -35,7 +35,7 @@ import numpy as np
 from ..checkpoint import load_state_dict
 from ..display import display
 from ..errors import InvalidInputError, WeightsError
-from ..files import open_regular, read_regular
+from ..regular_files import open_regular, read_regular
 from .base import StateDict
 
 HEAD_DIM = 64  # clip/model.py build_model: vision_heads = vision_width // 64

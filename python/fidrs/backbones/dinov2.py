@@ -21,7 +21,7 @@ import numpy as np
 from ..checkpoint import load_state_dict
 from ..display import display
 from ..errors import WeightsError
-from ..files import open_regular
+from ..regular_files import open_regular
 from . import manifest
 from .base import Backbone, StateDict
 

@@ -5,7 +5,15 @@ a batch at a time.
 The header is checked when the array is described, before any data is read: format version 1 or 2 (what
 `np.save` writes), a dtype of the expected kinds (never an object array), C or Fortran order, and exactly as
 many data bytes as the shape declares (a truncated file, or a header declaring a terabyte over a few bytes of
-data, is refused then, naming the file)."""
+data, is refused then, naming the file).
+
+Every `.npz` member fidrs reads goes through here (`read_npz_members`, which `files.read_npz` is): the archive's
+members are named as numpy names them (`x.npy` and `x` are both `x`), and an archive in which two members have
+one name is refused (numpy reads one of them, fidrs' readers might read the other: two tools, two FIDs); each
+member's header is checked, its size against the cap, before any member's data is read (a few MB of deflated
+zeros can declare gigabytes); an encrypted member, an unsupported compression method, or any error of zipfile
+or of the decompressors under it (zlib, bzip2, LZMA) is InvalidInputError naming the file, the member and the
+reason."""
 
 from __future__ import annotations
 
@@ -21,9 +29,46 @@ import numpy as np
 
 from ..display import display
 from ..errors import InvalidInputError
-from ..files import open_regular
+from ..regular_files import open_regular
 
 _MAX_NDIM = 8
+
+# The largest statistics member (mu, sigma, the sums, any member of a statistics file) read whole: 1 GiB, a
+# float64 covariance of up to 11,585 features. The one cap of every statistics reader (mu/sigma, ADM, fidrs).
+MAX_STATS_MEMBER_BYTES = 1 << 30
+
+# Every dtype kind numpy's .npy holds except objects (which `read_npy_header` refuses): a caller's checks decide.
+ANY_KIND = "biufcmMSUV"
+
+try:  # zipfile reads LZMA members when the lzma module is there
+    from lzma import LZMAError as _LZMAError
+except ImportError:  # pragma: no cover - a Python built without liblzma
+    _LZMAError = zlib.error
+
+# What zipfile, and the decompressors under it, raise on a damaged, truncated, encrypted or unsupported archive or
+# member: BadZipFile (bad magic, CRC), EOFError, OSError (I/O, bzip2's "Invalid data stream"), ValueError (bad
+# offsets, names), NotImplementedError (compression methods, strong encryption), RuntimeError (a password needed,
+# a decompressor module missing), zlib.error (deflate), LZMAError, struct.error, OverflowError (64-bit offsets).
+ZIP_ERRORS = (
+    zipfile.BadZipFile,
+    EOFError,
+    OSError,
+    ValueError,
+    NotImplementedError,
+    RuntimeError,
+    zlib.error,
+    _LZMAError,
+    struct.error,
+    OverflowError,
+)
+# The compression methods read (those zipfile and numpy read); any other is refused by name.
+_COMPRESSIONS = {
+    zipfile.ZIP_STORED: "stored",
+    zipfile.ZIP_DEFLATED: "deflate",
+    zipfile.ZIP_BZIP2: "bzip2",
+    zipfile.ZIP_LZMA: "lzma",
+}
+_ENCRYPTED = 0x1 | 0x40  # general-purpose flags: traditional (ZipCrypto) and strong encryption
 
 
 def _where(path: str, member: str | None) -> str:
@@ -111,10 +156,23 @@ class LazyArray:
             yield stream
 
     def load(self) -> np.ndarray:
-        """The whole array, in memory (read-only: it wraps the bytes read, no second copy)."""
+        """The whole array, in memory: read into one buffer a chunk at a time (never a second whole copy of the
+        data), and writable, as numpy's own reader gives it."""
+        order = "F" if self.fortran_order else "C"
+        if self.dtype.itemsize == 0:
+            return np.zeros(self.shape, dtype=self.dtype, order=order)
+        flat = np.empty(self.nbytes, dtype=np.uint8)
         with self._data() as stream:
-            flat = np.frombuffer(self._read(stream, self.nbytes), dtype=self.dtype)
-        return flat.reshape(self.shape, order="F" if self.fortran_order else "C")
+            done = 0
+            while done < self.nbytes:
+                chunk = stream.read(min(_CHUNK, self.nbytes - done))
+                if not chunk:
+                    raise InvalidInputError(
+                        f"{self.where}: ended after {done} of {self.nbytes} bytes (changed while read?)"
+                    )
+                flat[done : done + len(chunk)] = np.frombuffer(chunk, dtype=np.uint8)
+                done += len(chunk)
+        return flat.view(self.dtype).reshape(self.shape, order=order)
 
     def rows(self, start: int, stop: int) -> np.ndarray:
         """Rows `start:stop` along the first axis (a Fortran-ordered array is loaded whole first)."""
@@ -140,6 +198,9 @@ class LazyArray:
             for start in range(0, len(self), size):
                 count = min(size, len(self) - start)
                 yield np.frombuffer(self._read(stream, row * count), dtype=self.dtype).reshape((count, *self.shape[1:]))
+
+
+_CHUNK = 1 << 24  # bytes read at a time by `load`
 
 
 class _Window:
@@ -194,31 +255,155 @@ def _stored_window(f, info: zipfile.ZipInfo, where: str) -> _Window:
     return _Window(f, start, info.file_size, info.CRC, info.filename)
 
 
+class _Guarded:
+    """A member's stream whose read and seek errors (a damaged member: its CRC, its deflate, bzip2 or LZMA data,
+    the file under it) are InvalidInputError naming the file and the member. Only the stream's own calls are
+    mapped: an error in the code that reads from it is not taken for a damaged file."""
+
+    def __init__(self, stream, where: str) -> None:
+        self.stream, self.where = stream, where
+
+    def _damaged(self, e: BaseException) -> InvalidInputError:
+        return InvalidInputError(f"{self.where}: damaged ({type(e).__name__}: {e!s:.200})")
+
+    def read(self, n: int | None = -1) -> bytes:
+        try:
+            return self.stream.read(n)
+        except InvalidInputError:
+            raise
+        except ZIP_ERRORS as e:
+            raise self._damaged(e) from None
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        try:
+            return self.stream.seek(offset, whence)
+        except InvalidInputError:
+            raise
+        except ZIP_ERRORS as e:
+            raise self._damaged(e) from None
+
+    def tell(self) -> int:
+        return self.stream.tell()
+
+
+def npz_names(archive: zipfile.ZipFile, path: str) -> dict[str, str]:
+    """{name: member} of an `.npz` archive, named as numpy names them (`x.npy` and `x` are both `x`), in the
+    archive's order. Two members of one name are refused, naming the file and the name: numpy (pytorch-fid,
+    clean-fid) reads the member `x` when there is one and `x.npy` otherwise, and of a name stored twice (zip
+    allows it) zipfile reads the last; a reader reading the other would compute another FID from the same file."""
+    names: dict[str, str] = {}
+    members = {info.filename for info in archive.infolist()}
+    for info in archive.infolist():
+        member = info.filename
+        name = member[:-4] if member.endswith(".npy") else member
+        if name in names:
+            other = names[name]
+            if other == member:
+                why = f"holds the member {member!r} twice"
+            else:
+                why = f"members {other!r} and {member!r} both name {name!r} (numpy reads the member {name!r})"
+            raise InvalidInputError(f"{display(path)}: {why}: {name!r} is ambiguous, so the file is refused")
+        names[name] = member
+    for name, member in names.items():
+        if name != member and name in members:  # `a.npy.npy` is `a.npy`, a name numpy also gives the member `a.npy`
+            raise InvalidInputError(
+                f"{display(path)}: members {name!r} and {member!r} both name {name!r}: {name!r} is ambiguous, so "
+                "the file is refused"
+            )
+    return names
+
+
+def _open_archive(f, path: str) -> zipfile.ZipFile:
+    try:
+        return zipfile.ZipFile(f)
+    except ZIP_ERRORS as e:
+        raise InvalidInputError(f"{display(path)}: not a readable .npz file ({type(e).__name__}: {e!s:.200})") from None
+
+
+def _check_member(info: zipfile.ZipInfo, where: str) -> None:
+    """Refuse, by name, what zipfile would fail on later: an encrypted member, a compression method not read."""
+    if info.flag_bits & _ENCRYPTED:
+        raise InvalidInputError(f"{where}: encrypted (a password-protected member is not read)")
+    if info.compress_type not in _COMPRESSIONS:
+        method = zipfile.compressor_names.get(info.compress_type, "unknown")
+        raise InvalidInputError(
+            f"{where}: compressed with method {info.compress_type} ({method}), which is not read "
+            f"(only {', '.join(_COMPRESSIONS.values())} are)"
+        )
+
+
 @contextlib.contextmanager
 def _stream(path: str, member: str | None):
     """(readable stream at the start of the array, bytes it holds), through `open_regular` (no FIFO, device…).
-    A stored member is read in place (`_Window`); a compressed one through zipfile (sequential reads)."""
+    A stored member is read in place (`_Window`); a compressed one through zipfile (sequential reads). Its
+    errors, opening or reading, are InvalidInputError naming the file and the member (`_Guarded`)."""
     where = _where(path, member)
     with open_regular(path) as f:
         if member is None:
             yield f, os.fstat(f.fileno()).st_size
             return
-        try:
-            archive = zipfile.ZipFile(f)
-            info = archive.getinfo(member)
-            stored = info.compress_type == zipfile.ZIP_STORED and not info.flag_bits & 0x1  # 0x1: encrypted
-            stream = _stored_window(f, info, where) if stored else archive.open(info)
-        except KeyError:
-            raise InvalidInputError(f"{where}: no such member") from None
-        except (zipfile.BadZipFile, OSError, ValueError, EOFError, NotImplementedError) as e:
-            raise InvalidInputError(f"{where}: not a readable .npz archive ({e})") from None
-        try:
-            with archive, contextlib.nullcontext() if stored else stream:
-                yield stream, info.file_size
-        except InvalidInputError:
-            raise
-        except (zipfile.BadZipFile, EOFError, OSError, zlib.error) as e:  # a damaged member: CRC, inflate
-            raise InvalidInputError(f"{where}: damaged ({type(e).__name__}: {e})") from None
+        archive = _open_archive(f, path)
+        with archive:
+            npz_names(archive, path)  # the same names everywhere: a name given to two members is refused
+            try:
+                info = archive.getinfo(member)
+            except KeyError:
+                raise InvalidInputError(f"{where}: no such member") from None
+            _check_member(info, where)
+            stored = info.compress_type == zipfile.ZIP_STORED
+            try:
+                stream = _stored_window(f, info, where) if stored else archive.open(info)
+            except InvalidInputError:
+                raise
+            except ZIP_ERRORS as e:
+                raise InvalidInputError(
+                    f"{where}: not a readable .npz archive ({type(e).__name__}: {e!s:.200})"
+                ) from None
+            with contextlib.nullcontext() if stored else stream:
+                yield _Guarded(stream, where), info.file_size
 
 
-__all__ = ["LazyArray"]
+def read_npz_members(
+    path: str | os.PathLike,
+    keys: list[str] | None = None,
+    *,
+    kinds: str = ANY_KIND,
+    max_member_bytes: int = MAX_STATS_MEMBER_BYTES,
+) -> dict:
+    """The arrays of an `.npz` (all, or those of `keys` that it has, by numpy's names: `mu` is the member
+    `mu.npy` or `mu`), each of the dtype `kinds` and at most `max_member_bytes`, plus `__files__`: every name
+    it holds, in order. Without pickle; every header (and so every size) is checked before any member's data
+    is read; an empty, foreign or damaged file, an ambiguous name (`npz_names`), a member that is no `.npy` or
+    is over the cap: InvalidInputError naming the file, the member and the reason. The `.npz` reader of fidrs:
+    statistics files of every format go through it."""
+    path = os.fspath(path)
+    with open_regular(path) as f:
+        head = f.read(4)
+        if head[:2] != b"PK":
+            what = "empty" if not head else "a .npy array, not an .npz archive" if head == b"\x93NUM" else "not an .npz"
+            raise InvalidInputError(f"{display(path)}: {what} file")
+        f.seek(0)
+        with _open_archive(f, path) as archive:
+            names = npz_names(archive, path)
+    wanted = list(names) if keys is None else [key for key in dict.fromkeys(keys) if key in names]
+    # Every header first: a member over the cap is refused before any data (of it or another) is inflated.
+    arrays = [LazyArray.open(path, names[key], kinds=kinds, max_bytes=max_member_bytes) for key in wanted]
+    return {"__files__": list(names), **{key: array.load() for key, array in zip(wanted, arrays)}}
+
+
+def open_npz_member(path: str, name: str, **checks) -> LazyArray:
+    """`LazyArray.open` of the member numpy names `name` (`name.npy`, or `name`) of the `.npz` at `path`."""
+    with open_regular(path) as f, _open_archive(f, path) as archive:
+        member = npz_names(archive, path).get(name, f"{name}.npy")
+    return LazyArray.open(path, member, **checks)
+
+
+__all__ = [
+    "ANY_KIND",
+    "MAX_STATS_MEMBER_BYTES",
+    "ZIP_ERRORS",
+    "LazyArray",
+    "npz_names",
+    "open_npz_member",
+    "read_npz_members",
+]

@@ -27,8 +27,9 @@ from ..errors import (
     ReferenceHashMismatchError,
     ReferenceUnavailableError,
 )
-from ..files import atomic_write_bytes, open_regular
+from ..files import atomic_write_bytes
 from ..identity import sha256_file
+from ..regular_files import open_regular
 from .catalogue import CatalogueEntry, list_references, lookup
 from .readers import read_reference
 from .reference import ReferenceFile

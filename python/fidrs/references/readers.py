@@ -14,10 +14,11 @@
 - `features`: TF-GAN-style `pool_3` activations (`.npy`, or an `.npz` of one array): N×d features (statistics
   computed).
 
-Every file goes through `files.open_regular` (a FIFO or device is refused); an `.npz` is listed by
-`files.read_npz` (no pickle) and its members read through the header-checked `LazyArray`; pickles go through
-the allow-list unpickler; sizes are capped; a truncated, damaged or foreign file is InvalidInputError naming
-it and the reason. Statistics are validated with `stats.check_statistics`.
+Every file goes through `files.open_regular` (a FIFO or device is refused); an `.npz` is listed and read by
+`files.read_npz` (no pickle; two members of one name refused), its members through the header-checked, capped
+`LazyArray`, whichever the format (fidrs' own included); pickles go through the allow-list unpickler; sizes are
+capped; a truncated, damaged or foreign file is InvalidInputError naming it and the reason. Statistics are
+validated with `stats.check_statistics`.
 """
 
 from __future__ import annotations
@@ -29,9 +30,10 @@ import numpy as np
 
 from ..display import display
 from ..errors import InvalidInputError
-from ..files import open_regular, read_npz, read_regular
+from ..files import read_npz
+from ..regular_files import open_regular, read_regular
 from ..statistics import Stats, check_statistics, load_all
-from .arrays import LazyArray
+from .arrays import MAX_STATS_MEMBER_BYTES, LazyArray, open_npz_member
 from .features import moments_of
 from .provenance import UNKNOWN, ReferenceProvenance
 from .reference import ReferenceEntry, ReferenceFile
@@ -46,8 +48,8 @@ FORMATS = {
     "features": "feature array N×d (.npy, or an .npz of one array: TF-GAN pool_3 activations)",
 }
 
-# A statistics member (mu or sigma) of at most 1 GiB: a float64 covariance of up to 11,585 features.
-MAX_STATS_MEMBER_BYTES = 1 << 30
+# A statistics member (mu or sigma) of at most MAX_STATS_MEMBER_BYTES (1 GiB: a float64 covariance of up to 11,585
+# features), defined once in `arrays`, the cap of every statistics reader, these and fidrs' own (`files.read_npz`).
 # A pickle is read whole: EDM2's img512.pkl is 42 MB (2048² + 1024² float64); 512 MiB holds eight 2048-d
 # float64 covariances.
 MAX_PICKLE_BYTES = 1 << 29
@@ -91,13 +93,12 @@ def _entry(where: str, label: str, mu, sigma, n: int | None, provenance: Referen
 
 
 def _load(path: str, members: list[str], keys: list[str]) -> dict[str, np.ndarray]:
-    """The members `keys` (those present) of an .npz, each header checked against its size before any
-    allocation (numpy's own reader allocates what a header declares first), at most MAX_STATS_MEMBER_BYTES."""
-    return {
-        key: LazyArray.open(path, f"{key}.npy", kinds="fiu", max_bytes=MAX_STATS_MEMBER_BYTES).load()
-        for key in keys
-        if key in members
-    }
+    """The members `keys` (those present) of an .npz, through fidrs' one `.npz` reader (`files.read_npz`): every
+    header checked against its size before any allocation (numpy's own reader allocates what a header declares
+    first), at most MAX_STATS_MEMBER_BYTES, numbers only."""
+    data = read_npz(path, keys=[key for key in keys if key in members], kinds="fiu")
+    del data["__files__"]
+    return data
 
 
 def _sample_count(where: str, value) -> int:
@@ -140,7 +141,7 @@ def _read_adm(path: str, members: list[str]) -> ReferenceFile:
         notes.append(f"mu_s/sigma_s (sFID spatial statistics, {mu_s.size}-d) present, not used")
     images = None
     if "arr_0" in members:
-        images = LazyArray.open(path, "arr_0.npy", kinds="biuf")
+        images = open_npz_member(path, "arr_0", kinds="biuf")
         if images.dtype != np.uint8 or len(images.shape) != 4 or images.shape[-1] != 3:
             raise InvalidInputError(
                 f"{display(path)}: arr_0 is {images.dtype} {images.shape}, expected uint8 N×H×W×3 images"
@@ -220,7 +221,7 @@ def _read_edm2(path: str) -> ReferenceFile:
 def _read_kid(path: str, members: list[str]) -> ReferenceFile:
     if "feats" not in members:
         raise InvalidInputError(f"{display(path)}: a clean-fid KID file needs 'feats', has {sorted(members)}")
-    features = LazyArray.open(path, "feats.npy", kinds="f")
+    features = open_npz_member(path, "feats", kinds="f")
     entry = _features_entry(features, "feats")
     return ReferenceFile.of(path, "clean-fid-kid", [entry], features=features)
 
@@ -234,7 +235,7 @@ def _read_features(path: str, members: list[str] | None) -> ReferenceFile:
             raise InvalidInputError(
                 f"{display(path)}: a feature file holds one N×d array; this .npz has {sorted(members)}"
             )
-        features = LazyArray.open(path, f"{members[0]}.npy", kinds="f")
+        features = open_npz_member(path, members[0], kinds="f")
         label = members[0]
     entry = _features_entry(features, label)
     return ReferenceFile.of(path, "features", [entry], features=features, notes=(f"statistics of {label} computed",))

@@ -12,7 +12,7 @@ from typing import Any
 from .. import _fidrs
 from ..display import display
 from ..errors import EmptyInputError, InvalidInputError
-from ..files import open_regular
+from ..regular_files import open_regular
 from . import rules
 from .base import Source
 from .local import warn_nested_archives
