@@ -200,7 +200,9 @@ class LazyArray:
                 yield np.frombuffer(self._read(stream, row * count), dtype=self.dtype).reshape((count, *self.shape[1:]))
 
 
-_CHUNK = 1 << 24  # bytes read at a time by `load`
+# Bytes read at a time by `load`: 1 MiB reads reuse the allocator's memory and stay in cache while zipfile's
+# CRC reads them (measured on a 2,048-d fidrs file: 16 MiB reads 0.095 s, 1 MiB 0.045 s, np.load 0.040 s).
+_CHUNK = 1 << 20
 
 
 class _Window:
