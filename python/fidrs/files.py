@@ -116,19 +116,22 @@ def read_npz(
     max_member_bytes: int | None = None,
     *,
     kinds: str | None = None,
+    max_total_bytes: int | None = None,
 ) -> dict:
     """Arrays of an `.npz` archive (all, or those of `keys` that it has), without pickle, plus `__files__`
     (every name it holds): `references.arrays.read_npz_members`, the one `.npz` reader, with its one cap
-    (`MAX_STATS_MEMBER_BYTES`, 1 GiB, unless `max_member_bytes`). Every member's `.npy` header is checked, and
-    its size against the cap, before any data is inflated; a truncated, empty or foreign file, a `.npy` renamed
-    `.npz`, two members of one name (`mu` and `mu.npy`), an encrypted, damaged or oversized member raises
-    InvalidInputError naming the file, the member and the reason. `kinds`: the dtype kinds accepted (default:
-    any but object)."""
-    from .references.arrays import ANY_KIND, MAX_STATS_MEMBER_BYTES, read_npz_members  # arrays imports this module
+    (`MAX_STATS_MEMBER_BYTES`, 1 GiB, unless `max_member_bytes`). Every wanted member's `.npy` header is checked,
+    and its size against the cap (and their total against `max_total_bytes`), before any data is inflated; a
+    truncated, empty or foreign file, a `.npy` renamed `.npz`, two members of one name (`mu` and `mu.npy`), an
+    encrypted, damaged or oversized member raises InvalidInputError naming the file, the member and the reason.
+    `kinds`: the dtype kinds accepted (default: any but object)."""
+    # Imported here: the references package's readers import this module.
+    from .references.arrays import ANY_KIND, MAX_STATS_MEMBER_BYTES, read_npz_members
 
     return read_npz_members(
         path,
         keys,
         kinds=ANY_KIND if kinds is None else kinds,
         max_member_bytes=MAX_STATS_MEMBER_BYTES if max_member_bytes is None else max_member_bytes,
+        max_total_bytes=max_total_bytes,
     )

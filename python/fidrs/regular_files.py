@@ -49,8 +49,11 @@ def read_regular(path: str | os.PathLike, max_bytes: int) -> bytes:
         if size > max_bytes:
             raise FileTooLargeError(f"{display(path)}: {size} bytes is over the limit of {max_bytes}")
         # One byte past the size found, not past the cap: f.read(n) sets n bytes aside before reading (16 GiB
-        # for an embedding file's cap, refused under a 4 GB address-space limit whatever the file's size).
+        # for an embedding file's cap, refused under a 4 GB address-space limit whatever the file's size). A file
+        # that grew meanwhile (a ledger another process appends to) is read on, up to the cap.
         data = f.read(size + 1)
-    if len(data) > size:
-        raise FileTooLargeError(f"{display(path)}: grew while being read (from {size} bytes)")
+        if len(data) > size:
+            data += f.read(max_bytes + 1 - len(data))
+    if len(data) > max_bytes:
+        raise FileTooLargeError(f"{display(path)}: grew past the limit of {max_bytes} bytes while being read")
     return data

@@ -51,6 +51,11 @@ def check_statistics(
     where = display(path)
     if mu.ndim != 1 or sigma.shape != (mu.size, mu.size) or mu.size == 0:
         raise InvalidInputError(f"{where}: mu {mu.shape} and sigma {sigma.shape} do not fit together")
+    if mu.size > _fidrs.MAX_FEATURE_WIDTH:  # a narrow dtype fits a wider Σ in the 1 GiB member cap (uint8: 32,768)
+        raise InvalidInputError(
+            f"{where}: statistics of {mu.size} features, over fidrs' limit of {_fidrs.MAX_FEATURE_WIDTH} (their "
+            f"float64 covariance would not fit a statistics file)"
+        )
     return _fidrs.Covariance(
         np.asarray(sigma, dtype=np.float64),
         np.asarray(mu, dtype=np.float64),
@@ -59,6 +64,10 @@ def check_statistics(
         name=f"{where}: sigma",
         mean_name=f"{where}: mu",
     )
+
+
+# A `version` member is one number: its header and data are a few hundred bytes.
+_MAX_VERSION_BYTES = 1 << 10
 
 
 def _check_format_version(path: str, version: np.ndarray) -> None:
@@ -166,6 +175,10 @@ class Stats:
         name): the statistics of that backbone in a file of several (`save_all`); None: the file's first (its
         top-level `mu`/`sigma`)."""
         path = os.fspath(path)
+        # The format first: a newer one is named as such, whatever else it changed (its backbones list, members).
+        version = read_npz(path, keys=["version"], max_total_bytes=_MAX_VERSION_BYTES)
+        if "version" in version:
+            _check_format_version(path, version["version"])
         names = backbones_in(path)
         if backbone is None or not names or backbone == names[0]:
             prefix = ""
@@ -175,9 +188,11 @@ class Stats:
             raise IncompatibleStatsError(
                 f"{display(path)}: holds statistics of {', '.join(names)}, none of backbone {backbone}"
             )
-        data = read_npz(path, keys=[prefix + key for key in (*_MEMBERS, "version")])
-        if "version" in data:
-            _check_format_version(path, data["version"])
+        from .references.arrays import MAX_STATS_FILE_BYTES  # here: the references package imports this module
+
+        data = read_npz(
+            path, keys=[prefix + key for key in (*_MEMBERS, "version")], max_total_bytes=MAX_STATS_FILE_BYTES
+        )
         fields = {key: data[prefix + key] for key in _MEMBERS if prefix + key in data}
         stats = cls._from_members(path if not prefix else f"{path} [{backbone}]", fields, "version" in data, data)
         if names and stats.backbone != (backbone if prefix else names[0]):

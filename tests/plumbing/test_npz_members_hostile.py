@@ -494,3 +494,72 @@ def test_members_without_the_npy_suffix_are_read_as_numpy_reads_them(tmp_path, r
     out = run_cli_here(capsys, "score", str(path), ref)
     assert out.returncode == 0, out.stderr
     assert float(out.stdout) == pytest.approx(expected, rel=1e-6)
+
+
+# --- 4. what a review of the reader found next ----------------------------------------------------------------
+
+
+def _npy_with_shape(array: np.ndarray, shape_text: str) -> bytes:
+    """`array`'s .npy bytes with its header's shape replaced by `shape_text` (the header's length kept: the
+    difference is taken from, or given to, its space padding)."""
+    raw = _npy(array)
+    old = repr(array.shape).encode()
+    new = shape_text.encode()
+    start = raw.index(old)
+    raw = raw[:start] + new + raw[start + len(old) :]
+    newline = raw.index(b"\n")
+    extra = len(new) - len(old)
+    return raw[: newline - extra] + raw[newline:] if extra > 0 else raw[:newline] + b" " * -extra + raw[newline:]
+
+
+@pytest.mark.parametrize("shape_text", ["(-4, -4)", "(-2, -8)", "(0, -5)"])
+def test_a_negative_dimension_in_a_header_is_refused_by_name(tmp_path, ref, capsys, shape_text):
+    """numpy's header parser takes negative dimensions: (-2, -8) passed as 16 elements, 128 bytes, and the
+    reshape that followed raised a ValueError naming no file."""
+    mu, sigma = _statistics()
+    path = tmp_path / "negative.npz"
+    path.write_bytes(_zip([("mu.npy", _npy(mu)), ("sigma.npy", _npy_with_shape(sigma[:4, :4], shape_text))]))
+    with pytest.raises(InvalidInputError, match=r"negative\.npz: member 'sigma\.npy': .*negative dimension"):
+        fidrs.Stats.load(path)
+    _assert_refused(run_cli_here(capsys, "score", str(path), ref), "negative.npz", "negative dimension")
+
+
+def test_the_members_of_a_statistics_file_are_bounded_together(tmp_path, monkeypatch):
+    """Each member within the 1 GiB cap, a statistics file's ten could still ask for 10 GiB: their total is
+    bounded too (patched small here; the real bound holds two d×d members at the cap)."""
+    assert arrays.MAX_STATS_FILE_BYTES >= 2 * arrays.MAX_STATS_MEMBER_BYTES
+    mu, sigma = _statistics()
+    path = tmp_path / "s.npz"
+    np.savez(path, mu=mu, sigma=sigma)
+    assert fidrs.Stats.load(path).mu.shape == (D,)
+    monkeypatch.setattr(arrays, "MAX_STATS_FILE_BYTES", sigma.nbytes)
+    with pytest.raises(InvalidInputError, match=r"s\.npz: its members mu, sigma declare \d+ bytes together, over"):
+        fidrs.Stats.load(path)
+
+
+def test_a_sigma_wider_than_the_bound_is_refused_whatever_its_dtype(tmp_path, monkeypatch):
+    """The 1 GiB member cap holds a float64 Σ of 11,585 features but a uint8 one of 32,768 (8 GiB as float64):
+    the width is checked itself (the bound patched to 8 here)."""
+    monkeypatch.setattr(fidrs._fidrs, "MAX_FEATURE_WIDTH", 8)
+    path = tmp_path / "wide.npz"
+    np.savez(path, mu=np.zeros(9, np.uint8), sigma=np.eye(9, dtype=np.uint8))
+    with pytest.raises(InvalidInputError, match="wide.npz: statistics of 9 features, over fidrs' limit of 8"):
+        fidrs.Stats.load(path)
+    np.savez(path, mu=np.zeros(8, np.uint8), sigma=np.eye(8, dtype=np.uint8))
+    assert fidrs.Stats.load(path).mu.shape == (8,)
+
+
+def test_a_newer_format_is_named_before_anything_else_it_changed(tmp_path):
+    mu, sigma = _statistics()
+    path = tmp_path / "future.npz"
+    np.savez(path, mu=mu, sigma=sigma, version=99, backbones=np.array([[1, 2]]))  # a list no fidrs wrote yet
+    with pytest.raises(InvalidInputError, match="statistics format 99, written by a newer fidrs"):
+        fidrs.Stats.load(path)
+
+
+def test_a_member_longer_than_its_header_is_not_called_truncated(tmp_path):
+    mu, sigma = _statistics()
+    path = tmp_path / "long.npz"
+    path.write_bytes(_zip([("mu.npy", _npy(mu)), ("sigma.npy", _npy(sigma) + bytes(16))]))
+    with pytest.raises(InvalidInputError, match="the data is longer than its header says"):
+        fidrs.Stats.load(path)

@@ -36,6 +36,9 @@ _MAX_NDIM = 8
 # The largest statistics member (mu, sigma, the sums, any member of a statistics file) read whole: 1 GiB, a
 # float64 covariance of up to 11,585 features. The one cap of every statistics reader (mu/sigma, ADM, fidrs).
 MAX_STATS_MEMBER_BYTES = 1 << 30
+# What the members of one statistics file may declare together: its two d×d members (sigma, Σxxᵀ) at the cap, and
+# 1 MiB for its vectors and metadata. Each member within the cap, ten of them could ask for 10 GiB.
+MAX_STATS_FILE_BYTES = 2 * MAX_STATS_MEMBER_BYTES + (1 << 20)
 
 # Every dtype kind numpy's .npy holds except objects (which `read_npy_header` refuses): a caller's checks decide.
 ANY_KIND = "biufcmMSUV"
@@ -96,6 +99,8 @@ def read_npy_header(stream, where: str, max_header_size: int = 10_000) -> tuple[
         raise InvalidInputError(f"{where}: not a readable .npy header ({type(e).__name__}: {e!s:.200})") from None
     if dtype.hasobject or len(shape) > _MAX_NDIM:
         raise InvalidInputError(f"{where}: an array of dtype {dtype} and shape {shape} is not read")
+    if any(int(s) < 0 for s in shape):  # numpy's parser takes them; (-2, -4) would pass as 8 elements
+        raise InvalidInputError(f"{where}: the header declares the shape {shape}, with a negative dimension")
     return tuple(int(s) for s in shape), bool(fortran), dtype, stream.tell()
 
 
@@ -123,9 +128,10 @@ class LazyArray:
         if nbytes > max_bytes:
             raise InvalidInputError(f"{where}: {shape} {dtype} is {nbytes} bytes, over the limit of {max_bytes}")
         if available - header != nbytes:
+            state = "truncated" if available - header < nbytes else "longer than its header says (damaged or crafted)"
             raise InvalidInputError(
                 f"{where}: the header declares {shape} {dtype} ({nbytes} bytes) but {available - header} bytes "
-                "follow it: the file is truncated or damaged"
+                f"follow it: the data is {state}"
             )
         return cls(path, member, shape, dtype, fortran)
 
@@ -371,12 +377,14 @@ def read_npz_members(
     *,
     kinds: str = ANY_KIND,
     max_member_bytes: int = MAX_STATS_MEMBER_BYTES,
+    max_total_bytes: int | None = None,
 ) -> dict:
     """The arrays of an `.npz` (all, or those of `keys` that it has, by numpy's names: `mu` is the member
     `mu.npy` or `mu`), each of the dtype `kinds` and at most `max_member_bytes`, plus `__files__`: every name
     it holds, in order. Without pickle; every header (and so every size) is checked before any member's data
     is read; an empty, foreign or damaged file, an ambiguous name (`npz_names`), a member that is no `.npy` or
-    is over the cap: InvalidInputError naming the file, the member and the reason. The `.npz` reader of fidrs:
+    is over the cap, or wanted members declaring more than `max_total_bytes` together (None: no bound but the
+    per-member one): InvalidInputError naming the file, the member and the reason. The `.npz` reader of fidrs:
     statistics files of every format go through it."""
     path = os.fspath(path)
     with open_regular(path) as f:
@@ -390,6 +398,12 @@ def read_npz_members(
     wanted = list(names) if keys is None else [key for key in dict.fromkeys(keys) if key in names]
     # Every header first: a member over the cap is refused before any data (of it or another) is inflated.
     arrays = [LazyArray.open(path, names[key], kinds=kinds, max_bytes=max_member_bytes) for key in wanted]
+    total = sum(array.nbytes for array in arrays)
+    if max_total_bytes is not None and total > max_total_bytes:
+        raise InvalidInputError(
+            f"{display(path)}: its members {', '.join(wanted)} declare {total} bytes together, over the limit of "
+            f"{max_total_bytes}"
+        )
     return {"__files__": list(names), **{key: array.load() for key, array in zip(wanted, arrays)}}
 
 
@@ -402,6 +416,7 @@ def open_npz_member(path: str, name: str, **checks) -> LazyArray:
 
 __all__ = [
     "ANY_KIND",
+    "MAX_STATS_FILE_BYTES",
     "MAX_STATS_MEMBER_BYTES",
     "ZIP_ERRORS",
     "LazyArray",
