@@ -381,6 +381,8 @@ def test_adm_arrays_of_the_wrong_kind_are_refused(tmp_path):
         ({"num_images": 1}, "num_images = 1 is not a sample count"),
         ({"num_images": True}, "num_images = True is not a sample count"),
         ({"num_images": 2.5}, "num_images = 2.5 is not a sample count"),
+        ({"num_images": 10**30}, f"num_images = {10**30} is over the largest sample count, 2\\^53"),
+        ({"num_images": 2**53 + 1}, r"num_images = 9007199254740993 is over the largest sample count"),
         ({"fid": [1, 2]}, "'fid' is not a dict of mu and sigma"),
         ({"fid": {"mu": np.zeros(3)}}, "'fid' is not a dict of mu and sigma"),
         ({"fid": {"mu": np.zeros(3), "sigma": np.eye(2)}}, r"\[fid\]: mu \(3,\) and sigma \(2, 2\) do not fit"),

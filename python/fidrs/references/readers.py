@@ -32,7 +32,7 @@ from ..display import display
 from ..errors import InvalidInputError
 from ..files import read_npz
 from ..regular_files import open_regular, read_regular
-from ..statistics import Stats, check_statistics, load_all
+from ..statistics import MAX_SAMPLES, Stats, check_statistics, load_all
 from .arrays import MAX_STATS_MEMBER_BYTES, LazyArray, open_npz_member
 from .features import moments_of
 from .provenance import UNKNOWN, ReferenceProvenance
@@ -102,8 +102,13 @@ def _load(path: str, members: list[str], keys: list[str]) -> dict[str, np.ndarra
 
 
 def _sample_count(where: str, value) -> int:
+    """EDM2's `num_images`, by the rule of fidrs' own files' `n` (`statistics.MAX_SAMPLES`: at most 2^53)."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) or value < 2:
         raise InvalidInputError(f"{where}: num_images = {str(value)[:40]} is not a sample count of at least 2")
+    if int(value) > MAX_SAMPLES:
+        raise InvalidInputError(
+            f"{where}: num_images = {str(value)[:40]} is over the largest sample count, 2^53 = {MAX_SAMPLES}"
+        )
     return int(value)
 
 
