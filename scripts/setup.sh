@@ -25,20 +25,8 @@ fi
 # One release build, by the venv's maturin, as scripts/wheel_smoke.sh builds (cargo then finds it done): `pip
 # install .` would build in an isolated environment whose other interpreter rebuilds PyO3 and fidrs, ~45 s each way.
 rm -rf dist
-# fidrs' dependencies (pyproject's, with the cpu, test and ray extras) install while the build runs: pip waits on
-# the network and the disk, the build on the cores (~20 s saved). Python < 3.11 has no tomllib: then pip installs
-# them after the build, from the wheel's metadata, as it always does below.
-pip_pid=
-if .venv/bin/python scripts/requirements.py cpu test ray > .venv/requirements.txt 2> .venv/pip.log; then
-  .venv/bin/python -m pip install -q -r .venv/requirements.txt >> .venv/pip.log 2>&1 &
-  pip_pid=$!
-fi
 if ! .venv/bin/maturin build --release --out dist > .venv/build.log 2>&1; then
   cat .venv/build.log >&2
-  exit 1
-fi
-if [ -n "$pip_pid" ] && ! wait "$pip_pid"; then
-  cat .venv/pip.log >&2
   exit 1
 fi
 WHEEL=$(ls dist/fidrs-*-abi3-*.whl)

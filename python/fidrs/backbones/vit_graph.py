@@ -347,16 +347,26 @@ def build_vit(spec: VitSpec, weights: VitWeights, outputs: Sequence[str]) -> onn
     if weights.ln_pre is not None:
         x = g.layer_norm(x, weights.ln_pre, eps, "ln_pre")
 
-    qkv_shape = g.const("qkv_shape", np.array([0, tokens, 3, heads, head_dim], np.int64))
+    heads_shape = g.const("heads_shape", np.array([0, tokens, heads, head_dim], np.int64))
     merge_shape = g.const("merge_shape", np.array([0, tokens, d], np.int64))
     scale = g.scalar("scale", head_dim**-0.5)
     for i, block in enumerate(weights.blocks):
         p = f"blocks.{i}"
         h = g.layer_norm(x, block.norm1, eps, f"{p}.norm1")
-        qkv = g.linear(h, *block.qkv, f"{p}.qkv")
-        qkv = g.op("Transpose", [g.op("Reshape", [qkv, qkv_shape])], perm=[2, 0, 3, 1, 4])  # 3 N H T hd
-        q, k, v = (g.op("Gather", [qkv, g.const("index", np.array(j, np.int64))], axis=0) for j in range(3))
-        scores = g.op("MatMul", [g.op("Mul", [q, scale]), g.op("Transpose", [k], perm=[0, 1, 3, 2])])
+        # q, k and v as three Linears on the rows of the packed qkv weight, each reshaped to its heads: the same
+        # dot products as one packed Linear (bit-identical outputs, measured), without the 5-d transpose and the
+        # three gathers that copied the packed result (ViT-S/14 ~12 % faster on 2 cores).
+        w_qkv, b_qkv = block.qkv
+        q, k, v = (
+            g.op(
+                "Reshape",
+                [g.linear(h, w_qkv[j * d : (j + 1) * d], b_qkv[j * d : (j + 1) * d], f"{p}.{n}"), heads_shape],
+            )
+            for j, n in enumerate("qkv")
+        )  # each N T H hd
+        q, v = (g.op("Transpose", [t], perm=[0, 2, 1, 3]) for t in (q, v))  # N H T hd
+        k = g.op("Transpose", [k], perm=[0, 2, 3, 1])  # N H hd T
+        scores = g.op("MatMul", [g.op("Mul", [q, scale]), k])
         attended = g.op("MatMul", [g.op("Softmax", [scores], axis=-1), v])  # N H T hd
         attended = g.op("Reshape", [g.op("Transpose", [attended], perm=[0, 2, 1, 3]), merge_shape])
         h = g.linear(attended, *block.proj, f"{p}.proj")
