@@ -355,7 +355,7 @@ def build_vit(spec: VitSpec, weights: VitWeights, outputs: Sequence[str]) -> onn
         h = g.layer_norm(x, block.norm1, eps, f"{p}.norm1")
         # q, k and v as three Linears on the rows of the packed qkv weight, each reshaped to its heads: the same
         # dot products as one packed Linear (bit-identical outputs, measured), without the 5-d transpose and the
-        # three gathers that copied the packed result (ViT-S/14 ~12 % faster on 2 cores).
+        # three gathers that copied the packed result (ViT-S/14 3–6 % faster on 2 cores, docs/BENCHMARKS.md).
         w_qkv, b_qkv = block.qkv
         q, k, v = (
             g.op(
