@@ -30,5 +30,9 @@ if ! .venv/bin/maturin build --release --out dist > .venv/build.log 2>&1; then
   exit 1
 fi
 WHEEL=$(ls dist/fidrs-*-abi3-*.whl)
-.venv/bin/python -m pip install -q "$WHEEL[cpu,test,ray]"
-.venv/bin/python -m pip install -q --force-reinstall --no-deps "$WHEEL"  # the build just made, same version or not
+# pip byte-compiles what it installs on one core; compileall does it afterwards on every core (~5 s less here:
+# 32 s → 27 s for these packages, the pip cache warm). A file that does not compile (none here today) is left to
+# import time, as pip leaves it: compileall's exit status is not the install's.
+.venv/bin/python -m pip install -q --no-compile "$WHEEL[cpu,test,ray]"
+.venv/bin/python -m pip install -q --no-compile --force-reinstall --no-deps "$WHEEL"  # the build just made, same version or not
+.venv/bin/python -m compileall -q -j 0 .venv/lib/python*/site-packages > .venv/compileall.log 2>&1 || true
