@@ -20,7 +20,7 @@ bash scripts/wheel_smoke.sh
 # `cfg(not(test))` code); the two timing examples are linted by `cargo clippy --all-targets` (README, "Tests").
 phase "cargo test, linted by clippy (warnings are errors)"
 driver=$(command -v clippy-driver) || { echo "clippy-driver is not on PATH (rustup component add clippy)" >&2; exit 1; }
-lints=$(mktemp)
+lints=target/cargo-test.log  # beside the build it describes, not a temporary file left behind
 RUSTC_WORKSPACE_WRAPPER="$driver" CLIPPY_ARGS="-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__" \
   cargo test --release --lib 2>&1 | tee "$lints"
 if grep -qE '^(warning|error)(\[|:)' "$lints"; then  # a lint that did not fail the build is a failure too
