@@ -25,7 +25,32 @@ fi
 # One release build, by the venv's maturin, as scripts/wheel_smoke.sh builds (cargo then finds it done): `pip
 # install .` would build in an isolated environment whose other interpreter rebuilds PyO3 and fidrs, ~45 s each way.
 rm -rf dist
-if ! .venv/bin/maturin build --release --out dist > .venv/build.log 2>&1; then
+. scripts/pyo3_env.sh  # maturin's interpreter (-i) is the one cargo's test build is given (test.sh)
+# While maturin compiles (~140 s on every core), pip fetches and unpacks the dependencies that pyproject.toml
+# lists for the extras installed below (mostly waiting on the network): ~20 s of setup's wall time. Only a head
+# start: the wheel's own metadata decides what is installed, after the build. Python < 3.11 has no tomllib, and
+# its list is empty (no head start).
+EXTRAS=cpu,test,ray  # ONNX Runtime on the CPU, the test suite's tools, Ray for the cluster tier
+.venv/bin/python - "$EXTRAS" > .venv/requirements.txt <<'PY'
+import sys
+try:
+    import tomllib
+except ImportError:
+    raise SystemExit(0)
+with open("pyproject.toml", "rb") as f:
+    project = tomllib.load(f)["project"]
+extras = project["optional-dependencies"]
+print("\n".join(project["dependencies"] + [r for name in sys.argv[1].split(",") for r in extras[name]]))
+PY
+.venv/bin/python -m pip install -q --no-compile -r .venv/requirements.txt > .venv/dependencies.log 2>&1 &
+dependencies=$!
+built=0
+.venv/bin/maturin build --release -i "$PYO3_PYTHON" --out dist > .venv/build.log 2>&1 || built=$?
+if ! wait "$dependencies"; then
+  cat .venv/dependencies.log >&2
+  exit 1
+fi
+if [ "$built" -ne 0 ]; then
   cat .venv/build.log >&2
   exit 1
 fi
@@ -33,6 +58,6 @@ WHEEL=$(ls dist/fidrs-*-abi3-*.whl)
 # pip byte-compiles what it installs on one core; compileall does it afterwards on every core (~5 s less here:
 # 32 s → 27 s for these packages, the pip cache warm). A file that does not compile (none here today) is left to
 # import time, as pip leaves it: compileall's exit status is not the install's.
-.venv/bin/python -m pip install -q --no-compile "$WHEEL[cpu,test,ray]"
+.venv/bin/python -m pip install -q --no-compile "$WHEEL[$EXTRAS]"
 .venv/bin/python -m pip install -q --no-compile --force-reinstall --no-deps "$WHEEL"  # the build just made, same version or not
 .venv/bin/python -m compileall -q -j 0 .venv/lib/python*/site-packages > .venv/compileall.log 2>&1 || true

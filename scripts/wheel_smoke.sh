@@ -7,7 +7,8 @@ ROOT=$(pwd)
 SHARED=${FIDRS_SHARED:-$ROOT/../shared}
 .venv/bin/python -m pip install -q "maturin>=1.5,<2"
 rm -rf dist
-.venv/bin/maturin build --release --out dist 2>&1 | grep -E "Built wheel|warning|error" || true
+. scripts/pyo3_env.sh  # the interpreter setup.sh's build was configured for: cargo finds that build done
+.venv/bin/maturin build --release -i "$PYO3_PYTHON" --out dist 2>&1 | grep -E "Built wheel|warning|error" || true
 WHEEL=$(ls dist/fidrs-*-cp39-abi3-*.whl)
 echo "== wheel: $WHEEL"
 case "$WHEEL" in *manylinux*) ;; *) echo "not a manylinux wheel: $WHEEL" >&2; exit 1 ;; esac
