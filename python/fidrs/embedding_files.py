@@ -29,6 +29,7 @@ from .display import display
 from .errors import InvalidInputError, UnknownModeWarning
 from .feature_sets import FeatureSet, check_feature_width
 from .files import atomic_output
+from .provenance import check_backbone_width
 from .references.arrays import read_npy_header
 from .regular_files import read_regular
 
@@ -139,6 +140,8 @@ def _read_provenance(path: str, npy_sha256: str, rows: np.ndarray) -> dict[str, 
         raise InvalidInputError(
             f"{display(meta)}: records {checked['n']} × {checked['dim']}, the array is {rows.shape}"
         )
+    claim = f"its provenance file ({display(meta)}) records"
+    check_backbone_width(path, checked["backbone"], rows.shape[1], "embeddings", claim)
     return checked
 
 
@@ -185,6 +188,8 @@ def save_embeddings(
     if not path.lower().endswith(EXTENSION):
         raise InvalidInputError(f"{display(path)}: an embedding file's name must end in {EXTENSION}")
     rows = np.ascontiguousarray(rows, dtype=np.float32)
+    if rows.ndim == 2:  # a file fidrs would refuse to read back is not written
+        check_backbone_width(f"{path} (not written)", source.backbone, rows.shape[1], "embeddings")
     buffer = io.BytesIO()
     np.lib.format.write_array(buffer, rows, version=(1, 0), allow_pickle=False)
     data = buffer.getvalue()

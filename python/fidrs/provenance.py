@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from .display import display
-from .errors import IncompatibleStatsError
+from .errors import IncompatibleStatsError, InvalidInputError
 
 # (field, what a difference in it means), in the order they are checked.
 _FIELDS = (
@@ -42,13 +42,45 @@ class Provenance:
         return ", ".join(parts)
 
 
+def check_backbone_width(
+    where: str, backbone: str | None, width: int | None, what: str = "statistics", claim: str = "records"
+) -> None:
+    """Refuse (InvalidInputError naming `where`) statistics or features whose recorded backbone can never give
+    rows of their width: a mislabelled file would otherwise be reported as that backbone's FID. The width of a
+    backbone's statistics and features is that of its feature output (`Backbone.feature_dim`: pool3 for the
+    Inception, the CLS token for DINOv2, the embedding for CLIP), the only output fidrs makes statistics, merges,
+    feature sets or embedding files of (the Inception's logits feed only the Inception Score, in memory; the
+    feature cache keeps every output, but per graph, and is never read as statistics). A name this process does
+    not know (a plugin not installed here) is not checked: its size is still compared with the other side's.
+    Aliases resolve (`dinov2` is checked as `dinov2-vitl14`). `claim`: how `where` names the backbone
+    ("records"; a reference whose layout or catalogue entry implies it says so)."""
+    if backbone is None or width is None:
+        return
+    from . import backbones  # here: the registry's packaged backbones import much of fidrs
+
+    try:
+        known = backbones.get(backbone)
+    except InvalidInputError:  # not registered in this process: nothing to check it against
+        return
+    if width != known.feature_dim:
+        name = display(backbone) if known.name == backbone else f"{display(backbone)} ({known.name})"
+        raise InvalidInputError(
+            f"{display(where)}: {claim} backbone {name}, whose features ({known.feature_output}) are "
+            f"{known.feature_dim}-d, but holds {width}-d {what}"
+        )
+
+
 def check_compatible(sides: Sequence[tuple[str, Provenance]], what: str = "statistics") -> None:
     """Refuse sides of different feature sizes, backbones, modes, weights or graphs (IncompatibleStatsError
-    naming both sides). A field one side does not record is not compared. Where both record the same graph
-    identity, their networks are one: the weights are not compared (the same tensors as a `.pth` and as a
-    `.safetensors` are two files with two sha256s, and build one graph)."""
+    naming both sides), and any side whose recorded backbone cannot give its feature size (`check_backbone_width`:
+    a Stats or FeatureSet made in Python; files are checked as they are read). A field one side does not record
+    is not compared. Where both record the same graph identity, their networks are one: the weights are not
+    compared (the same tensors as a `.pth` and as a `.safetensors` are two files with two sha256s, and build one
+    graph)."""
     if not sides:
         return
+    for label, side in sides:
+        check_backbone_width(label, side.backbone, side.dim, "features" if what == "feature sets" else what)
     label_a, a = sides[0]
     for label_b, b in sides[1:]:
         where = f" ({display(label_a)}: {a.describe()}; {display(label_b)}: {b.describe()})"

@@ -17,7 +17,7 @@ from . import _fidrs
 from .display import display
 from .errors import EmptyInputError, IncompatibleStatsError, InvalidInputError, SmallSampleWarning
 from .files import atomic_output, read_npz
-from .provenance import Provenance, check_compatible
+from .provenance import Provenance, check_backbone_width, check_compatible
 
 # 3: may hold several backbones' statistics (`save_all`). 2: records the backbone. Version-1 files (fidrs before
 # backbones) were all computed with the Inception.
@@ -223,6 +223,7 @@ class Stats:
         graph = _text(path, data, "graph_sha256")
         if backbone is None and sha is not None and versioned and mu.size == 2048:
             backbone = "inception"  # a fidrs file from before backbones: every one was the Inception's
+        check_backbone_width(path, backbone, mu.size)  # before the moments: the label is wrong whatever they say
         moments = None
         if "sum" in data or "sum_outer" in data:
             if n is None or "sum" not in data or "sum_outer" not in data:
@@ -349,6 +350,8 @@ def save_all(path: str | os.PathLike, stats: Sequence[Stats]) -> None:
         raise InvalidInputError(f"statistics saved together need distinct recorded backbones, got {names}")
     if len(stats) > MAX_BACKBONES:
         raise InvalidInputError(f"at most {MAX_BACKBONES} backbones' statistics go in one file, got {len(stats)}")
+    for s in stats:  # a file fidrs would refuse to read back is not written
+        check_backbone_width(f"{os.fspath(path)} (not written)", s.backbone, int(np.asarray(s.mu).size))
     members: dict[str, object] = {**stats[0].members(), "version": FORMAT_VERSION}
     if None not in names:
         members["backbones"] = np.array(names)

@@ -52,6 +52,11 @@ def _bad(out, *needles):
         assert needle in out.stderr, out.stderr
 
 
+# The Inception's statistics are pool3's, 2048-d (what the catalogue says of EDM's files, what an ADM batch and
+# EDM2's `fid` hold), DINOv2 ViT-L/14's 1024-d (EDM2's `fd_dinov2`): fidrs refuses them at another size.
+POOL3, DINOV2_L = 2048, 1024
+
+
 def _stats(path, d=5, seed=0, shift=0.0, **extra):
     x = np.random.default_rng(seed).normal(size=(20, d))
     np.savez(path, mu=x.mean(0) + shift, sigma=np.cov(x, rowvar=False), **extra)
@@ -92,7 +97,7 @@ def test_refs_info_is_json_and_an_unknown_name_is_exit_2(env):
 def test_refs_fetch_downloads_verifies_and_then_reads_the_cache(env, tmp_path):
     served = tmp_path / "served"
     served.mkdir()
-    _stats(served / "cifar10-32x32.npz")
+    _stats(served / "cifar10-32x32.npz", d=POOL3)
     with serve_folder(served) as url:
         out = cli("refs", "fetch", "edm/cifar10-32", "--url", f"{url}/cifar10-32x32.npz", "--json", env=env)
         assert out.returncode == 0, out.stderr
@@ -126,8 +131,8 @@ def test_refs_fetch_offline_is_one_error_saying_how_to_supply_the_file(env):
 def test_score_a_catalogued_reference_downloaded_from_its_mirror(env, tmp_path):
     served = tmp_path / "served"
     served.mkdir()
-    _stats(served / "cifar10-32x32.npz")
-    other = _stats(tmp_path / "other.npz", shift=1.0)
+    _stats(served / "cifar10-32x32.npz", d=POOL3)
+    other = _stats(tmp_path / "other.npz", d=POOL3, shift=1.0)
     with serve_folder(served) as url:
         out = cli(
             "score",
@@ -138,7 +143,8 @@ def test_score_a_catalogued_reference_downloaded_from_its_mirror(env, tmp_path):
         )
     assert out.returncode == 0, out.stderr
     result = json.loads(out.stdout)
-    assert result["fid"] == pytest.approx(5.0, rel=1e-12)  # ‖Δμ‖² = 5·1², equal Σ (trace terms cancel to ~1e-14)
+    # ‖Δμ‖² = 2048·1², equal Σ (the trace terms cancel to d·ε·tr Σ ≈ 5e-10 ≪ 2e-9)
+    assert result["fid"] == pytest.approx(float(POOL3), rel=1e-12)
     described = result["references"]["ref:edm/cifar10-32"]
     assert described["statistics"]["inception"] == {
         "label": "mu,sigma",
@@ -152,7 +158,7 @@ def test_score_a_catalogued_reference_downloaded_from_its_mirror(env, tmp_path):
 
 def test_score_an_edm2_pickle_takes_the_entry_of_the_backbone(env, tmp_path):
     rng = np.random.default_rng(0)
-    x, y = rng.normal(size=(30, 6)), rng.normal(size=(30, 4))
+    x, y = rng.normal(size=(30, POOL3)), rng.normal(size=(30, DINOV2_L))
     with open(tmp_path / "img64.pkl", "wb") as f:
         pickle.dump(
             {
@@ -177,8 +183,8 @@ def test_score_refuses_a_contradicting_mode_naming_the_reference(env, tmp_path):
     folder = write_images(tmp_path / "gen", 2)
     np.savez(
         tmp_path / "adm.npz",
-        mu=np.zeros(3),
-        sigma=np.eye(3),
+        mu=np.zeros(POOL3),
+        sigma=np.eye(POOL3),
         mu_s=np.zeros(2),
         sigma_s=np.eye(2),
         arr_0=np.zeros((2, 8, 8, 3), np.uint8),
@@ -269,7 +275,7 @@ class _Payload:
 
 
 def _edm2_bytes(**stats) -> bytes:
-    x = np.random.default_rng(0).normal(size=(20, 4))
+    x = np.random.default_rng(0).normal(size=(20, POOL3))
     return pickle.dumps({"num_images": 20, "fid": {"mu": x.mean(0), "sigma": np.cov(x.T)}, **stats})
 
 
@@ -279,8 +285,8 @@ def _hostile(tmp_path) -> dict[str, tuple[bytes, str]]:
     adm = tmp_path / "adm_full.npz"
     np.savez(
         adm,
-        mu=np.zeros(3),
-        sigma=np.eye(3),
+        mu=np.zeros(POOL3),
+        sigma=np.eye(POOL3),
         mu_s=np.zeros(2),
         sigma_s=np.eye(2),
         arr_0=np.zeros((4, 8, 8, 3), np.uint8),

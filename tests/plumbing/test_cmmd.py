@@ -24,9 +24,11 @@ from fidrs.metrics.cmmd import BACKBONE, MODE, OFFICIAL_BATCH
 # these sets (~1e-4); the NumPy reference (expm1, float64) is as exact. 1e-9 relative is tests/test_mmd.py's
 # bound, 10⁴ times tighter than the acceptance's 1e-5.
 RTOL = 1e-9
+# CMMD's embeddings are its backbone's (768-d): fidrs refuses features whose recorded backbone cannot give their size.
+D = fidrs.backbones.get(BACKBONE).feature_dim
 
 
-def embeddings(n: int, d: int = 32, seed: int = 0, shift: float = 0.0) -> np.ndarray:
+def embeddings(n: int, d: int = D, seed: int = 0, shift: float = 0.0) -> np.ndarray:
     rng = np.random.default_rng(seed)
     x = (rng.standard_normal((n, d)) + shift).astype(np.float32)
     return x / np.linalg.norm(x, axis=1, keepdims=True)
@@ -106,11 +108,11 @@ def test_parameters_are_checked_before_any_input_is_read(tmp_path, params, messa
         fidrs.cmmd(missing, missing, **params)
 
 
-def test_cmmd_is_declared_on_its_backbone_and_warns_on_another():
+def test_cmmd_is_declared_on_its_backbone_and_warns_on_another(tiny):
     spec = fidrs.metrics.get_metric("cmmd")
     assert spec.backbone == BACKBONE and fidrs.backbones.get(BACKBONE).default_mode == MODE
     assert fidrs.backbones.get(BACKBONE).feature_output == "embedding_l2"
-    x, y = embeddings(32, seed=8), embeddings(32, seed=9)
+    x, y = embeddings(32, d=tiny[0].feature_dim, seed=8), embeddings(32, d=tiny[0].feature_dim, seed=9)
     with pytest.warns(FidrsWarning, match="not comparable with published CMMD"):
         fidrs.cmmd(feature_set(x, backbone="tiny", mode="plain"), feature_set(y, backbone="tiny", mode="plain"))
 
@@ -130,7 +132,7 @@ def test_the_commands_help_gives_its_own_default_backbone():
 @pytest.mark.parametrize(
     "other, message",
     [
-        ({"backbone": "clip-vitb32"}, "different backbones"),
+        ({"backbone": "dinov2-vitb14"}, "different backbones"),  # 768-d as well
         ({"mode": "center-crop"}, "different mode"),
         ({"weights": "b" * 64}, "different weights"),
     ],
@@ -141,7 +143,10 @@ def test_sides_of_other_backbones_modes_or_weights_are_refused(other, message):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", FidrsWarning)
             fidrs.cmmd(feature_set(x), feature_set(y, **other))
-    with pytest.raises(IncompatibleStatsError, match="different feature sizes"):
+    with pytest.raises(IncompatibleStatsError, match="different feature sizes"):  # of a backbone not recorded
+        fidrs.cmmd(feature_set(x), feature_set(embeddings(32, d=16, seed=12), backbone=None))
+    refusal = f"^b: records backbone {BACKBONE}, whose features .* {D}-d, but holds 16-d"  # the width rule first
+    with pytest.raises(InvalidInputError, match=refusal):
         fidrs.cmmd(feature_set(x), feature_set(embeddings(32, d=16, seed=12)))
 
 
@@ -161,7 +166,7 @@ def test_saved_embeddings_are_the_rows_used_and_read_back_with_their_provenance(
         BACKBONE,
         MODE,
         64,
-        32,
+        D,
         70,
     )
     assert record["batch_remainder"] == "drop"
@@ -193,8 +198,8 @@ def test_an_embedding_file_of_another_backbone_is_refused(tmp_path):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", FidrsWarning)
         fidrs.cmmd(
-            feature_set(x, backbone="dinov2-vitl14", mode="dgm-eval"),
-            feature_set(x, "dinov2-vitl14", "dgm-eval"),
+            feature_set(x, backbone="dinov2-vitb14", mode="dgm-eval"),  # 768-d, as CMMD's
+            feature_set(x, "dinov2-vitb14", "dgm-eval"),
             save_a=str(out),
         )
     with pytest.raises(IncompatibleStatsError, match="different backbones"):
@@ -282,7 +287,7 @@ def test_hostile_embedding_files_are_refused_by_name(tmp_path, kind, monkeypatch
         ("edit-array", "describes another array"),
         ("garbage", "not a readable provenance file"),
         ("foreign-json", "not a fidrs embedding provenance file"),
-        ("wrong-shape", "records 64 × 32"),
+        ("wrong-shape", f"records 64 × {D}"),
         ("bad-field", "backbone must be a non-empty string"),
     ],
 )
@@ -379,18 +384,20 @@ def test_the_cli_exits_2_on_bad_input_and_names_it(tiny, image_sets, tmp_path, c
     small = str(write_images(tmp_path / "small", 5, seed=3))
     assert cli.main(["cmmd", small, b, *flags]) == 2
     assert "fewer than one batch of 32" in capsys.readouterr().err
-    # a side of another backbone: IncompatibleStatsError, exit 2
-    other = tmp_path / "other.npy"
-    rows = embeddings(32, d=8, seed=25)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", FidrsWarning)
-        fidrs.cmmd(
-            feature_set(rows, "inception", "pytorch-fid"),
-            feature_set(rows, "inception", "pytorch-fid"),
-            save_a=str(other),
-        )
-    assert cli.main(["cmmd", str(other), b, *flags]) == 2
-    assert "different backbones" in capsys.readouterr().err
+    # a side of another backbone (of the same size: a second tiny network): IncompatibleStatsError, exit 2
+    import dataclasses
+
+    fidrs.register_backbone(dataclasses.replace(tiny[0], name="tiny2", aliases=()), replace=True)
+    try:
+        other = tmp_path / "other.npy"
+        rows = embeddings(32, d=tiny[0].feature_dim, seed=25)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FidrsWarning)
+            fidrs.cmmd(feature_set(rows, "tiny2", "plain"), feature_set(rows, "tiny2", "plain"), save_a=str(other))
+        assert cli.main(["cmmd", str(other), b, *flags]) == 2
+        assert "different backbones" in capsys.readouterr().err
+    finally:
+        fidrs.backbones.unregister_backbone("tiny2")
 
 
 def test_the_default_backbone_is_cmmds(monkeypatch, tmp_path):

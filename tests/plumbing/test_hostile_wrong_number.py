@@ -131,7 +131,7 @@ def good_stats(tmp_path):
     x = rng.standard_normal((50, 6))
     moments = fidrs.Moments(6)
     moments.update(x.astype(np.float32))
-    s = fidrs.Stats.from_moments(moments, "pytorch-fid", "0" * 64, "inception")
+    s = fidrs.Stats.from_moments(moments, "pytorch-fid", "0" * 64, None)  # 6-d: of no backbone fidrs has
     s.save(tmp_path / "good.npz")
     return tmp_path / "good.npz"
 

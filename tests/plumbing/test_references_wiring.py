@@ -24,6 +24,11 @@ from fidrs.errors import ModeMismatchWarning, UnknownModeWarning
 from fidrs.references import arrays
 from fidrs.statistics import load_all, save_all
 
+# What the Inception's statistics are: pool3, 2048-d (an ADM batch's and EDM2's `fid` entry, and what the catalogue
+# says of clean-fid's files; fidrs refuses Inception statistics of another size), and FD_DINOv2's (ViT-L/14).
+POOL3 = fidrs.backbones.get("inception").feature_dim
+DINOV2_L = fidrs.backbones.get("dinov2").feature_dim
+
 # Statistics computed twice from the same pixels by the same graph and the same float64 moments are identical
 # (the feature pass is deterministic on one machine: measured 0 difference); FIDs of identical inputs are then
 # bit-identical too. Where two different (but equally computed) values are compared, see each assertion.
@@ -175,7 +180,7 @@ def _adm_batch(path, pixels, stats):
 def test_adm_images_are_read_only_when_a_metric_needs_images(tiny, tmp_path, monkeypatch):
     _, checkpoint = tiny
     pixels = np.random.default_rng(4).integers(0, 256, (9, 24, 24, 3), dtype=np.uint8)
-    x = np.random.default_rng(5).normal(size=(40, 6))
+    x = np.random.default_rng(5).normal(size=(40, POOL3))
     stats = fidrs.Stats(x.mean(0), np.cov(x, rowvar=False))
     _adm_batch(tmp_path / "adm.npz", pixels, stats)
     np.savez(tmp_path / "other.npz", mu=stats.mu + 1, sigma=stats.sigma)
@@ -189,8 +194,8 @@ def test_adm_images_are_read_only_when_a_metric_needs_images(tiny, tmp_path, mon
         )
     # FID against its statistics (the Inception's, tf1 by the layout): no image is read.
     details = fidrs.score_details(str(tmp_path / "adm.npz"), str(tmp_path / "other.npz"))
-    # ‖Δμ‖² = 6·1², equal Σ: the trace terms cancel up to round-off (d·ε·tr Σ ≈ 1e-14 ≪ 6e-12).
-    assert details["fid"] == pytest.approx(6.0, rel=1e-12)
+    # ‖Δμ‖² = 2048·1², equal Σ: the trace terms cancel up to round-off (d·ε·tr Σ ≈ 5e-10 ≪ 2e-9).
+    assert details["fid"] == pytest.approx(float(POOL3), rel=1e-12)
     assert details["references"][str(tmp_path / "adm.npz")]["statistics"]["inception"]["mode"] == "tf1"
     assert [r for r in reads if r[1] == "arr_0.npy"] == []
     reads.clear()
@@ -204,7 +209,7 @@ def test_adm_images_are_read_only_when_a_metric_needs_images(tiny, tmp_path, mon
 
 def test_an_adm_batch_against_images_in_pytorch_fid_mode_is_refused_before_any_network(tmp_path, images):
     pixels = np.zeros((2, 8, 8, 3), np.uint8)
-    x = np.random.default_rng(0).normal(size=(8, 4))
+    x = np.random.default_rng(0).normal(size=(8, POOL3))
     _adm_batch(tmp_path / "adm.npz", pixels, fidrs.Stats(x.mean(0), np.cov(x, rowvar=False)))
     evaluator = fidrs.Evaluator(mode="pytorch-fid")
     with pytest.raises(fidrs.IncompatibleStatsError, match=r"adm\.npz was made in mode tf1 \(made by adm"):
@@ -215,7 +220,7 @@ def test_an_adm_batch_against_images_in_pytorch_fid_mode_is_refused_before_any_n
 # --- EDM2's pickles and ref:NAME -------------------------------------------------------------------------------
 
 
-def _edm2_pickle(path, d_inception=6, d_dinov2=4):
+def _edm2_pickle(path, d_inception=POOL3, d_dinov2=DINOV2_L):
     rng = np.random.default_rng(7)
     x, y = rng.normal(size=(30, d_inception)), rng.normal(size=(30, d_dinov2))
     stats = {
@@ -232,10 +237,11 @@ def test_an_edm2_pickle_gives_the_entry_of_the_backbone_in_use(tmp_path):
     stats = _edm2_pickle(tmp_path / "img64.pkl")
     other = tmp_path / "other.npz"
     np.savez(other, mu=stats["fd_dinov2"]["mu"] + 2, sigma=stats["fd_dinov2"]["sigma"])
-    # --backbone dinov2 takes fd_dinov2 (4-d): ‖Δμ‖² = 4·2², equal Σ (trace terms cancel to ~1e-14).
-    assert fidrs.score(str(tmp_path / "img64.pkl"), str(other), backbone="dinov2") == pytest.approx(16.0, rel=1e-12)
+    # --backbone dinov2 takes fd_dinov2 (1024-d): ‖Δμ‖² = 1024·2², equal Σ (trace terms cancel to ~1e-10).
+    fid = fidrs.score(str(tmp_path / "img64.pkl"), str(other), backbone="dinov2")
+    assert fid == pytest.approx(4.0 * DINOV2_L, rel=1e-12)
     with pytest.raises(fidrs.IncompatibleStatsError, match="different feature sizes"):
-        fidrs.score(str(tmp_path / "img64.pkl"), str(other))  # the Inception's fid entry is 6-d
+        fidrs.score(str(tmp_path / "img64.pkl"), str(other))  # the Inception's fid entry is 2048-d
 
 
 def test_edm2_fd_dinov2_needs_the_edm2_mode_and_says_so_when_fidrs_lacks_it(tmp_path, images, monkeypatch):
@@ -255,7 +261,7 @@ def test_edm2_fd_dinov2_needs_the_edm2_mode_and_says_so_when_fidrs_lacks_it(tmp_
     other = tmp_path / "other.npz"
     np.savez(other, mu=stats["fid"]["mu"], sigma=stats["fid"]["sigma"])
     details = fidrs.score_details("ref:img512", str(other))
-    # Identical statistics: 0 up to the round-off of tr √(Σ₁Σ₂) (d·ε·tr Σ ≈ 1e-14 here); 1e-9 is far above it and
+    # Identical statistics: 0 up to the round-off of tr √(Σ₁Σ₂) (measured 5e-13 here: ε·tr Σ); 1e-9 is far above it and
     # far below any real difference (the entries differ from `other` by nothing else).
     assert details["fid"] == pytest.approx(0.0, abs=1e-9)
     described = details["references"]["ref:img512"]
@@ -266,8 +272,10 @@ def test_edm2_fd_dinov2_needs_the_edm2_mode_and_says_so_when_fidrs_lacks_it(tmp_
 def test_ref_inputs_through_the_library(tmp_path, monkeypatch):
     """`fidrs.score("gen/", "ref:cifar10-train-32")`: a catalogued reference resolves through its local copy
     (FIDRS_REF_<NAME>) with the catalogue's provenance: clean-fid's clean mode, its n."""
-    x = np.random.default_rng(1).normal(size=(20, 5))
-    np.savez_compressed(tmp_path / "cifar10_clean_train_32.npz", mu=x.mean(0).astype(np.float32), sigma=np.cov(x.T))
+    # The catalogue says: the Inception's (2048-d). A diagonal Σ: its 32 MiB compress in a moment.
+    x = np.random.default_rng(1).normal(size=(20, POOL3))
+    mu, sigma = x.mean(0).astype(np.float32), np.diag(x.var(0, ddof=1))
+    np.savez_compressed(tmp_path / "cifar10_clean_train_32.npz", mu=mu, sigma=sigma)
     monkeypatch.setenv("FIDRS_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("FIDRS_REF_CLEAN_FID_CIFAR10_TRAIN_32_CLEAN", str(tmp_path / "cifar10_clean_train_32.npz"))
     source = fidrs.sources.resolve("ref:cifar10-train-32")

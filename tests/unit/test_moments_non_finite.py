@@ -19,7 +19,7 @@ DIM, ROWS = 5, 20
 def _stats(seed: int) -> fidrs.Stats:
     m = fidrs.Moments(DIM)
     m.update(np.random.default_rng(seed).random((ROWS, DIM), dtype=np.float32))
-    return fidrs.Stats.from_moments(m, "pytorch-fid", "abc", "inception")
+    return fidrs.Stats.from_moments(m, "pytorch-fid", "abc", None)  # no backbone: 5-d statistics of none
 
 
 def _members(path) -> dict[str, np.ndarray]:

@@ -116,10 +116,14 @@ def test_info_and_table_describe_provenance_and_cache_state(cache):
 # --- fetching --------------------------------------------------------------------------------------------------
 
 D = 8
+# The catalogue's statistics are the Inception's (pool3, 2048-d) or, for EDM2's fd_dinov2, DINOv2 ViT-L/14's
+# (1024-d): a file of another size is not the published one (fidrs refuses statistics of a size their backbone
+# cannot give), so the stand-ins for them have these sizes.
+POOL3, DINOV2_L = 2048, 1024
 
 
-def _mu_sigma(seed=0) -> dict:
-    x = np.random.default_rng(seed).normal(size=(32, D))
+def _mu_sigma(seed=0, d=POOL3) -> dict:
+    x = np.random.default_rng(seed).normal(size=(32, d))
     return {"mu": x.mean(0), "sigma": np.cov(x, rowvar=False)}
 
 
@@ -217,7 +221,7 @@ def test_a_good_fetch_is_verified_recorded_and_cached(publisher, cache, tmp_path
 
 def test_a_redirect_to_the_file_is_followed(publisher, cache, tmp_path):
     url, files = publisher
-    files["img512.pkl"] = pickle.dumps({"num_images": 32, "fid": _mu_sigma(1), "fd_dinov2": _mu_sigma(2)})
+    files["img512.pkl"] = pickle.dumps({"num_images": 32, "fid": _mu_sigma(1), "fd_dinov2": _mu_sigma(2, DINOV2_L)})
     ref = resolve("ref:edm2/img512", url=f"{url}/redirect/img512.pkl")
     assert ref.entry("inception").provenance.mode == "tf1"
     assert ref.entry("dinov2").provenance.mode == "edm2"  # the catalogue knows what the file does not record

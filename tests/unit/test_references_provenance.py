@@ -83,8 +83,12 @@ def test_a_mode_the_backbone_lacks_is_refused():
     assert decide_mode(edm2, available_modes=["dgm-eval", "edm2"]).mode == "edm2"
 
 
+POOL3 = 2048  # the Inception's statistics are pool3's: a file of Inception statistics of another size is refused
+
+
 def _entry(label: str, provenance: ReferenceProvenance) -> ReferenceEntry:
-    return ReferenceEntry(label, np.zeros(2), np.eye(2), provenance.n, provenance, "mu float64, sigma float64")
+    mu, sigma = np.zeros(POOL3), np.eye(POOL3)
+    return ReferenceEntry(label, mu, sigma, provenance.n, provenance, "mu float64, sigma float64")
 
 
 def test_a_catalogue_provenance_rekeys_unknown_entries_by_backbone():

@@ -17,10 +17,14 @@ from fidrs.references.readers import MAX_PICKLE_BYTES
 from fidrs.statistics import Stats
 
 D = 16  # feature size of the test statistics: small, so every file is a few KiB
+# Except where the file says (or its layout implies) whose statistics they are: the Inception's are pool3, 2048-d
+# (ADM's batches, EDM2's `fid`), DINOv2 ViT-L/14's 1024-d (EDM2's `fd_dinov2`); fidrs refuses statistics of a size
+# their backbone cannot give.
+POOL3, DINOV2_L = 2048, 1024
 
 
 def _activations(seed: int, n: int = 64, d: int = D) -> np.ndarray:
-    """float32 activations as TF/torch networks return them (pool3 would be 2048-d)."""
+    """float32 activations as TF/torch networks return them (pool3: d = POOL3)."""
     return np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)
 
 
@@ -28,7 +32,7 @@ def write_adm(path, seed=0, images=5, size=8, labels=True):
     """An ADM reference batch. evaluations/evaluator.py `compute_statistics`: mu = np.mean(f32 activations)
     (float32), sigma = np.cov (float64); the batch also holds 10k uint8 NHWC images (`arr_0`), the spatial
     statistics `mu_s`/`sigma_s` for sFID and, for the `_labeled` batches, labels (`arr_1`); np.savez."""
-    act, spatial = _activations(seed), _activations(seed + 1, d=7)
+    act, spatial = _activations(seed, d=POOL3), _activations(seed + 1, d=7)
     rng = np.random.default_rng(seed)
     arrays = {
         "arr_0": rng.integers(0, 256, (images, size, size, 3), dtype=np.uint8),
@@ -87,7 +91,8 @@ def write_pytorch_fid(path, seed=0):
 def write_edm2(path, seed=0, protocol=pickle.DEFAULT_PROTOCOL, **replace):
     """EDM2 calculate_metrics.py `ref` → save_stats: pickle.dump of dict(num_images=int, <metric>=dict(mu=,
     sigma=)) with float64 arrays (running sums in torch.float64), for its default metrics fid and fd_dinov2."""
-    inception, dinov2 = _activations(seed).astype(np.float64), _activations(seed + 1, d=8).astype(np.float64)
+    inception = _activations(seed, d=POOL3).astype(np.float64)
+    dinov2 = _activations(seed + 1, d=DINOV2_L).astype(np.float64)
     stats = {
         "num_images": 64,
         "fid": {"mu": inception.mean(0), "sigma": np.cov(inception, rowvar=False)},
@@ -138,7 +143,7 @@ def test_adm_images_are_read_only_when_asked_for(tmp_path):
     raw[info.header_offset + 30 + len(info.filename) + 500] ^= 0xFF  # inside arr_0's data: its CRC breaks
     path.write_bytes(bytes(raw))
     ref = read_reference(path)
-    assert ref.entry().mu.shape == (D,)
+    assert ref.entry().mu.shape == (POOL3,)
     with pytest.raises(InvalidInputError, match=rf"{path}: member 'arr_0.npy': damaged .*CRC"):
         ref.images.load()
 
@@ -181,8 +186,8 @@ def test_mu_sigma_files_of_clean_fid_edm_ttur_pytorch_fid(tmp_path, writer, stor
 
 
 def test_fidrs_files_keep_their_recorded_provenance(tmp_path):
-    act = _activations(0)
-    moments = fidrs.Moments(D)
+    act = _activations(0, d=POOL3)
+    moments = fidrs.Moments(POOL3)
     moments.update(act)
     Stats.from_moments(moments, "clean", "ab" * 32, "inception").save(tmp_path / "mine.npz")
     ref = read_reference(tmp_path / "mine.npz")

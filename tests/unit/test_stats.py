@@ -37,7 +37,7 @@ def test_moments_refuse_bad_input():
 def _stats(mode="pytorch-fid", sha="abc", seed=0) -> fidrs.Stats:
     m = fidrs.Moments(5)
     m.update(np.random.default_rng(seed).random((20, 5), dtype=np.float32))
-    return fidrs.Stats.from_moments(m, mode, sha, "inception")
+    return fidrs.Stats.from_moments(m, mode, sha, None)  # 5-d: of no backbone fidrs has
 
 
 def test_save_load_round_trip_and_merge(tmp_path):

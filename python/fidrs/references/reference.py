@@ -10,6 +10,7 @@ import numpy as np
 
 from ..display import display
 from ..errors import IncompatibleStatsError
+from ..provenance import check_backbone_width
 from ..statistics import Stats
 from .arrays import LazyArray
 from .provenance import ReferenceProvenance
@@ -62,8 +63,11 @@ class ReferenceFile:
 
     @classmethod
     def of(cls, path: str, format: str, entries: list[ReferenceEntry], **kwargs) -> ReferenceFile:
+        """Every reader's and `with_provenance`'s way to a ReferenceFile: one entry per backbone, each of the
+        width its backbone gives (whether the file records it, its layout implies it or a catalogue says it)."""
         by_backbone: dict[str, ReferenceEntry] = {}
         for entry in entries:
+            _check_width(path, entry)
             if entry.backbone in by_backbone:
                 raise IncompatibleStatsError(
                     f"{display(path)}: {by_backbone[entry.backbone].label!r} and {entry.label!r} are both "
@@ -127,6 +131,18 @@ class ReferenceFile:
             spatial=self.spatial,
             notes=notes,
         )
+
+
+def _check_width(path: str, entry: ReferenceEntry) -> None:
+    p = entry.provenance
+    if p.source.startswith("catalogue:"):
+        claim = f"its catalogue entry ({p.source.partition(':')[2]}) gives"
+    elif p.source == "format":
+        claim = f"is in {p.tool or 'a tool'}'s layout, which implies"
+    else:
+        claim = "records"
+    where = path if entry.label == "mu,sigma" else f"{path} [{entry.label}]"
+    check_backbone_width(where, p.backbone, int(entry.mu.size), claim=claim)
 
 
 __all__ = ["UNKNOWN_BACKBONE", "ReferenceEntry", "ReferenceFile"]
