@@ -3,6 +3,7 @@ its dtypes, its key names), and the same files truncated, crafted or mismatched.
 
 from __future__ import annotations
 
+import functools
 import io
 import os
 import pickle
@@ -28,18 +29,31 @@ def _activations(seed: int, n: int = 64, d: int = D) -> np.ndarray:
     return np.random.default_rng(seed).normal(size=(n, d)).astype(np.float32)
 
 
+@functools.cache
+def _mean_and_cov(seed: int, d: int, float64: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """np.mean and np.cov of `_activations(seed, d=d)` (widened to float64 first when `float64`), as the tools
+    compute them, once per process: at pool3's width each np.cov takes ~0.1 s, and the writers below call it in
+    most tests. Read-only, so that no test can change them for another."""
+    act = _activations(seed, d=d)
+    if float64:
+        act = act.astype(np.float64)
+    mu, sigma = np.mean(act, axis=0), np.cov(act, rowvar=False)
+    mu.flags.writeable = sigma.flags.writeable = False
+    return mu, sigma
+
+
 def write_adm(path, seed=0, images=5, size=8, labels=True):
     """An ADM reference batch. evaluations/evaluator.py `compute_statistics`: mu = np.mean(f32 activations)
     (float32), sigma = np.cov (float64); the batch also holds 10k uint8 NHWC images (`arr_0`), the spatial
     statistics `mu_s`/`sigma_s` for sFID and, for the `_labeled` batches, labels (`arr_1`); np.savez."""
-    act, spatial = _activations(seed, d=POOL3), _activations(seed + 1, d=7)
+    (mu, sigma), (mu_s, sigma_s) = _mean_and_cov(seed, POOL3), _mean_and_cov(seed + 1, 7)
     rng = np.random.default_rng(seed)
     arrays = {
         "arr_0": rng.integers(0, 256, (images, size, size, 3), dtype=np.uint8),
-        "mu": np.mean(act, axis=0),
-        "sigma": np.cov(act, rowvar=False),
-        "mu_s": np.mean(spatial, axis=0),
-        "sigma_s": np.cov(spatial, rowvar=False),
+        "mu": mu,
+        "sigma": sigma,
+        "mu_s": mu_s,
+        "sigma_s": sigma_s,
     }
     if labels:
         arrays["arr_1"] = rng.integers(0, 1000, images)
@@ -91,12 +105,11 @@ def write_pytorch_fid(path, seed=0):
 def write_edm2(path, seed=0, protocol=pickle.DEFAULT_PROTOCOL, **replace):
     """EDM2 calculate_metrics.py `ref` → save_stats: pickle.dump of dict(num_images=int, <metric>=dict(mu=,
     sigma=)) with float64 arrays (running sums in torch.float64), for its default metrics fid and fd_dinov2."""
-    inception = _activations(seed, d=POOL3).astype(np.float64)
-    dinov2 = _activations(seed + 1, d=DINOV2_L).astype(np.float64)
+    (mu, sigma), (mu_d, sigma_d) = _mean_and_cov(seed, POOL3, True), _mean_and_cov(seed + 1, DINOV2_L, True)
     stats = {
         "num_images": 64,
-        "fid": {"mu": inception.mean(0), "sigma": np.cov(inception, rowvar=False)},
-        "fd_dinov2": {"mu": dinov2.mean(0), "sigma": np.cov(dinov2, rowvar=False)},
+        "fid": {"mu": mu, "sigma": sigma},
+        "fd_dinov2": {"mu": mu_d, "sigma": sigma_d},
     }
     stats.update(replace)
     with open(path, "wb") as f:
