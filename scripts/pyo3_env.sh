@@ -2,7 +2,7 @@
 # build of fidrs configures PyO3 for one interpreter, the venv's, so that maturin's builds and cargo's test
 # build share PyO3's build-script output. PyO3's build script reruns whenever PYO3_PYTHON or
 # PYO3_ENVIRONMENT_SIGNATURE differs from the last build's (maturin sets both; a bare `cargo test` leaves them
-# unset), and then pyo3, pyo3-ffi, its macros and numpy are compiled again (~30 s here). A wrong signature costs
+# unset), and then pyo3, pyo3-ffi, its macros and numpy are compiled again (~10 s here). A wrong signature costs
 # only that rebuild, never a wrong build: the extension is abi3 and links no libpython.
 PYO3_PYTHON="$(pwd)/.venv/bin/python"
 # maturin's `environment_signature()`: implementation-major.minor-pointer width.

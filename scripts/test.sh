@@ -12,7 +12,7 @@ phase "ruff (lint and format); the package's structure (import cycles, public su
 phase "wheel (built, installed without Rust on PATH, smoke-tested)"
 bash scripts/wheel_smoke.sh
 # After the wheel: cargo's test build is given the interpreter maturin's builds were (scripts/pyo3_env.sh), so
-# it compiles fidrs' tests and reuses every dependency maturin built, PyO3 included (~30 s less).
+# it compiles fidrs' tests and reuses every dependency maturin built, PyO3 included (~10 s less).
 # Clippy lints the library while cargo compiles its tests: clippy-driver as the workspace's rustc (what
 # `cargo clippy` runs too) with `-D warnings` (CLIPPY_ARGS, the argument channel cargo-clippy itself uses).
 # A separate `cargo clippy` type-checks every dependency again (~45 s here); the workspace wrapper leaves the
