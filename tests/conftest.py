@@ -242,3 +242,21 @@ def tiny(tmp_path):
         yield backbone, tiny_backbone.write_checkpoint(tmp_path / "tiny.npz")
     finally:
         fidrs.backbones.unregister_backbone(backbone.name)
+
+
+TINY_TWIN = "tiny-twin"
+
+
+@pytest.fixture
+def tiny_twin(tiny):
+    """A second registered backbone of the tiny one's width (8-d), named TINY_TWIN: sides of two backbones that
+    differ by name only, for the "different backbones" refusals. Yields its name."""
+    import dataclasses
+
+    import fidrs
+
+    fidrs.register_backbone(dataclasses.replace(tiny[0], name=TINY_TWIN, aliases=()), replace=True)
+    try:
+        yield TINY_TWIN
+    finally:
+        fidrs.backbones.unregister_backbone(TINY_TWIN)

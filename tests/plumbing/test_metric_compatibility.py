@@ -5,24 +5,17 @@ any metric is computed (InvalidInputError naming it): a mislabelled set is never
 
 from __future__ import annotations
 
-import dataclasses
-
 import fidrs
 import numpy as np
 import pytest
+from conftest import TINY_TWIN
 
 # The sides are 8-d sets of the tiny test backbone (tests/tiny_backbone.py, 8-d features), and of a second 8-d
-# network registered beside it; `unregistered` is a name this process does not know (its size cannot be checked).
-TINY, OTHER, UNREGISTERED = "tiny", "tiny-b", "unregistered"
+# network registered beside it (conftest's `tiny_twin`); `unregistered` is a name this process does not know (its
+# size cannot be checked).
+TINY, OTHER, UNREGISTERED = "tiny", TINY_TWIN, "unregistered"
 
-
-@pytest.fixture(autouse=True)
-def _backbones(tiny):
-    fidrs.register_backbone(dataclasses.replace(tiny[0], name=OTHER, aliases=()), replace=True)
-    try:
-        yield
-    finally:
-        fidrs.backbones.unregister_backbone(OTHER)
+pytestmark = pytest.mark.usefixtures("tiny_twin")  # both registered for every test (TINY through `tiny`)
 
 
 def _set(backbone=TINY, mode="plain", weights="a" * 64, graph="b" * 64, dim=8, n=40, seed=0):
