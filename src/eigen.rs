@@ -17,9 +17,14 @@ use faer::{Accum, MatMut, MatRef, Par};
 use crate::error::{FidrsError, Result};
 
 /// The half-bandwidth of the intermediate band matrix: wide enough for efficient matrix products in the
-/// first stage, narrow enough that the second stage (∝ BAND) stays cheap. Measured at d = 2048 on one core
-/// (CPU seconds of the whole eigenvalue step, before stage 2 was vectorised): 16 → 0.69, 32 → 0.64, 64 → 0.77.
-const BAND: usize = 32;
+/// first stage, narrow enough that the second stage (∝ BAND) stays cheap. Measured on a 2-core AMD EPYC
+/// (Zen 5, AVX-512), wall seconds of this function on 2 threads (`examples/la_timing.rs`, best of 3):
+/// d = 2048: 16 → 0.235, 20 → 0.229, 24 → 0.225, 26 → 0.274, 32 → 0.311, 33 → 0.268, 40 → 0.264;
+/// d = 1024: 24 → 0.048, 32 → 0.064; d = 768: 24 → 0.027, 32 → 0.036; on one thread at d = 2048:
+/// 24 → 0.322, 32 → 0.340. (Stage 1 alone at d = 2048 on 2 threads: 0.126 s at 24, 0.19–0.22 s at 28–32:
+/// faer's products with those inner sizes run slower, not only for the added flops.) Earlier, on one core
+/// of an AVX2 machine, before stage 2 was vectorised: 16 → 0.69, 32 → 0.64, 64 → 0.77 CPU seconds.
+const BAND: usize = 24;
 
 /// The eigenvalues (ascending) of the symmetric n × n matrix whose lower triangle is in `a` (column-major,
 /// leading dimension n; the upper triangle is ignored). `a` is used as workspace.
@@ -313,7 +318,7 @@ fn symmetric_times(a: &[f64], lda: usize, m: usize, v: MatRef<'_, f64>, par: Par
 
 /// Band storage of the lower triangle's first `2·band` diagonals (LAPACK's layout for the bulge chasing):
 /// element (r, c), c ≤ r < c + 2·band, at `a[c·ld + r − c]`, ld = 2·band (the band's `band + 1` diagonals
-/// and the room the bulge takes below them). The whole band of a 2048 × 2048 matrix (1 MiB at band 32)
+/// and the room the bulge takes below them). The whole band of a 2048 × 2048 matrix (768 KiB at band 24)
 /// stays in the L2 cache, where in the dense matrix every column it touches is on a page of its own.
 struct Band<'a> {
     a: &'a mut [f64],
