@@ -117,12 +117,12 @@ class UnsafePickleError(InvalidInputError):
 
 
 class BadImagesError(DecodeError):
-    """Some input files could not be decoded. `failures` lists (path, reason) pairs."""
+    """Some input files could not be read or decoded. `failures` lists (path, reason) pairs."""
 
     def __init__(self, failures: list[tuple[str, str]]) -> None:
         self.failures = failures
         lines = "\n".join(f"  {display(path)}: {reason}" for path, reason in failures)
-        super().__init__(f"{len(failures)} file(s) could not be decoded:\n{lines}")
+        super().__init__(f"{len(failures)} file(s) could not be read or decoded:\n{lines}")
 
 
 # --- warnings ----------------------------------------------------------------------------------------------

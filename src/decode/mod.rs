@@ -88,12 +88,8 @@ pub fn read_regular(path: &Path, cap: u64) -> Result<Vec<u8>, DecodeFailure> {
         use std::os::unix::fs::OpenOptionsExt;
         open.custom_flags(libc::O_NONBLOCK);
     }
-    let file = open
-        .open(path)
-        .map_err(|e| format!("cannot read file: {e}"))?;
-    let meta = file
-        .metadata()
-        .map_err(|e| format!("cannot read file: {e}"))?;
+    let file = open.open(path).map_err(|e| read_failure(&e))?;
+    let meta = file.metadata().map_err(|e| read_failure(&e))?;
     if !meta.is_file() {
         return Err(format!("{}, not a regular file", file_kind(&meta)));
     }
@@ -103,11 +99,28 @@ pub fn read_regular(path: &Path, cap: u64) -> Result<Vec<u8>, DecodeFailure> {
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     file.take(cap + 1)
         .read_to_end(&mut bytes)
-        .map_err(|e| format!("cannot read file: {e}"))?;
+        .map_err(|e| read_failure(&e))?;
     if bytes.len() as u64 > cap {
         return Err(too_big_file(bytes.len() as u64, cap));
     }
     Ok(bytes)
+}
+
+/// Why a file could not be read, in words: the system's message without Rust's "(os error N)" suffix, and
+/// the two cases a folder of links meets said plainly (a loop of links, a link to nothing).
+fn read_failure(e: &std::io::Error) -> String {
+    #[cfg(unix)]
+    if e.raw_os_error() == Some(libc::ELOOP) {
+        return "cannot read file: a loop of symbolic links (each link leads back to another)".to_string();
+    }
+    if e.kind() == std::io::ErrorKind::NotFound {
+        return "cannot read file: no such file (removed, or a symbolic link to nothing)".to_string();
+    }
+    let text = e.to_string();
+    match text.rfind(" (os error ") {
+        Some(at) if text.ends_with(')') => format!("cannot read file: {}", &text[..at]),
+        _ => format!("cannot read file: {text}"),
+    }
 }
 
 pub fn too_big_file(bytes: u64, cap: u64) -> String {

@@ -123,12 +123,31 @@ def test_bad_files_raise_decode_errors_with_reasons(tmp_path, photo):
         text: "not an image",
         empty: "empty file",
         bomb: "too large.*10000000000 pixels",
-        tmp_path / "missing.png": "cannot read file",
+        tmp_path / "missing.png": "cannot read file: no such file",
     }
     for path, reason in cases.items():
         with pytest.raises(fidrs.DecodeError, match=reason) as info:
             _fidrs.decode_image(str(path))
         assert str(path) in str(info.value)
+
+
+def test_links_that_lead_nowhere_are_named_in_words(tmp_path):
+    """A loop of symbolic links and a link to nothing: each reason in words, without Rust's "(os error N)"."""
+    (tmp_path / "loop_a.png").symlink_to("loop_b.png")
+    (tmp_path / "loop_b.png").symlink_to("loop_a.png")
+    (tmp_path / "dangling.png").symlink_to("gone.png")
+    cases = {
+        "loop_a.png": "cannot read file: a loop of symbolic links",
+        "dangling.png": "cannot read file: no such file \\(removed, or a symbolic link to nothing\\)",
+    }
+    for name, reason in cases.items():
+        with pytest.raises(fidrs.DecodeError, match=reason) as info:
+            _fidrs.decode_image(str(tmp_path / name))
+        assert "os error" not in str(info.value)
+    # Any other system error: its own words, the suffix gone (a regular file used as a folder: ENOTDIR).
+    (tmp_path / "plain.png").write_bytes(b"\x89PNG")
+    with pytest.raises(fidrs.DecodeError, match="cannot read file: Not a directory$"):
+        _fidrs.decode_image(str(tmp_path / "plain.png" / "inner.png"))
 
 
 def test_pixel_limit_is_configurable(tmp_path, photo):
