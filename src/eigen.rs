@@ -21,8 +21,8 @@ use crate::error::{FidrsError, Result};
 /// (Zen 5, AVX-512), wall seconds of this function on 2 threads (`examples/la_timing.rs`, best of 3):
 /// d = 2048: 16 → 0.235, 20 → 0.229, 24 → 0.225, 26 → 0.274, 32 → 0.311, 33 → 0.268, 40 → 0.264;
 /// d = 1024: 24 → 0.048, 32 → 0.064; d = 768: 24 → 0.027, 32 → 0.036; on one thread at d = 2048:
-/// 24 → 0.322, 32 → 0.340. (Stage 1 alone at d = 2048 on 2 threads: 0.126 s at 24, 0.19–0.22 s at 28–32:
-/// faer's products with those inner sizes run slower, not only for the added flops.) Earlier, on one core
+/// 24 → 0.322, 32 → 0.340. (Stage 1 alone, instrumented at d = 2048 on 2 threads: 0.126 s at 24, 0.19–0.22 s
+/// at 28–32: faer's products with those inner sizes run slower, not only for the added flops.) Earlier, on one core
 /// of an AVX2 machine, before stage 2 was vectorised: 16 → 0.69, 32 → 0.64, 64 → 0.77 CPU seconds.
 const BAND: usize = 24;
 
@@ -227,8 +227,8 @@ fn reduce_to_band(a: &mut [f64], n: usize, band: usize, par: Par) {
 }
 
 /// Rows and columns per tile of `symmetric_times`: a tile (512 KiB) and the slices of V and Y it meets stay in
-/// the L2 cache while both of its products run (measured at d = 2048: 128, 256 and 512 within noise of each
-/// other, 256 the fastest).
+/// the L2 cache while both of its products run (measured at d = 2048 with BAND = 32, not again at 24: 128, 256
+/// and 512 within noise of each other, 256 the fastest).
 const SYMMETRIC_TILE: usize = 256;
 
 /// S V for the symmetric m × m matrix S whose lower triangle is at `a` (column-major, leading dimension
@@ -627,17 +627,21 @@ mod tests {
 
     #[test]
     fn eigenvalues_equal_faer_at_every_size_around_the_band() {
+        // The sizes where the reduction changes shape, whatever BAND is: no stage 1 at all (n ≤ BAND + 1), a
+        // last panel of one or two rows, one and two whole panels, and a size with several tiles.
         for (n, seed) in [
             (1, 1),
             (2, 2),
             (3, 3),
-            (31, 4),
-            (32, 5),
-            (33, 6),
-            (34, 7),
-            (64, 8),
-            (65, 9),
-            (97, 10),
+            (BAND - 1, 4),
+            (BAND, 5),
+            (BAND + 1, 6),
+            (BAND + 2, 7),
+            (BAND + 3, 12),
+            (2 * BAND, 8),
+            (2 * BAND + 1, 9),
+            (2 * BAND + 2, 13),
+            (3 * BAND + 1, 10),
             (200, 11),
         ] {
             for spread in [1.0, 1e-4] {
