@@ -14,7 +14,7 @@ use crate::preprocess::{preprocess_into, Preprocessing};
 pub struct Batch {
     /// Indices (into the input list) of the files in `data`.
     pub ok: Vec<usize>,
-    /// (index, reason) of each file that could not be decoded.
+    /// (index, reason) of each file that could not be read or decoded.
     pub failures: Vec<(usize, String)>,
     /// Width × height of each image in `data` (what the pixel limit was checked against).
     pub pixels: Vec<u64>,

@@ -155,7 +155,7 @@ class NestedArchiveWarning(FidrsWarning):
 
 
 class SkippedFilesWarning(FidrsWarning):
-    """`skip_bad`: files that could not be decoded were left out (each is named)."""
+    """`skip_bad`: files that could not be read or decoded were left out (each is named)."""
 
 
 class CacheWarning(FidrsWarning):

@@ -114,7 +114,7 @@ fn read_failure(e: &std::io::Error) -> String {
         return "cannot read file: a loop of symbolic links (each link leads back to another)".to_string();
     }
     if e.kind() == std::io::ErrorKind::NotFound {
-        return "cannot read file: no such file (removed, or a symbolic link to nothing)".to_string();
+        return "cannot read file: no such file (or a symbolic link to nothing)".to_string();
     }
     let text = e.to_string();
     match text.rfind(" (os error ") {
