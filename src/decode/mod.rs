@@ -109,18 +109,17 @@ pub fn read_regular(path: &Path, cap: u64) -> Result<Vec<u8>, DecodeFailure> {
 /// Why a file could not be read, in words: the system's message without Rust's "(os error N)" suffix, and
 /// the two cases a folder of links meets said plainly (a loop of links, a link to nothing).
 fn read_failure(e: &std::io::Error) -> String {
-    #[cfg(unix)]
-    if e.raw_os_error() == Some(libc::ELOOP) {
-        return "cannot read file: a loop of symbolic links (each link leads back to another)".to_string();
-    }
-    if e.kind() == std::io::ErrorKind::NotFound {
-        return "cannot read file: no such file (or a symbolic link to nothing)".to_string();
-    }
     let text = e.to_string();
-    match text.rfind(" (os error ") {
-        Some(at) if text.ends_with(')') => format!("cannot read file: {}", &text[..at]),
-        _ => format!("cannot read file: {text}"),
-    }
+    let reason = match e.raw_os_error() {
+        #[cfg(unix)]
+        Some(libc::ELOOP) => "a loop of symbolic links (each link leads back to another)",
+        _ if e.kind() == std::io::ErrorKind::NotFound => "no such file (or a symbolic link to nothing)",
+        _ => match text.rfind(" (os error ") {
+            Some(at) if text.ends_with(')') => &text[..at],
+            _ => &text,
+        },
+    };
+    format!("cannot read file: {reason}")
 }
 
 pub fn too_big_file(bytes: u64, cap: u64) -> String {
