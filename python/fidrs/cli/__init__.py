@@ -4,6 +4,6 @@ part of fidrs that prints. Exit codes: 0 pass, 1 FID above --max-fid, 2 bad inpu
 
 from __future__ import annotations
 
-from .main import main
+from .main import entry, main
 
-__all__ = ["main"]
+__all__ = ["entry", "main"]

@@ -67,7 +67,17 @@ def results_only_on_stdout(enabled: bool = True) -> Iterator[None]:
 
 
 def print_result(text: str) -> None:
-    """`print(text)` onto the real stdout: within `results_only_on_stdout`, the only way there."""
+    """`print(text)` onto the real stdout: within `results_only_on_stdout`, the only way there. A write that
+    fails (stdout full or closed) is an OSError saying so; BrokenPipeError (the reader went away) stays one."""
+    try:
+        _write_result(text)
+    except BrokenPipeError:
+        raise
+    except OSError as e:
+        raise OSError(e.errno, f"cannot write the result to stdout: {e.strerror or e}") from None
+
+
+def _write_result(text: str) -> None:
     if _active is None:
         print(text)
         return
