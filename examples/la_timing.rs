@@ -79,6 +79,7 @@ fn main() {
         mean: None,
         one_pass_samples: None,
         precision: Precision::Float64,
+        two_pass: false,
     };
     let mu = vec![0.0; d];
     let singular = singular_covariance(d, d / 4, 3);

@@ -9,7 +9,8 @@
 //! * two-pass `np.cov` (pytorch-fid, clean-fid) errs by about n·u·√(Σ_ii Σ_jj), smaller still.
 //! * storing in float32 rounds each entry by up to 2⁻²⁴ ≈ 6e-8 of its size.
 //!
-//! So the scale of the tolerances is the second moment m_ii = Σ_ii⁺ + μ_i² (μ when it is known), with a
+//! So the scale of the tolerances is the second moment m_ii = Σ_ii⁺ + μ_i² (μ when it is known and the recipe
+//! may be one-pass; Σ_ii⁺ alone for `np.cov`'s files, `Origin::two_pass`), with a
 //! relative tolerance `rtol` per storage precision: 1e-9 for float64 (n·u·c stays below it up to millions of
 //! samples), 1e-5 for float32 (over 100 × its rounding). The eigenvalue tolerance is δ = rtol·Σ_i m_ii (the
 //! Frobenius bound of such an error matrix), and Σ is accepted when it is PSD up to δ:
@@ -89,6 +90,10 @@ pub struct Origin<'a> {
     /// The sample count, when it came from one-pass moments (n, Σx, Σxxᵀ: fidrs' own statistics).
     pub one_pass_samples: Option<u64>,
     pub precision: Precision,
+    /// Σ came from two passes (`np.cov`: pytorch-fid, clean-fid, ADM files): its round-off is relative to Σ
+    /// itself, so the mean is checked but left out of the tolerances. Around a mean of 1e8, one-pass round-off
+    /// (and so the tolerance) is ~1e7: it excused a Σ of −5·I, and the distance came out negative.
+    pub two_pass: bool,
 }
 
 /// How a covariance was factorised.
@@ -212,7 +217,15 @@ impl Covariance {
             mean,
             one_pass_samples,
             precision,
+            two_pass,
         } = origin;
+        if two_pass && one_pass_samples.is_some() {
+            return Err(FidrsError::InvalidInput(format!(
+                "{name}: statistics are one-pass (a sample count given) or two-pass, not both"
+            )));
+        }
+        // The mean the round-off is relative to: none for two-pass statistics (see `Origin::two_pass`).
+        let around = if two_pass { None } else { mean };
         let d = sigma.nrows();
         if d == 0 || sigma.ncols() != d {
             return Err(FidrsError::InvalidInput(format!(
@@ -288,7 +301,7 @@ impl Covariance {
             largest = largest.max(line_max);
         }
         let rtol = precision.rtol();
-        let mean_square_max = mean.map_or(0.0, |mu| mu.iter().map(|v| v * v).fold(0.0, f64::max));
+        let mean_square_max = around.map_or(0.0, |mu| mu.iter().map(|v| v * v).fold(0.0, f64::max));
         // Symmetry: both triangles hold the same numbers up to the round-off of either recipe. Compared in
         // 64 × 64 tiles, so that both of a pair of tiles stay in cache.
         let symmetry_tolerance = rtol * largest.max(mean_square_max);
@@ -340,7 +353,7 @@ impl Covariance {
         let mut a = ColumnMajor::zeros(d, d);
         scaled_lower(&mut a);
         let second_moment =
-            |i: usize| a[(i, i)].max(0.0) + mean.map_or(0.0, |mu| down(mu[i] * mu[i]));
+            |i: usize| a[(i, i)].max(0.0) + around.map_or(0.0, |mu| down(mu[i] * mu[i]));
         let moment_max = (0..d).map(second_moment).fold(0.0, f64::max);
         let moment_sum: f64 = (0..d).map(second_moment).sum();
         let diagonal_max = (0..d).map(|i| a[(i, i)]).fold(0.0, f64::max);
@@ -740,6 +753,7 @@ mod tests {
             mean: mu,
             one_pass_samples: n,
             precision: Precision::Float64,
+            two_pass: false,
         };
         Covariance::new(s.as_ref(), origin, "sigma", "mu", Par::Seq)
     }
@@ -864,6 +878,35 @@ mod tests {
         assert_eq!((c.kind(), c.rank()), (Factorisation::Pivoted, 5));
         let swap = Mat::from_fn(2, 2, |i, j| if i == j { 0.0 } else { 1.0 });
         assert!(build(&swap, None).is_err());
+    }
+
+    #[test]
+    fn a_two_pass_covariance_is_checked_against_itself_not_its_mean() {
+        fn origin(mean: &[f64], two_pass: bool) -> Origin<'_> {
+            Origin {
+                mean: Some(mean),
+                one_pass_samples: None,
+                precision: Precision::Float64,
+                two_pass,
+            }
+        }
+        let d = 4;
+        let (mu, infinite) = (vec![1e8; d], vec![f64::INFINITY; d]);
+        let negative = Mat::from_fn(d, d, |i, j| if i == j { -5.0 } else { 0.0 });
+        let check = |o| Covariance::new(negative.as_ref(), o, "s", "mu", Par::Seq);
+        // One-pass round-off around a mean of 1e8 is ~1e7 per entry: −5·I is within it (a zero covariance) ...
+        assert_eq!(check(origin(&mu, false)).unwrap().kind(), Factorisation::Zero);
+        // ... np.cov's is relative to Σ itself, and −5·I is no covariance.
+        let refused = check(origin(&mu, true)).unwrap_err().to_string();
+        assert!(refused.contains("not positive semi-definite"), "{refused}");
+        // The mean is still checked, and one recipe at a time.
+        let e = check(origin(&infinite, true)).unwrap_err().to_string();
+        assert!(e.contains("not finite"), "{e}");
+        let both = Origin {
+            one_pass_samples: Some(10),
+            ..origin(&mu, true)
+        };
+        assert!(check(both).unwrap_err().to_string().contains("not both"));
     }
 
     #[test]

@@ -480,6 +480,7 @@ mod tests {
             mean: None,
             one_pass_samples: None,
             precision: Precision::Float64,
+            two_pass: false,
         };
         Covariance::new(s.as_ref(), origin, "sigma", "mu", Par::Seq).unwrap()
     }

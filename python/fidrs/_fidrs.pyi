@@ -111,7 +111,8 @@ class Covariance:
     """A covariance matrix checked once (finite, symmetric, positive semi-definite up to the round-off of its
     storage precision, relative to the second moments Σ_ii + μ_i² when `mean` is given) and factorised once
     (Cholesky, or pivoted Cholesky at its numerical rank); `frechet_distance` takes it in place of the array.
-    `samples`: n, when Σ came from one-pass moments of n samples (fidrs' own statistics). Raises
+    `samples`: n, when Σ came from one-pass moments of n samples (fidrs' own statistics). `two_pass`: Σ came from
+    `np.cov` (pytorch-fid, clean-fid, ADM files): the mean is checked but left out of the tolerances. Raises
     InvalidInputError naming `name`/`mean_name` (e.g. "a.npz: sigma") and the reason."""
 
     def __init__(
@@ -121,6 +122,7 @@ class Covariance:
         *,
         samples: int | None = None,
         stored_as: StoragePrecision = "float64",
+        two_pass: bool = False,
         name: str = "sigma",
         mean_name: str = "mu",
     ) -> None: ...

@@ -11,12 +11,12 @@ the options' mode (and the Evaluator's warning that its mode is unknown)."""
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from . import deferred
 from .errors import IncompatibleStatsError, InvalidInputError, ModeMismatchWarning
 from .options import Options, Resolved
 from .references import ModeDecision, decide_mode
@@ -59,7 +59,7 @@ class Plan:
         if side is None or side.decision is None or side.decision.reference_mode is None:
             return stats
         mode = None if self.mismatched(label) else side.decision.reference_mode
-        return stats if stats.mode == mode else dataclasses.replace(stats, mode=mode)
+        return stats if stats.mode == mode else deferred.replace(stats, mode=mode)
 
     def reference_mode(self, label: str) -> str | None:
         side = self.side(label)

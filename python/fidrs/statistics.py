@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _fidrs
+from .deferred import DeferredField
 from .display import display
 from .errors import EmptyInputError, IncompatibleStatsError, InvalidInputError, SmallSampleWarning
 from .files import atomic_output, read_npz
@@ -43,11 +44,14 @@ def _stored_as(array: np.ndarray) -> str:
 
 
 def check_statistics(
-    path: str, mu: np.ndarray, sigma: np.ndarray, one_pass_samples: int | None = None
+    path: str, mu: np.ndarray, sigma: np.ndarray, one_pass_samples: int | None = None, *, two_pass: bool = False
 ) -> _fidrs.Covariance:
     """Refuse arrays that are no mean and covariance: wrong shapes, non-finite values, a non-symmetric or
-    indefinite Σ. `one_pass_samples`: n, when Σ came from one-pass moments (fidrs' files). Returns the
-    checked, factorised covariance (for `frechet_distance`)."""
+    indefinite Σ. `one_pass_samples`: n, when Σ came from one-pass moments (fidrs' files). `two_pass`: Σ came
+    from `np.cov` (pytorch-fid, clean-fid, ADM, TTUR files; feature files, which fidrs reads in two passes), so
+    its round-off is relative to Σ itself and the tolerances leave the mean out: around a mean of 1e8, one-pass
+    round-off would excuse a Σ of −5·I, which then gave a negative FID that passed a gate. Returns the checked,
+    factorised covariance (for `frechet_distance`)."""
     where = display(path)
     if mu.ndim != 1 or sigma.shape != (mu.size, mu.size) or mu.size == 0:
         raise InvalidInputError(f"{where}: mu {mu.shape} and sigma {sigma.shape} do not fit together")
@@ -60,6 +64,7 @@ def check_statistics(
         np.asarray(sigma, dtype=np.float64),
         np.asarray(mu, dtype=np.float64),
         samples=one_pass_samples,
+        two_pass=two_pass,
         stored_as=_stored_as(sigma),
         name=f"{where}: sigma",
         mean_name=f"{where}: mu",
@@ -123,7 +128,7 @@ def check_sample_count(n: int, dim: int, label: str, stacklevel: int = 3) -> Non
 @dataclass
 class Stats:
     mu: np.ndarray
-    sigma: np.ndarray
+    sigma: np.ndarray = DeferredField()  # type: ignore[assignment]  # a file's Σ is read again when asked for
     n: int | None = None
     mode: str | None = None
     weights_sha256: str | None = None

@@ -12,7 +12,8 @@ use crate::frechet::{frechet_distance as frechet_core, Method, NewtonSchulzOptio
 
 /// A covariance matrix checked once (finite, symmetric, positive semi-definite up to the round-off of its
 /// storage precision, around `mean` when given; `samples` = n when it came from one-pass moments, as fidrs'
-/// own statistics do) and factorised once; pass it to `frechet_distance` in place of the array so that the
+/// own statistics do; `two_pass`: it came from `np.cov`, and the mean, still checked, is left out of the
+/// tolerances) and factorised once; pass it to `frechet_distance` in place of the array so that the
 /// check and the distance share one factorisation.
 #[pyclass(name = "Covariance", module = "fidrs._fidrs", frozen)]
 pub struct PyCovariance {
@@ -23,7 +24,7 @@ pub struct PyCovariance {
 #[pymethods]
 impl PyCovariance {
     #[new]
-    #[pyo3(signature = (sigma, mean=None, *, samples=None, stored_as="float64", name="sigma".to_string(), mean_name="mu".to_string()))]
+    #[pyo3(signature = (sigma, mean=None, *, samples=None, stored_as="float64", two_pass=false, name="sigma".to_string(), mean_name="mu".to_string()))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -31,6 +32,7 @@ impl PyCovariance {
         mean: Option<PyReadonlyArray1<'_, f64>>,
         samples: Option<u64>,
         stored_as: &str,
+        two_pass: bool,
         name: String,
         mean_name: String,
     ) -> PyResult<Self> {
@@ -50,6 +52,7 @@ impl PyCovariance {
                 mean: mean.as_deref(),
                 one_pass_samples: samples,
                 precision,
+                two_pass,
             };
             let inner = without_gil(py, |_| {
                 Covariance::new(view, origin, &name, &mean_name, par)
@@ -187,6 +190,7 @@ pub fn frechet_distance<'py>(
                             mean: Some(mu),
                             one_pass_samples: None,
                             precision: Precision::Float32,
+                            two_pass: false,
                         };
                         Some(Covariance::new(v.view(), origin, name, mean_name, par)?)
                     }

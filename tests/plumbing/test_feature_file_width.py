@@ -25,7 +25,7 @@ from fidrs.errors import InvalidInputError
 from fidrs.feature_sets import MAX_FEATURE_WIDTH
 from fidrs.references import read_reference
 from fidrs.references.arrays import MAX_STATS_MEMBER_BYTES, LazyArray
-from fidrs.references.features import moments_of
+from fidrs.references.features import mean_and_covariance
 from measured_cli import cli_measured
 
 # A refusal reads the file's header and nothing of its width squared: in process it takes milliseconds (measured
@@ -133,11 +133,11 @@ def test_both_readers_take_the_bound_and_refuse_one_more(tmp_path, monkeypatch):
     monkeypatch.setattr(fidrs.feature_sets, "MAX_FEATURE_WIDTH", 64)
     at = _write(tmp_path, "at.npy", (3, 64))
     over = _write(tmp_path, "over.npy", (3, 65))
-    assert moments_of(LazyArray.open(at, None, kinds="f")).dim == 64
+    assert mean_and_covariance(LazyArray.open(at, None, kinds="f"))[1].shape == (64, 64)
     with pytest.warns(fidrs.UnknownModeWarning):  # no provenance file beside it
         assert load_embeddings(at).features.shape == (3, 64)
     with pytest.raises(InvalidInputError, match="over.npy: features 65 wide, over fidrs' limit of 64"):
-        moments_of(LazyArray.open(over, None, kinds="f"))
+        mean_and_covariance(LazyArray.open(over, None, kinds="f"))
     with pytest.raises(InvalidInputError, match="over.npy: features 65 wide, over fidrs' limit of 64"):
         load_embeddings(over)
 

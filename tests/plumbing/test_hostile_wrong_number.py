@@ -172,6 +172,62 @@ def test_round_off_in_genuine_statistics_is_accepted(tmp_path, capsys):
     assert abs(json.loads(out.stdout)["fid"]) < 1e-3
 
 
+def _hostile_mean_pairs(tmp_path) -> dict[str, tuple[str, str]]:
+    """pytorch-fid files whose huge mean once excused a Σ that is no covariance (the tolerance scaled with μ²):
+    each gave a FID that passed `--max-fid 0.5` (−16, −40, 0, −2.3)."""
+    big, eye = np.full(4, 1e8), np.eye(4)
+    asymmetric = eye.copy()
+    asymmetric[0, 1], asymmetric[1, 0] = 3.0, -3.0
+    files = {
+        "negative": _save(tmp_path / "neg.npz", mu=big, sigma=-5 * eye),
+        "positive": _save(tmp_path / "pos.npz", mu=big, sigma=eye),
+        "asymmetric": _save(tmp_path / "asym.npz", mu=big, sigma=asymmetric),
+        "f32-negative": _save(
+            tmp_path / "f32neg.npz", mu=np.full(4, 100, np.float32), sigma=(-0.05 * eye).astype(np.float32)
+        ),
+        "f32-positive": _save(
+            tmp_path / "f32pos.npz", mu=np.full(4, 100, np.float32), sigma=(0.05 * eye).astype(np.float32)
+        ),
+    }
+    return {
+        "negative vs positive": (files["negative"], files["positive"], "not positive semi-definite"),
+        "negative twice": (files["negative"], files["negative"], "not positive semi-definite"),
+        "asymmetric": (files["asymmetric"], files["positive"], "not symmetric"),
+        "float32 negative": (files["f32-negative"], files["f32-positive"], "not positive semi-definite"),
+    }
+
+
+def test_a_huge_mean_excuses_no_covariance_that_is_not_one(tmp_path, capsys):
+    for name, (a, b, reason) in _hostile_mean_pairs(tmp_path).items():
+        out = run_cli_here(capsys, "score", a, b, "--max-fid", "0.5")
+        assert out.returncode == 2, (name, out)
+        assert a in out.stderr and reason in out.stderr, (name, out.stderr)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_feature_files_with_a_large_common_offset_give_np_cov_s_distance(tmp_path, capsys, dtype):
+    """Rows 1e8 + N(0, 1) (1e3 + N(0, 1e-4) in float32): one-pass moments lost every digit of Σ (FID −0.23
+    where np.cov's gives 0.064, and a PASS); two passes give np.cov's statistics, and so its distance."""
+    from scipy import linalg
+
+    rng = np.random.default_rng(0)
+    offset, scale = (1e8, 1.0) if dtype == np.float64 else (1e3, 1e-2)
+    x = (offset + scale * rng.standard_normal((1000, 4))).astype(dtype)
+    y = (offset + 1.1 * scale * rng.standard_normal((1000, 4))).astype(dtype)
+    np.save(tmp_path / "x.npy", x)
+    np.save(tmp_path / "y.npy", y)
+    x64, y64 = x.astype(np.float64), y.astype(np.float64)
+    s1, s2 = np.cov(x64, rowvar=False), np.cov(y64, rowvar=False)
+    diff = x64.mean(0) - y64.mean(0)
+    expected = float(diff @ diff + np.trace(s1) + np.trace(s2) - 2 * np.trace(linalg.sqrtm(s1 @ s2).real))
+    out = run_cli_here(capsys, "score", str(tmp_path / "x.npy"), str(tmp_path / "y.npy"), "--json")
+    assert out.returncode == 0, out.stderr
+    # Both sides compute μ and Σ in two float64 passes (relative round-off ~n·ε·(|x − μ|/σ)² ≈ 1e-12 of Σ, the
+    # centred float32 rows 6e-8 of their own size); the distance of d = 4 is exact to ~1e-15 of Σ's scale.
+    # 1e-6 relative bounds both with room, and is 10⁵ below what one pass got wrong.
+    assert abs(json.loads(out.stdout)["fid"] - expected) <= 1e-6 * abs(expected), (out.stdout, expected)
+
+
 # ---------- the cached ONNX graph ----------
 
 

@@ -114,13 +114,16 @@ class LazyArray:
     shape: tuple[int, ...]
     dtype: np.dtype
     fortran_order: bool
+    # A member's CRC-32 as its archive records it (None: a `.npy` file). Each read checks the data against it,
+    # and a later read of a member whose header or CRC-32 is no longer this one is refused: another content.
+    crc32: int | None = None
 
     @classmethod
     def open(cls, path: str, member: str | None = None, *, kinds: str = "biuf", max_bytes: int = 1 << 36) -> LazyArray:
         """Describe the array, checking its header against `kinds` (numpy dtype kinds), `max_bytes` and the
         bytes the file holds."""
         where = _where(path, member)
-        with _stream(path, member) as (stream, available):
+        with _stream(path, member) as (stream, available, crc32):
             shape, fortran, dtype, header = read_npy_header(stream, where)
         if dtype.kind not in kinds:
             raise InvalidInputError(f"{where}: dtype {dtype}, expected one of the kinds {kinds!r}")
@@ -133,7 +136,7 @@ class LazyArray:
                 f"{where}: the header declares {shape} {dtype} ({nbytes} bytes) but {available - header} bytes "
                 f"follow it: the data is {state}"
             )
-        return cls(path, member, shape, dtype, fortran)
+        return cls(path, member, shape, dtype, fortran, crc32)
 
     @property
     def where(self) -> str:
@@ -155,9 +158,9 @@ class LazyArray:
     @contextlib.contextmanager
     def _data(self) -> Iterator:
         """The stream positioned at the data, after checking the header is still the one described."""
-        with _stream(self.path, self.member) as (stream, _available):
+        with _stream(self.path, self.member) as (stream, _available, crc32):
             shape, fortran, dtype, _ = read_npy_header(stream, self.where)
-            if (shape, fortran, dtype) != (self.shape, self.fortran_order, self.dtype):
+            if (shape, fortran, dtype, crc32) != (self.shape, self.fortran_order, self.dtype, self.crc32):
                 raise InvalidInputError(f"{self.where}: the file changed since it was opened")
             yield stream
 
@@ -342,13 +345,14 @@ def _check_member(info: zipfile.ZipInfo, where: str) -> None:
 
 @contextlib.contextmanager
 def _stream(path: str, member: str | None):
-    """(readable stream at the start of the array, bytes it holds), through `open_regular` (no FIFO, device…).
+    """(readable stream at the start of the array, bytes it holds, the member's recorded CRC-32 or None for a
+    `.npy`), through `open_regular` (no FIFO, device…).
     A stored member is read in place (`_Window`); a compressed one through zipfile (sequential reads). Its
     errors, opening or reading, are InvalidInputError naming the file and the member (`_Guarded`)."""
     where = _where(path, member)
     with open_regular(path) as f:
         if member is None:
-            yield f, os.fstat(f.fileno()).st_size
+            yield f, os.fstat(f.fileno()).st_size, None
             return
         archive = _open_archive(f, path)
         with archive:
@@ -368,7 +372,38 @@ def _stream(path: str, member: str | None):
                     f"{where}: not a readable .npz archive ({type(e).__name__}: {e!s:.200})"
                 ) from None
             with contextlib.nullcontext() if stored else stream:
-                yield _Guarded(stream, where), info.file_size
+                yield _Guarded(stream, where), info.file_size, info.CRC
+
+
+def open_npz_arrays(
+    path: str | os.PathLike,
+    keys: list[str] | None = None,
+    *,
+    kinds: str = ANY_KIND,
+    max_member_bytes: int = MAX_STATS_MEMBER_BYTES,
+    max_total_bytes: int | None = None,
+) -> tuple[list[str], dict[str, LazyArray]]:
+    """(every name the `.npz` holds, in order; {name: its LazyArray} for the wanted ones): `read_npz_members`
+    before any data is read, every check made."""
+    path = os.fspath(path)
+    with open_regular(path) as f:
+        head = f.read(4)
+        if head[:2] != b"PK":
+            what = "empty" if not head else "a .npy array, not an .npz archive" if head == b"\x93NUM" else "not an .npz"
+            raise InvalidInputError(f"{display(path)}: {what} file")
+        f.seek(0)
+        with _open_archive(f, path) as archive:
+            names = npz_names(archive, path)
+    wanted = list(names) if keys is None else [key for key in dict.fromkeys(keys) if key in names]
+    # Every header first: a member over the cap is refused before any data (of it or another) is inflated.
+    arrays = {key: LazyArray.open(path, names[key], kinds=kinds, max_bytes=max_member_bytes) for key in wanted}
+    total = sum(array.nbytes for array in arrays.values())
+    if max_total_bytes is not None and total > max_total_bytes:
+        raise InvalidInputError(
+            f"{display(path)}: its members {', '.join(wanted)} declare {total} bytes together, over the limit of "
+            f"{max_total_bytes}"
+        )
+    return list(names), arrays
 
 
 def read_npz_members(
@@ -386,25 +421,10 @@ def read_npz_members(
     is over the cap, or wanted members declaring more than `max_total_bytes` together (None: no bound but the
     per-member one): InvalidInputError naming the file, the member and the reason. The `.npz` reader of fidrs:
     statistics files of every format go through it."""
-    path = os.fspath(path)
-    with open_regular(path) as f:
-        head = f.read(4)
-        if head[:2] != b"PK":
-            what = "empty" if not head else "a .npy array, not an .npz archive" if head == b"\x93NUM" else "not an .npz"
-            raise InvalidInputError(f"{display(path)}: {what} file")
-        f.seek(0)
-        with _open_archive(f, path) as archive:
-            names = npz_names(archive, path)
-    wanted = list(names) if keys is None else [key for key in dict.fromkeys(keys) if key in names]
-    # Every header first: a member over the cap is refused before any data (of it or another) is inflated.
-    arrays = [LazyArray.open(path, names[key], kinds=kinds, max_bytes=max_member_bytes) for key in wanted]
-    total = sum(array.nbytes for array in arrays)
-    if max_total_bytes is not None and total > max_total_bytes:
-        raise InvalidInputError(
-            f"{display(path)}: its members {', '.join(wanted)} declare {total} bytes together, over the limit of "
-            f"{max_total_bytes}"
-        )
-    return {"__files__": list(names), **{key: array.load() for key, array in zip(wanted, arrays)}}
+    names, arrays = open_npz_arrays(
+        path, keys, kinds=kinds, max_member_bytes=max_member_bytes, max_total_bytes=max_total_bytes
+    )
+    return {"__files__": names, **{key: array.load() for key, array in arrays.items()}}
 
 
 def open_npz_member(path: str, name: str, **checks) -> LazyArray:
@@ -421,6 +441,7 @@ __all__ = [
     "ZIP_ERRORS",
     "LazyArray",
     "npz_names",
+    "open_npz_arrays",
     "open_npz_member",
     "read_npz_members",
 ]

@@ -1,11 +1,12 @@
-"""Statistics of a feature array (TF-GAN `pool_3` activations, clean-fid's KID `feats`), computed the way fidrs
-computes its own: streaming float64 moments n, Σx, Σxxᵀ, then μ = Σx/n and Σ = (Σxxᵀ − n·μμᵀ)/(n − 1)."""
+"""Statistics of a feature array (TF-GAN `pool_3` activations, clean-fid's KID `feats`, any N×d `.npy`), in two
+passes over the file, as `np.cov` computes them: the mean first, then the moments of the rows minus it. One-pass
+moments (Σ = (Σxxᵀ − n·μμᵀ)/(n − 1)) cancel around μ: rows with a large common offset (1e8 + N(0, 1)) lost
+every digit of Σ, and the distance of two such files came out negative and passed a gate."""
 
 from __future__ import annotations
 
 import numpy as np
 
-from .. import _fidrs
 from ..errors import InvalidInputError
 from ..feature_sets import check_feature_width
 from .arrays import LazyArray
@@ -14,10 +15,12 @@ from .arrays import LazyArray
 ROWS_PER_READ = 4096
 
 
-def moments_of(features: LazyArray) -> _fidrs.Moments:
-    """The moments of every row of an N×d float array. float32 (and float16, exactly widened) rows go through
-    `Moments.update` as fidrs' own features do; float64 rows are summed in float64 here (narrowing them to
-    float32 would round each feature by up to 6e-8 relative)."""
+def mean_and_covariance(features: LazyArray) -> tuple[np.ndarray, np.ndarray, int]:
+    """(μ, Σ, n) of every row of an N×d float array, in float64 (float32 and float16 rows exactly widened). Pass 1:
+    the mean. Pass 2: the products of the rows minus it, summed in float64, and Σ = (Σ ccᵀ − n·c̄c̄ᵀ)/(n − 1)
+    (c = x − μ, c̄ its mean: the round-off of μ, the corrected two-pass formula). Σ's round-off is then
+    relative to Σ, not to μ²; at 4,096 × 2,048 float32 rows a pass-2 block takes about as long as the one-pass
+    `Moments.update` did (0.19–0.31 s against 0.26–0.29 s, measured)."""
     if len(features.shape) != 2 or features.shape[1] == 0:
         raise InvalidInputError(f"{features.where}: features must be an N×d array, got shape {features.shape}")
     check_feature_width(features.where, features.shape[1])  # before the d×d moments below
@@ -26,25 +29,26 @@ def moments_of(features: LazyArray) -> _fidrs.Moments:
     n, d = features.shape
     if n < 2:
         raise InvalidInputError(f"{features.where}: {n} feature row(s): statistics need at least 2")
-    wide = features.dtype.itemsize > 4
-    moments = _fidrs.Moments(d)
     total = np.zeros(d)
-    outer = np.zeros((d, d))
     start = 0
     for block in features.batches(ROWS_PER_READ):
         if not np.isfinite(block).all():
             row = start + int(np.argwhere(~np.isfinite(block))[0][0])
             raise InvalidInputError(f"{features.where}: feature row {row} holds NaN or infinite values")
-        if wide:
-            x = np.asarray(block, dtype=np.float64)
-            total += x.sum(axis=0)
-            outer += x.T @ x
-        else:
-            moments.update(np.ascontiguousarray(block, dtype=np.float32))
+        total += block.sum(axis=0, dtype=np.float64)
         start += len(block)
-    if wide:
-        moments = _fidrs.Moments.from_parts(n, total, (outer + outer.T) / 2)
-    return moments
+    mean = total / n
+    centred_total, outer, rows = np.zeros(d), np.zeros((d, d)), 0
+    for block in features.batches(ROWS_PER_READ):
+        centred = np.asarray(block, dtype=np.float64) - mean
+        centred_total += centred.sum(axis=0)
+        outer += centred.T @ centred
+        rows += len(block)
+    if rows != n:  # pragma: no cover - `batches` reads the shape the header declared
+        raise InvalidInputError(f"{features.where}: {rows} rows in the second pass, {n} in the first")
+    shift = centred_total / n
+    sigma = (outer - n * np.outer(shift, shift)) / (n - 1)
+    return mean, (sigma + sigma.T) / 2, n
 
 
-__all__ = ["ROWS_PER_READ", "moments_of"]
+__all__ = ["ROWS_PER_READ", "mean_and_covariance"]

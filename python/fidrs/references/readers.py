@@ -28,13 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..deferred import Deferred
 from ..display import display
 from ..errors import InvalidInputError
 from ..files import read_npz
 from ..regular_files import open_regular, read_regular
-from ..statistics import MAX_SAMPLES, Stats, check_statistics, load_all
-from .arrays import MAX_STATS_MEMBER_BYTES, LazyArray, open_npz_member
-from .features import moments_of
+from ..statistics import MAX_SAMPLES, check_statistics, load_all
+from .arrays import MAX_STATS_MEMBER_BYTES, LazyArray, open_npz_arrays, open_npz_member
+from .features import mean_and_covariance
 from .provenance import UNKNOWN, ReferenceProvenance
 from .reference import ReferenceEntry, ReferenceFile
 from .unpickler import loads_numpy_pickle
@@ -78,27 +79,40 @@ def _numeric(where: str, name: str, value) -> np.ndarray:
     return value
 
 
-def _entry(where: str, label: str, mu, sigma, n: int | None, provenance: ReferenceProvenance) -> ReferenceEntry:
+def _entry(
+    where: str,
+    label: str,
+    mu,
+    sigma,
+    n: int | None,
+    provenance: ReferenceProvenance,
+    sigma_member: LazyArray | None = None,
+    *,
+    two_pass: bool,
+) -> ReferenceEntry:
+    """The entry of a mean and covariance, Σ checked and factorised once (the distance reuses the factor);
+    `two_pass`: made by `np.cov` (`check_statistics`). Σ read from `sigma_member` (an `.npz` member, `sigma`
+    being its data) is not kept: the entry reads it again when asked (`deferred`), and refuses a file changed
+    since."""
     mu, sigma = _numeric(where, "mu", mu), _numeric(where, "sigma", sigma)
-    covariance = check_statistics(where, mu, sigma)  # checked and factorised once: the distance reuses it
-    return ReferenceEntry(
-        label,
-        np.asarray(mu, dtype=np.float64),
-        np.asarray(sigma, dtype=np.float64),
-        n,
-        provenance,
-        _stored(mu=mu, sigma=sigma),
-        covariance=covariance,
+    covariance = check_statistics(where, mu, sigma, two_pass=two_pass)
+    stored = _stored(mu=mu, sigma=sigma)
+    if sigma_member is None:
+        kept = np.asarray(sigma, dtype=np.float64)
+    else:
+        kept = Deferred(lambda: np.asarray(sigma_member.load(), dtype=np.float64), sigma_member.where)
+    del sigma
+    return ReferenceEntry(label, np.asarray(mu, dtype=np.float64), kept, n, provenance, stored, covariance=covariance)
+
+
+def _load(path: str, members: list[str], keys: list[str]) -> dict[str, LazyArray]:
+    """The members `keys` (those present) of an .npz, described, through fidrs' one `.npz` reader
+    (`arrays.open_npz_arrays`): every header checked against its size before any allocation (numpy's own reader
+    allocates what a header declares first), at most MAX_STATS_MEMBER_BYTES, numbers only. `.load()` reads one."""
+    _, arrays = open_npz_arrays(
+        path, [key for key in keys if key in members], kinds="fiu", max_member_bytes=MAX_STATS_MEMBER_BYTES
     )
-
-
-def _load(path: str, members: list[str], keys: list[str]) -> dict[str, np.ndarray]:
-    """The members `keys` (those present) of an .npz, through fidrs' one `.npz` reader (`files.read_npz`): every
-    header checked against its size before any allocation (numpy's own reader allocates what a header declares
-    first), at most MAX_STATS_MEMBER_BYTES, numbers only."""
-    data = read_npz(path, keys=[key for key in keys if key in members], kinds="fiu")
-    del data["__files__"]
-    return data
+    return arrays
 
 
 def _sample_count(where: str, value) -> int:
@@ -113,12 +127,9 @@ def _sample_count(where: str, value) -> int:
 
 
 def _features_entry(features: LazyArray, label: str) -> ReferenceEntry:
-    moments = moments_of(features)
-    stats = Stats.from_moments(moments, None, None, None)
-    covariance = check_statistics(features.where, stats.mu, stats.sigma)
-    return ReferenceEntry(
-        label, stats.mu, stats.sigma, moments.n, UNKNOWN, f"{label} {features.dtype} features", covariance=covariance
-    )
+    mu, sigma, n = mean_and_covariance(features)
+    covariance = check_statistics(features.where, mu, sigma, two_pass=True)
+    return ReferenceEntry(label, mu, sigma, n, UNKNOWN, f"{label} {features.dtype} features", covariance=covariance)
 
 
 # --- the formats -------------------------------------------------------------------------------------------
@@ -134,10 +145,13 @@ def _read_adm(path: str, members: list[str]) -> ReferenceFile:
         # Only the evaluator's own layout (with the sFID statistics) implies its protocol; mu/sigma beside images
         # alone could come from any tool.
         provenance = ADM_PROVENANCE if {"mu_s", "sigma_s"} <= set(members) else UNKNOWN
-        entries.append(_entry(path, "mu,sigma", data["mu"], data["sigma"], None, provenance))
+        sigma = data["sigma"]
+        entries.append(
+            _entry(path, "mu,sigma", data["mu"].load(), sigma.load(), None, provenance, sigma, two_pass=True)
+        )
     spatial = None
     if "mu_s" in members or "sigma_s" in members:
-        data = _load(path, members, ["mu_s", "sigma_s"])
+        data = {key: array.load() for key, array in _load(path, members, ["mu_s", "sigma_s"]).items()}
         mu_s, sigma_s = data.get("mu_s"), data.get("sigma_s")
         if mu_s is None or sigma_s is None or mu_s.ndim != 1 or sigma_s.shape != (mu_s.size, mu_s.size):
             shapes = [getattr(a, "shape", None) for a in (mu_s, sigma_s)]
@@ -167,7 +181,8 @@ def _read_mu_sigma(path: str, members: list[str]) -> ReferenceFile:
         raise InvalidInputError(f"{display(path)}: statistics need 'mu' and 'sigma', has {sorted(members)}")
     extra = sorted(set(members) - {"mu", "sigma"})
     notes = (f"other members ignored: {', '.join(extra)}",) if extra else ()
-    entry = _entry(path, "mu,sigma", data["mu"], data["sigma"], None, UNKNOWN)
+    sigma = data["sigma"]
+    entry = _entry(path, "mu,sigma", data["mu"].load(), sigma.load(), None, UNKNOWN, sigma, two_pass=True)
     return ReferenceFile.of(path, "mu-sigma", [entry], notes=notes)
 
 
@@ -217,7 +232,8 @@ def _read_edm2(path: str) -> ReferenceFile:
             continue
         backbone, mode = EDM2_METRICS[key]
         provenance = ReferenceProvenance(tool="edm2", backbone=backbone, mode=mode, n=n, source="format")
-        entries.append(_entry(f"{path} [{key}]", key, value["mu"], value["sigma"], n, provenance))
+        # EDM2 (as StyleGAN's FeatureStats) computes Σ from one-pass float64 moments: round-off around μ.
+        entries.append(_entry(f"{path} [{key}]", key, value["mu"], value["sigma"], n, provenance, two_pass=False))
     if not entries:
         raise InvalidInputError(f"{where}: holds none of EDM2's statistics ({', '.join(EDM2_METRICS)})")
     return ReferenceFile.of(path, "edm2-pkl", entries, notes=tuple(notes))

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from .. import deferred
+from ..deferred import DeferredField
 from ..display import display
 from ..errors import IncompatibleStatsError
 from ..provenance import check_backbone_width
@@ -27,7 +29,7 @@ class ReferenceEntry:
 
     label: str
     mu: np.ndarray
-    sigma: np.ndarray
+    sigma: np.ndarray = DeferredField()  # type: ignore[assignment]  # a file's Σ is read again when asked for
     n: int | None
     provenance: ReferenceProvenance
     stored: str
@@ -44,7 +46,8 @@ class ReferenceEntry:
         p = self.provenance
         if self.stats is not None and (self.stats.mode, self.stats.backbone) == (p.mode, p.backbone):
             return self.stats
-        return Stats(self.mu, self.sigma, self.n, p.mode, p.weights, None, p.backbone, covariance=self.covariance)
+        sigma = deferred.raw(self, "sigma")  # not read here: the distance needs only the factor
+        return Stats(self.mu, sigma, self.n, p.mode, p.weights, None, p.backbone, covariance=self.covariance)
 
 
 @dataclass(frozen=True)
@@ -120,7 +123,8 @@ class ReferenceFile:
                         f"{theirs}"
                     )
             n = recorded.n if recorded.n is not None else given.n
-            entries.append(replace(entry, n=n, provenance=replace(given, n=n, weights=recorded.weights)))
+            provenance = replace(given, n=n, weights=recorded.weights)
+            entries.append(deferred.replace(entry, n=n, provenance=provenance))
         notes = self.notes + ((note,) if note else ())
         return ReferenceFile.of(
             self.path,
