@@ -36,6 +36,13 @@ def frechet_distance_scipy(mu1, sigma1, mu2, sigma2, eps: float = 1e-6) -> float
     return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))
 
 
+def _scipy_fails(reason: str) -> InvalidInputError:
+    return InvalidInputError(
+        f"pytorch-fid's method (SciPy's sqrtm of Σ₁Σ₂) fails on these statistics: {reason}; the exact method "
+        "(method='eigh', the default) computes their distance"
+    )
+
+
 def _check_iteration_limits(tolerance: Any, max_iterations: Any) -> None:
     """Newton–Schulz's stopping rule must be able to stop on convergence: at least one iteration (0 returned the
     starting guess, 17.8 for an exact 8.0, with only a warning) and a tolerance that is a finite number in (0, 1)."""
@@ -104,7 +111,12 @@ def frechet_distance(
     arrays = [mu1, sigma1, mu2, sigma2]
     if method == "scipy":
         start = time.perf_counter()
-        value = frechet_distance_scipy(*arrays)
+        try:
+            value = frechet_distance_scipy(*arrays)
+        except (ValueError, np.linalg.LinAlgError) as e:  # sqrtm's own failures, and pytorch-fid's imaginary part
+            raise _scipy_fails(str(e)) from None
+        if not np.isfinite(value):  # Σ₁Σ₂ overflowed (covariances near 1e154 and above)
+            raise _scipy_fails(f"the distance came out {value}")
         info = {
             "value": value,
             "method": "scipy",

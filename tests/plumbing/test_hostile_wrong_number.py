@@ -228,6 +228,27 @@ def test_feature_files_with_a_large_common_offset_give_np_cov_s_distance(tmp_pat
     assert abs(json.loads(out.stdout)["fid"] - expected) <= 1e-6 * abs(expected), (out.stdout, expected)
 
 
+def test_two_archives_end_to_end_are_refused_not_read_as_the_second(tmp_path, capsys):
+    """zipfile (and numpy) read such a file as its last archive: the first one's statistics were silently not
+    the ones compared."""
+    first = _save(tmp_path / "first.npz", mu=np.zeros(3), sigma=np.eye(3))
+    second = _save(tmp_path / "second.npz", mu=np.ones(3), sigma=2 * np.eye(3))
+    both = tmp_path / "both.npz"
+    both.write_bytes(Path(first).read_bytes() + Path(second).read_bytes())
+    out = run_cli_here(capsys, "score", str(both), first)
+    assert out.returncode == 2 and str(both) in out.stderr and "before its archive's first member" in out.stderr
+
+
+def test_pytorch_fid_s_method_failing_is_bad_input_with_the_way_out(tmp_path, capsys):
+    """At covariances of 1e280, Σ₁Σ₂ overflows in SciPy's path (pytorch-fid's): exit 2 naming the exact method,
+    which computes the distance (0 for a file against itself)."""
+    huge = _save(tmp_path / "huge.npz", mu=np.zeros(3), sigma=1e280 * np.eye(3))
+    out = run_cli_here(capsys, "score", huge, huge, "--method", "scipy")
+    assert out.returncode == 2 and "pytorch-fid's method" in out.stderr and "method='eigh'" in out.stderr
+    exact = run_cli_here(capsys, "score", huge, huge, "--json")
+    assert exact.returncode == 0 and json.loads(exact.stdout)["fid"] == 0.0
+
+
 # ---------- the cached ONNX graph ----------
 
 

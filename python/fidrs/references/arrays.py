@@ -303,7 +303,15 @@ def npz_names(archive: zipfile.ZipFile, path: str) -> dict[str, str]:
     clean-fid) reads the member `x` when there is one and `x.npy` otherwise, and of a name stored twice (zip
     allows it) zipfile reads the last; a reader reading the other would compute another FID from the same file."""
     names: dict[str, str] = {}
-    members = {info.filename for info in archive.infolist()}
+    infos = archive.infolist()
+    if infos and min(info.header_offset for info in infos) != 0:
+        # zipfile reads an archive behind other data (another archive: two .npz files put end to end) from where
+        # its directory says; numpy writes the first member at the start. Which archive is the file?
+        raise InvalidInputError(
+            f"{display(path)}: holds data before its archive's first member (another archive, or a damaged "
+            "file): not an .npz as numpy writes it"
+        )
+    members = {info.filename for info in infos}
     for info in archive.infolist():
         member = info.filename
         name = member[:-4] if member.endswith(".npy") else member
