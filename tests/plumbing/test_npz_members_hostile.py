@@ -595,3 +595,15 @@ def test_a_member_longer_than_its_header_is_not_called_truncated(tmp_path):
     path.write_bytes(_zip([("mu.npy", _npy(mu)), ("sigma.npy", _npy(sigma) + bytes(16))]))
     with pytest.raises(InvalidInputError, match="the data is longer than its header says"):
         fidrs.Stats.load(path)
+
+
+def test_an_oversized_npy_header_is_refused_without_numpy_s_allow_pickle_advice(tmp_path):
+    from fidrs.errors import InvalidInputError
+    from fidrs.references import read_reference
+
+    header = "{'descr': '<f8', 'fortran_order': False, 'shape': (2, 2), }" + " " * 50_000 + "\n"
+    path = tmp_path / "big-header.npy"
+    path.write_bytes(b"\x93NUMPY\x02\x00" + struct.pack("<I", len(header)) + header.encode() + bytes(32))
+    with pytest.raises(InvalidInputError, match="header is over 10000 bytes") as refused:
+        read_reference(str(path))
+    assert "allow_pickle" not in str(refused.value) and "big-header.npy" in str(refused.value)

@@ -96,6 +96,11 @@ def read_npy_header(stream, where: str, max_header_size: int = 10_000) -> tuple[
     except InvalidInputError:
         raise
     except Exception as e:  # noqa: BLE001 - numpy's header parser raises ValueError (and others) on damage
+        if "max_header_size" in str(e):  # numpy's message would advise allow_pickle=True: never, for a file here
+            raise InvalidInputError(
+                f"{where}: its .npy header is over {max_header_size} bytes (a few hundred describe any array): "
+                "damaged or crafted"
+            ) from None
         raise InvalidInputError(f"{where}: not a readable .npy header ({type(e).__name__}: {e!s:.200})") from None
     if dtype.hasobject or len(shape) > _MAX_NDIM:
         raise InvalidInputError(f"{where}: an array of dtype {dtype} and shape {shape} is not read")
